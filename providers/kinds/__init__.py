@@ -1,0 +1,1 @@
+"""One module per provider kind; `providers.catalogue` registers an instance of each."""
