@@ -1,0 +1,82 @@
+# Routine actions. The two that matter: `make run` (PolicyHub with demo data) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CODEX_VERSIONS := 0.169.0
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+# Settings for everything that loads Django outside `make run` (checks, mypy, tests).
+TEST_ENV := SECRET_KEY=test-only-not-a-secret SECURE_SSL_REDIRECT=0 DATABASE_URL=$(TEST_DATABASE_URL)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test venv services codex lint check pytest clean
+
+## run: PolicyHub on http://127.0.0.1:8000 with the demo organisation (SQLite and in-process
+## tasks by default; PostgreSQL, Redis and a Celery worker when DATABASE_URL/REDIS_URL are set).
+run: venv
+	@export DEBUG=$${DEBUG:-1}; \
+	$(PY) manage.py migrate --no-input -v0 && $(PY) manage.py seed_demo && \
+	if [ -n "$$REDIS_URL" ]; then \
+		$(VENV)/bin/celery -A policyhub worker --loglevel=INFO --concurrency=2 & \
+		trap 'kill %1 2>/dev/null' EXIT; \
+	fi; \
+	echo; echo "PolicyHub: http://$(HOST):$(PORT)/  (log in with the demo admin above)"; echo; \
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+## test: lint, type-check, Django checks, then the whole suite on PostgreSQL and Redis with the
+## real Codex binary.
+test: venv services codex lint check pytest
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+## services: start PostgreSQL and Redis on loopback if they are down (installing them if missing).
+services:
+	@if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
+		command -v pg_ctlcluster >/dev/null || { apt-get update -q && apt-get install -y -q postgresql; }; \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | tail -n1) main start; \
+		for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
+	fi
+	@if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then \
+		command -v redis-server >/dev/null || { apt-get update -q && apt-get install -y -q redis-server; }; \
+		mkdir -p /var/lib/redis /var/log/redis; \
+		redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+			--dir /var/lib/redis --logfile /var/log/redis/ci.log; \
+		for i in $$(seq 30); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break; sleep 1; done; \
+	fi
+	@pg_isready -h 127.0.0.1 -p 5432 && redis-cli -h 127.0.0.1 ping
+
+## codex: the pinned Codex CLI release(s), project-local and git-ignored.
+codex:
+	@for v in $(CODEX_VERSIONS); do \
+		bin=.codex-bin/$$v/node_modules/.bin/codex; \
+		if ! $$bin --version 2>/dev/null | grep -qx "codex-cli $$v"; then \
+			mkdir -p .codex-bin/$$v && \
+			npm install --no-audit --no-fund --loglevel=error --prefix .codex-bin/$$v @openai/codex@$$v; \
+		fi; \
+		$$bin --version; \
+	done
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(TEST_ENV) $(VENV)/bin/mypy policyhub providers tests
+
+check: venv
+	$(TEST_ENV) $(PY) manage.py check --fail-level WARNING
+	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
+	@# The production configuration must pass Django's deployment checklist.
+	DEBUG=0 SECRET_KEY=$$(head -c 48 /dev/urandom | base64) ALLOWED_HOSTS=policyhub.example \
+		DATABASE_URL=$(TEST_DATABASE_URL) $(PY) manage.py check --deploy --fail-level WARNING
+
+pytest: venv
+	$(TEST_ENV) REDIS_URL=$(TEST_REDIS_URL) POLICYHUB_REQUIRE_CODEX=1 \
+		$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .codex-bin policyhub.sqlite3 .mypy_cache .ruff_cache

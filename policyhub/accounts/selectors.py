@@ -1,0 +1,15 @@
+"""Reads of organisations and memberships."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.db.models import QuerySet
+
+from policyhub.accounts.models import Organization
+
+
+def organizations_for(user: User | AnonymousUser) -> QuerySet[Organization]:
+    """The organisations `user` is a member of (none for anonymous users)."""
+    if not user.is_authenticated:
+        return Organization.objects.none()
+    return Organization.objects.filter(memberships__user_id=user.pk).order_by("slug")

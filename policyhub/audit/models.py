@@ -1,0 +1,35 @@
+"""The audit trail: one append-only row per change, written in the same transaction."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from policyhub.accounts.models import Organization
+
+
+class AuditEvent(models.Model):
+    """Who changed what, when, from what to what, and why."""
+
+    organization = models.ForeignKey(
+        Organization, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept even if the user is later removed.
+    actor_label = models.CharField(max_length=150)
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64)
+    object_key = models.CharField(max_length=1024)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["organization", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.object_type} {self.object_key}"

@@ -1,0 +1,41 @@
+"""Writing audit events; every service that changes something calls `audit_record`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from policyhub.accounts.models import Organization
+from policyhub.audit.models import AuditEvent
+
+
+def audit_record(
+    *,
+    organization: Organization | None,
+    actor: User | None,
+    action: str,
+    object_type: str,
+    object_key: str,
+    before: Any = None,
+    after: Any = None,
+    reason: str = "",
+) -> AuditEvent:
+    """Append one event; must run inside the transaction of the change it records."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("audit_record must run inside the transaction of the change")
+    event = AuditEvent(
+        organization=organization,
+        actor=actor if actor is not None and actor.pk else None,
+        actor_label=actor.get_username() if actor is not None else "system",
+        action=action,
+        object_type=object_type,
+        object_key=object_key,
+        before=before,
+        after=after,
+        reason=reason,
+    )
+    event.full_clean()
+    event.save()
+    return event

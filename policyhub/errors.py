@@ -1,0 +1,19 @@
+"""The one error type services raise for bad input; views, APIs and commands map it to a clean
+answer that lists every issue with its field path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from providers.base import Issue
+
+
+class ApplicationError(Exception):
+    """A request PolicyHub refuses: nothing was stored."""
+
+    def __init__(self, message: str, issues: Sequence[Issue] = ()) -> None:
+        self.message, self.issues = message, list(issues)
+        super().__init__(message)
+
+    def lines(self) -> list[str]:
+        return [self.message, *(f"  {issue}" for issue in self.issues)]
