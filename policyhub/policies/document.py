@@ -1,0 +1,286 @@
+"""Policy as code: an organisation's whole policy as one TOML document, and the plan between two.
+
+    [organization]                      slug, name
+    [providers.<name>]                  kind, provider_id, <kind fields>, [capabilities]
+    [requirements] [config]             the organisation root node
+    [profiles.<name>] [mcp_servers.<name>]
+    [teams."<slug path>"]               name, and the same four sections per team
+
+`parse` refuses a document whole, with field paths; `dump` is deterministic and
+`parse(dump(p)) == p`; `plan` lists every create, change and delete between two policies.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from policyhub.policies.domain import Endpoint, Json, Node, OrgPolicy, TeamSpec
+from policyhub.policies.schema import NAME_RE, check_str
+from policyhub.rendering.render import toml_text
+from providers import KINDS
+from providers.base import Issue
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+NODE_SECTIONS = ("requirements", "config", "profiles", "mcp_servers")
+MAX_TEAM_DEPTH = 16
+
+
+class DocumentInvalid(Exception):
+    """The document cannot be applied; every issue carries its field path."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        self.issues = issues
+        super().__init__("; ".join(str(i) for i in issues))
+
+
+# --- parse ---------------------------------------------------------------------------------------
+
+
+def parse(text: str) -> OrgPolicy:
+    """Parse a policy document; raises DocumentInvalid naming every structural problem."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DocumentInvalid([Issue("error", "", f"is not valid TOML: {exc}")]) from None
+    issues: list[Issue] = []
+    known = {"organization", "providers", "teams", *NODE_SECTIONS}
+    issues += [Issue("error", k, "is not a known section") for k in raw if k not in known]
+
+    org = _table(raw, "organization", issues)
+    slug, name = org.get("slug"), org.get("name")
+    if not isinstance(slug, str) or not SLUG_RE.match(slug):
+        issues.append(
+            Issue("error", "organization.slug", "must be lowercase letters, digits and '-'")
+        )
+    issues += check_str(max_len=200)(name, "organization.name")
+    issues += [
+        Issue("error", f"organization.{k}", "is not a known key")
+        for k in org
+        if k not in ("slug", "name")
+    ]
+
+    endpoints = {}
+    for ep_name, ep in _table(raw, "providers", issues).items():
+        where = f"providers.{ep_name}"
+        if not isinstance(ep, Mapping):
+            issues.append(Issue("error", where, "must be a table"))
+            continue
+        kind = ep.get("kind")
+        if kind not in KINDS:
+            issues.append(Issue("error", f"{where}.kind", f"must be one of {', '.join(KINDS)}"))
+            continue
+        settings = {k: v for k, v in ep.items() if k not in ("kind", "provider_id", "capabilities")}
+        provider_id = ep.get(
+            "provider_id", KINDS[kind].builtin_id or KINDS[kind].default_provider_id
+        )
+        if not isinstance(provider_id, str):
+            issues.append(Issue("error", f"{where}.provider_id", "must be a string"))
+            continue
+        caps = ep.get("capabilities", {})
+        if not isinstance(caps, Mapping):
+            issues.append(Issue("error", f"{where}.capabilities", "must be a table"))
+            continue
+        endpoints[ep_name] = Endpoint(ep_name, kind, provider_id, settings, dict(caps))
+
+    root = _node(raw, "", issues)
+    teams = {}
+    for path, team in _table(raw, "teams", issues).items():
+        where = f"teams.{path}"
+        parts = path.split("/")
+        if len(parts) > MAX_TEAM_DEPTH or not all(SLUG_RE.match(p) for p in parts):
+            issues.append(
+                Issue(
+                    "error",
+                    where,
+                    "must be a path of slugs (lowercase letters, digits, '-') joined by '/'",
+                )
+            )
+            continue
+        if not isinstance(team, Mapping):
+            issues.append(Issue("error", where, "must be a table"))
+            continue
+        issues += [
+            Issue("error", f"{where}.{k}", "is not a known key")
+            for k in team
+            if k not in ("name", *NODE_SECTIONS)
+        ]
+        team_name = team.get("name", parts[-1])
+        issues += check_str(max_len=200)(team_name, f"{where}.name")
+        teams[path] = TeamSpec(path, team_name, _node(team, where, issues))
+    for path in teams:
+        parent = path.rsplit("/", 1)[0] if "/" in path else None
+        if parent is not None and parent not in teams:
+            issues.append(
+                Issue("error", f"teams.{path}", f"has no parent team {parent!r} in the document")
+            )
+    if issues:
+        raise DocumentInvalid(issues)
+    return OrgPolicy(str(slug), str(name), endpoints, root, teams)
+
+
+def _table(
+    raw: Mapping[str, Any], key: str, issues: list[Issue], prefix: str = ""
+) -> Mapping[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, Mapping):
+        issues.append(Issue("error", f"{prefix}{key}", "must be a table"))
+        return {}
+    return value
+
+
+def _node(raw: Mapping[str, Any], where: str, issues: list[Issue]) -> Node:
+    prefix = f"{where}." if where else ""
+    sections = {s: dict(_table(raw, s, issues, prefix)) for s in NODE_SECTIONS}
+    for section in ("profiles", "mcp_servers"):
+        for item_name, item in sections[section].items():
+            if not isinstance(item, Mapping):
+                issues.append(Issue("error", f"{prefix}{section}.{item_name}", "must be a table"))
+            elif not NAME_RE.match(item_name):
+                issues.append(
+                    Issue(
+                        "error",
+                        f"{prefix}{section}.{item_name}",
+                        "must be a name of lowercase letters, digits, '-' and '_'",
+                    )
+                )
+    return Node(
+        sections["requirements"], sections["config"], sections["profiles"], sections["mcp_servers"]
+    )
+
+
+# --- dump ----------------------------------------------------------------------------------------
+
+
+def to_dict(policy: OrgPolicy) -> Json:
+    doc: Json = {"organization": {"slug": policy.slug, "name": policy.name}}
+    if policy.endpoints:
+        doc["providers"] = {}
+        for name in sorted(policy.endpoints):
+            ep = policy.endpoints[name]
+            entry: Json = {"kind": ep.kind, "provider_id": ep.provider_id, **_sorted(ep.settings)}
+            if ep.capabilities:
+                entry["capabilities"] = _sorted(dict(ep.capabilities))
+            doc["providers"][name] = entry
+    doc.update(_node_dict(policy.root))
+    if policy.teams:
+        doc["teams"] = {
+            p: {"name": t.name, **_node_dict(t.node)} for p, t in sorted(policy.teams.items())
+        }
+    return doc
+
+
+def dump(policy: OrgPolicy) -> str:
+    """The whole policy as deterministic TOML text."""
+    header = (
+        f"# PolicyHub policy of organisation {policy.slug}.\n"
+        f"# Plan and apply: python manage.py policy apply --org {policy.slug} FILE [--dry-run]\n\n"
+    )
+    return header + toml_text(to_dict(policy))
+
+
+def _node_dict(node: Node) -> Json:
+    out: Json = {}
+    for section in NODE_SECTIONS:
+        value = getattr(node, section)
+        if value:
+            out[section] = _sorted(dict(value))
+    return out
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
+# --- plan ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """One line of a plan: create, change or delete of one object (and, for changes, one key)."""
+
+    action: str  # "create" | "change" | "delete"
+    object: str  # "provider azure-ci", "team platform/ci", "team platform/ci profile ci", ...
+    key: str = ""
+    before: Any = None
+    after: Any = None
+
+    def __str__(self) -> str:
+        sign = {"create": "+", "change": "~", "delete": "-"}[self.action]
+        if self.action == "change":
+            return f"{sign} {self.object} {self.key}: {_show(self.before)} -> {_show(self.after)}"
+        return f"{sign} {self.object}"
+
+
+def plan(current: OrgPolicy, wanted: OrgPolicy) -> list[Change]:
+    """Every difference between two policies, deletions included, in a stable order."""
+    changes: list[Change] = []
+    if current.name != wanted.name:
+        changes.append(Change("change", "organization", "name", current.name, wanted.name))
+    old_eps = {n: _endpoint_dict(e) for n, e in current.endpoints.items()}
+    new_eps = {n: _endpoint_dict(e) for n, e in wanted.endpoints.items()}
+    changes += _diff_objects("provider", old_eps, new_eps)
+    changes += _diff_node("organization", current.root, wanted.root)
+    for path in sorted(set(current.teams) | set(wanted.teams)):
+        old, new = current.teams.get(path), wanted.teams.get(path)
+        label = f"team {path}"
+        if old is None and new is not None:
+            changes.append(Change("create", label, after=new.name))
+            changes += _diff_node(label, Node(), new.node)
+        elif new is None and old is not None:
+            changes.append(Change("delete", label, before=old.name))
+        elif old is not None and new is not None:
+            if old.name != new.name:
+                changes.append(Change("change", label, "name", old.name, new.name))
+            changes += _diff_node(label, old.node, new.node)
+    return changes
+
+
+def _endpoint_dict(ep: Endpoint) -> Json:
+    return {
+        "kind": ep.kind,
+        "provider_id": ep.provider_id,
+        **ep.settings,
+        "capabilities": dict(ep.capabilities),
+    }
+
+
+def _diff_node(label: str, old: Node, new: Node) -> list[Change]:
+    changes = _diff_keys(label, "requirements", old.requirements, new.requirements)
+    changes += _diff_keys(label, "config", old.config, new.config)
+    changes += _diff_objects(f"{label} profile", dict(old.profiles), dict(new.profiles))
+    changes += _diff_objects(f"{label} mcp server", dict(old.mcp_servers), dict(new.mcp_servers))
+    return changes
+
+
+def _diff_keys(
+    label: str, section: str, old: Mapping[str, Any], new: Mapping[str, Any]
+) -> list[Change]:
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key) or (key in old) != (key in new):
+            changes.append(Change("change", label, f"{section}.{key}", old.get(key), new.get(key)))
+    return changes
+
+
+def _diff_objects(label: str, old: Mapping[str, Json], new: Mapping[str, Json]) -> list[Change]:
+    changes = []
+    for name in sorted(set(old) | set(new)):
+        if name not in old:
+            changes.append(Change("create", f"{label} {name}", after=new[name]))
+        elif name not in new:
+            changes.append(Change("delete", f"{label} {name}", before=old[name]))
+        else:
+            changes += _diff_keys(f"{label} {name}", "", old[name], new[name])
+    return [Change(c.action, c.object, c.key.lstrip("."), c.before, c.after) for c in changes]
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value is None else repr(value)

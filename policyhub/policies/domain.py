@@ -1,0 +1,79 @@
+"""An organisation's whole policy as plain, immutable data.
+
+The same shape comes from the database (`selectors.org_policy`) and from a policy-as-code document
+(`document.parse`), so validation, resolution and rendering never care where it came from, and a
+document can be checked completely before a single row is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A named provider endpoint: its kind, the Codex provider id it renders as, its settings."""
+
+    name: str
+    kind: str
+    provider_id: str
+    settings: Json = field(default_factory=dict)
+    capabilities: Mapping[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Node:
+    """What one node (the organisation root or a team) sets; empty sections set nothing."""
+
+    requirements: Json = field(default_factory=dict)
+    config: Json = field(default_factory=dict)
+    profiles: Mapping[str, Json] = field(default_factory=dict)
+    mcp_servers: Mapping[str, Json] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        return not (self.requirements or self.config or self.profiles or self.mcp_servers)
+
+
+@dataclass(frozen=True)
+class TeamSpec:
+    """A team of the tree, addressed by its slug path (`platform/ci`)."""
+
+    path: str
+    name: str
+    node: Node = field(default_factory=Node)
+
+    @property
+    def slug(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def parent_path(self) -> str | None:
+        return self.path.rsplit("/", 1)[0] if "/" in self.path else None
+
+
+@dataclass(frozen=True)
+class OrgPolicy:
+    """Everything an organisation governs: endpoints, the root node and the team tree."""
+
+    slug: str
+    name: str
+    endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
+    root: Node = field(default_factory=Node)
+    teams: Mapping[str, TeamSpec] = field(default_factory=dict)
+
+    @property
+    def root_label(self) -> str:
+        return f"{self.slug} (organisation)"
+
+    def chain(self, path: str) -> list[tuple[str, Node]]:
+        """The nodes that shape `path`, root first: the organisation, each ancestor, the team."""
+        parts = path.split("/")
+        chain = [(self.root_label, self.root)]
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            chain.append((prefix, self.teams[prefix].node))
+        return chain

@@ -1,0 +1,138 @@
+"""Writes of policy data. Everything goes through `policy_apply`: a whole wanted policy is
+validated, diffed against the stored one, and written in one transaction with one audit event
+per change, or not at all.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from policyhub.accounts.models import Organization
+from policyhub.audit.services import audit_record
+from policyhub.errors import ApplicationError
+from policyhub.policies.document import Change, plan
+from policyhub.policies.domain import Node, OrgPolicy
+from policyhub.policies.models import McpServer, PolicyNode, Profile, ProviderEndpoint
+from policyhub.policies.selectors import org_policy
+from policyhub.policies.validation import errors_of, validate_policy
+from policyhub.teams.models import Team
+
+
+def policy_check(policy: OrgPolicy) -> None:
+    """Raise ApplicationError listing every error of `policy` (warnings do not block)."""
+    issues = [i for found in validate_policy(policy).values() for i in found]
+    errors = errors_of(issues)
+    if errors:
+        raise ApplicationError(f"the policy of {policy.slug} has {len(errors)} error(s)", errors)
+
+
+@transaction.atomic
+def policy_apply(
+    *,
+    organization: Organization,
+    wanted: OrgPolicy,
+    actor: User | None,
+    dry_run: bool = False,
+    reason: str = "",
+) -> list[Change]:
+    """Make the stored policy equal `wanted`; returns the plan that was (or would be) applied."""
+    if wanted.slug != organization.slug:
+        raise ApplicationError(
+            f"the document is for organisation {wanted.slug!r}, not {organization.slug!r}"
+        )
+    policy_check(wanted)
+    # Serialise concurrent applies to one organisation; the plan is computed under the lock.
+    organization = Organization.objects.select_for_update().get(pk=organization.pk)
+    current = org_policy(organization)
+    changes = plan(current, wanted)
+    if dry_run or not changes:
+        return changes
+
+    if organization.name != wanted.name:
+        organization.name = wanted.name
+        organization.full_clean()
+        organization.save(update_fields=["name"])
+    _write_endpoints(organization, current, wanted)
+    teams = _write_teams(organization, current, wanted)
+    _write_node(organization, None, current.root, wanted.root)
+    for path, spec in wanted.teams.items():
+        old = current.teams[path].node if path in current.teams else Node()
+        _write_node(organization, teams[path], old, spec.node)
+    for change in changes:
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action=f"policy.{change.action}",
+            object_type=change.object.split(" ")[0],
+            object_key=f"{change.object} {change.key}".strip(),
+            before=change.before,
+            after=change.after,
+            reason=reason,
+        )
+    return changes
+
+
+def _write_endpoints(organization: Organization, current: OrgPolicy, wanted: OrgPolicy) -> None:
+    gone = set(current.endpoints) - set(wanted.endpoints)
+    ProviderEndpoint.objects.filter(organization=organization, name__in=gone).delete()
+    stored = {e.name: e for e in ProviderEndpoint.objects.filter(organization=organization)}
+    for name, ep in wanted.endpoints.items():
+        if current.endpoints.get(name) == ep:
+            continue
+        row = stored.get(name) or ProviderEndpoint(organization=organization, name=name, version=0)
+        row.kind, row.provider_id = ep.kind, ep.provider_id
+        row.settings, row.capabilities = ep.settings, dict(ep.capabilities)
+        row.version += 1
+        row.full_clean()
+        row.save()
+
+
+def _write_teams(
+    organization: Organization, current: OrgPolicy, wanted: OrgPolicy
+) -> dict[str, Team]:
+    # Deepest first, so children go before their parents.
+    for path in sorted(set(current.teams) - set(wanted.teams), key=lambda p: -p.count("/")):
+        Team.objects.filter(organization=organization, path=path).delete()
+    teams = {t.path: t for t in Team.objects.filter(organization=organization)}
+    # Shallowest first, so parents exist before their children.
+    for path in sorted(wanted.teams, key=lambda p: p.count("/")):
+        spec = wanted.teams[path]
+        team = teams.get(path)
+        if team is None:
+            parent = teams[spec.parent_path] if spec.parent_path else None
+            team = Team(
+                organization=organization, parent=parent, slug=spec.slug, path=path, name=spec.name
+            )
+        elif team.name == spec.name:
+            continue
+        team.name = spec.name
+        team.full_clean()
+        team.save()
+        teams[path] = team
+    return teams
+
+
+def _write_node(organization: Organization, team: Team | None, old: Node, new: Node) -> None:
+    if old == new:
+        return
+    node = PolicyNode.objects.filter(organization=organization, team=team).first()
+    if node is None:
+        if new.is_empty():
+            return
+        node = PolicyNode(organization=organization, team=team, version=0)
+    node.requirements, node.config = new.requirements, new.config
+    node.version += 1
+    node.full_clean(validate_unique=False)
+    node.save()
+    _write_named(Profile, "settings", node, dict(old.profiles), dict(new.profiles))
+    _write_named(McpServer, "definition", node, dict(old.mcp_servers), dict(new.mcp_servers))
+
+
+def _write_named(
+    model: type[Profile] | type[McpServer], field: str, node: PolicyNode, old: dict, new: dict
+) -> None:
+    model.objects.filter(node=node).exclude(name__in=list(new)).delete()
+    for name, value in new.items():
+        if old.get(name) != value:
+            model.objects.update_or_create(node=node, name=name, defaults={field: value})

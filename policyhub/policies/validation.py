@@ -1,0 +1,334 @@
+"""Validation before anything is published (PRODUCT "Definition of correct").
+
+Errors block, warnings are shown. Three layers, each naming node, field path and a sentence:
+1. every endpoint and every node on its own (types, enums, unknown keys, secrets: `schema`);
+2. resolution down the tree (a child that widens a requirement);
+3. each team's effective policy: references, provider capabilities, and consistency between the
+   files (a default the requirements forbid would make Codex warn and fall back at every start).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from policyhub.policies import schema
+from policyhub.policies.domain import Endpoint, Json, Node, OrgPolicy
+from policyhub.policies.resolution import Provenance, Resolved, resolve
+from providers import KINDS
+from providers.base import Issue, capability_override_issues
+
+# Config keys constrained by a requirement allow-list, and which list.
+CONSTRAINED = {
+    "approval_policy": "allowed_approval_policies",
+    "sandbox_mode": "allowed_sandbox_modes",
+    "web_search": "allowed_web_search_modes",
+    "approvals_reviewer": "allowed_approvals_reviewers",
+    "forced_login_method": "allowed_login_methods",
+}
+# Requirement pins that are also config keys: Codex warns at every start ("overridden by the
+# required value") unless config.toml holds the same value, so the pin is written there too.
+PINNED_IN_CONFIG = ("model_provider", "cli_auth_credentials_store")
+# Values each config key may take in config.toml (a requirement may allow more, e.g. `untrusted`).
+CONFIG_VALUES = {
+    "approval_policy": schema.CONFIG_APPROVAL_POLICIES,
+    "sandbox_mode": schema.SANDBOX_MODES,
+    "web_search": schema.WEB_SEARCH_MODES,
+    "approvals_reviewer": schema.APPROVALS_REVIEWERS,
+}
+
+
+@dataclass
+class TeamValidation:
+    """The resolved policy of one team and everything found while checking it."""
+
+    path: str
+    resolved: Resolved
+    issues: list[Issue]
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+
+def errors_of(issues: Iterable[Issue]) -> list[Issue]:
+    return [i for i in issues if i.severity == "error"]
+
+
+# --- layer 1: each piece on its own ---------------------------------------------------------------
+
+
+def validate_endpoint(endpoint: Endpoint) -> list[Issue]:
+    where = f"providers.{endpoint.name}"
+    issues = schema.check_name(endpoint.name, where)
+    kind = KINDS.get(endpoint.kind)
+    if kind is None:
+        return [
+            *issues,
+            Issue("error", f"{where}.kind", f"{endpoint.kind!r} is not one of {', '.join(KINDS)}"),
+        ]
+    issues += [i.at(where) for i in kind.validate(endpoint.settings, endpoint.provider_id)]
+    issues += [
+        i.at(f"{where}.capabilities") for i in capability_override_issues(endpoint.capabilities)
+    ]
+    return issues
+
+
+def validate_node(node: Node, label: str) -> list[Issue]:
+    issues = [i.at("requirements") for i in schema.validate_requirements(node.requirements)]
+    issues += [i.at("config") for i in schema.validate_config(node.config)]
+    for name, profile in node.profiles.items():
+        issues += schema.check_name(name, f"profiles.{name}")
+        issues += [i.at(f"profiles.{name}") for i in schema.validate_profile(profile)]
+    for name, server in node.mcp_servers.items():
+        issues += schema.check_name(name, f"mcp_servers.{name}")
+        issues += [i.at(f"mcp_servers.{name}") for i in schema.validate_mcp_server(server)]
+    return [i.at(node=label) for i in issues]
+
+
+# --- layer 3: one team's effective policy ---------------------------------------------------------
+
+
+def derive_defaults(resolved: Resolved) -> None:
+    """Write the default Codex would otherwise fall back to, so it never warns at start.
+
+    Where the requirements restrict a setting and no node sets a default, Codex's own default
+    (e.g. `approval_policy = "never"` for `exec`) may be forbidden; Codex then falls back with a
+    warning at every start. The rule: render the first allowed value that config.toml can hold,
+    so admins order an allow-list by preference. A pinned provider becomes the default provider.
+    """
+    req, cfg = resolved.requirements, resolved.config
+    for key, allow_key in CONSTRAINED.items():
+        if key in cfg or allow_key not in req or key not in CONFIG_VALUES:
+            continue
+        allowed = [*req[allow_key], *(["disabled"] if key == "web_search" else [])]
+        usable = [v for v in allowed if v in CONFIG_VALUES[key]]
+        if usable:
+            cfg[key] = usable[0]
+            resolved.config_from[key] = Provenance(
+                resolved.requirements_from[allow_key].node, "derived"
+            )
+    for key in PINNED_IN_CONFIG:
+        if key in req and key not in cfg:
+            cfg[key] = req[key]
+            resolved.config_from[key] = Provenance(resolved.requirements_from[key].node, "derived")
+
+
+def effective_profile(resolved: Resolved, name: str) -> Json:
+    """What a session with `--profile name` runs with: config.toml, then the profile file on top."""
+    return {**resolved.config, **resolved.profiles[name]}
+
+
+def _check_session(
+    policy: OrgPolicy,
+    resolved: Resolved,
+    settings: Json,
+    where: str,
+    origin: Mapping[str, Provenance],
+) -> list[Issue]:
+    """Capability and consistency rules for one way of starting Codex (defaults or a profile)."""
+    issues: list[Issue] = []
+    req = resolved.requirements
+
+    def add(key: str, message: str, severity: str = "error") -> None:
+        node = origin.get(key) or resolved.config_from.get(key)
+        issues.append(Issue(severity, f"{where}.{key}", message, node.node if node else ""))  # type: ignore[arg-type]
+
+    for key, allow_key in CONSTRAINED.items():
+        if key not in settings or allow_key not in req:
+            continue
+        allowed = [*req[allow_key], *(["disabled"] if key == "web_search" else [])]
+        if settings[key] not in allowed:
+            setter = resolved.requirements_from[allow_key].node
+            add(
+                key,
+                f"{settings[key]!r} is forbidden by requirements.{allow_key} of {setter} "
+                f"({', '.join(map(repr, allowed)) or 'nothing'}); Codex would fall back with a warning at every start",
+            )
+    approvals = req.get("allowed_approval_policies", [])
+    if (
+        approvals
+        and "approval_policy" not in settings
+        and not set(approvals) & set(CONFIG_VALUES["approval_policy"])
+    ):
+        add(
+            "approval_policy",
+            "only 'untrusted' is allowed, which config.toml cannot set; Codex will warn at start",
+            "warning",
+        )
+    for key in PINNED_IN_CONFIG:
+        if key in req and key in settings and settings[key] != req[key]:
+            setter = resolved.requirements_from[key].node
+            add(
+                key,
+                f"{settings[key]!r} is overridden by requirements.{key} = {req[key]!r} of {setter}; "
+                "Codex would warn at every start",
+            )
+    provider_name = settings.get("model_provider")
+    endpoint = policy.endpoints.get(provider_name) if provider_name else None
+    if provider_name and endpoint is None:
+        add(
+            "model_provider",
+            f"names no provider endpoint of {policy.slug} ({', '.join(policy.endpoints) or 'none defined'})",
+        )
+        return issues
+    if endpoint is None:
+        return issues
+    kind = KINDS.get(endpoint.kind)
+    if kind is None:
+        return issues
+    caps = kind.capabilities.with_overrides(endpoint.capabilities)
+    tier = settings.get("service_tier")
+    if tier in schema.PRIORITY_SERVICE_TIERS and not caps.priority_tier:
+        add(
+            "service_tier",
+            f"{tier!r} needs a priority tier, which {endpoint.name} ({kind.label}) does not offer "
+            f"(capabilities as of {caps.as_of})",
+        )
+    search = settings.get("web_search")
+    if search and search != "disabled" and not caps.web_search:
+        add(
+            "web_search",
+            f"{search!r} web search is not available on {endpoint.name} ({kind.label}, "
+            f"as of {caps.as_of}); set it to 'disabled'",
+        )
+    if "model" in settings:
+        found = kind.check_model(endpoint.settings, settings["model"])
+        if found:
+            add("model", f"{found.message} (endpoint {endpoint.name})", found.severity)
+    return issues
+
+
+def _check_mcp(resolved: Resolved) -> list[Issue]:
+    allow = resolved.requirements.get("mcp_servers")
+    if allow is None:
+        return []
+    issues = []
+    for name, server in resolved.mcp_servers.items():
+        node = resolved.mcp_servers_from[name].node
+        identity = allow.get(name, {}).get("identity")
+        if identity is None:
+            issues.append(
+                Issue(
+                    "error",
+                    f"mcp_servers.{name}",
+                    "is not in the MCP allow-list of the requirements; Codex would disable it",
+                    node,
+                )
+            )
+        elif identity in ({"command": server.get("command")}, {"url": server.get("url")}):
+            continue
+        elif all(isinstance(v, str) for v in identity.values()):
+            issues.append(
+                Issue(
+                    "error",
+                    f"mcp_servers.{name}",
+                    f"does not match the required identity {identity}; Codex would disable it",
+                    node,
+                )
+            )
+    return issues
+
+
+def _used_endpoints(policy: OrgPolicy, resolved: Resolved) -> set[str]:
+    """Names of the endpoints a team's files refer to (unknown names are reported elsewhere)."""
+    names = [
+        resolved.config.get("model_provider"),
+        resolved.requirements.get("model_provider"),
+        *(p.get("model_provider") for p in resolved.profiles.values()),
+    ]
+    return {n for n in names if isinstance(n, str) and n in policy.endpoints}
+
+
+def _check_provider_ids(policy: OrgPolicy, resolved: Resolved) -> list[Issue]:
+    by_id: dict[str, list[str]] = {}
+    for name in sorted(_used_endpoints(policy, resolved)):
+        by_id.setdefault(policy.endpoints[name].provider_id, []).append(name)
+    return [
+        Issue(
+            "error",
+            "model_provider",
+            f"endpoints {', '.join(names)} both render as provider id {pid!r}; "
+            "one team's files can hold only one of them",
+        )
+        for pid, names in by_id.items()
+        if len(names) > 1
+    ]
+
+
+def validate_team(policy: OrgPolicy, path: str, *, nodes_checked: bool = False) -> TeamValidation:
+    """Resolve one team and check everything that depends on the whole chain."""
+    chain = policy.chain(path)
+    issues = (
+        [] if nodes_checked else [i for label, node in chain for i in validate_node(node, label)]
+    )
+    resolved = resolve(chain)
+    issues += resolved.issues
+    if errors_of(issues):
+        return TeamValidation(path, resolved, issues)
+    derive_defaults(resolved)
+    pinned = resolved.requirements.get("model_provider")
+    if pinned and pinned not in policy.endpoints:
+        node = resolved.requirements_from["model_provider"].node
+        issues.append(
+            Issue(
+                "error",
+                "requirements.model_provider",
+                f"names no provider endpoint of {policy.slug}",
+                node,
+            )
+        )
+    # The endpoints this team renders must be valid themselves before their capabilities count.
+    for name in sorted(_used_endpoints(policy, resolved)):
+        found = validate_endpoint(policy.endpoints[name])
+        issues += [] if nodes_checked else found
+        if errors_of(found):
+            return TeamValidation(path, resolved, _dedupe(issues))
+    issues += _check_session(policy, resolved, resolved.config, "config", resolved.config_from)
+    for name in sorted(resolved.profiles):
+        issues += _check_session(
+            policy,
+            resolved,
+            effective_profile(resolved, name),
+            f"profiles.{name}",
+            resolved.profiles_from[name],
+        )
+    issues += _check_mcp(resolved)
+    issues += _check_provider_ids(policy, resolved)
+    return TeamValidation(path, resolved, _dedupe(issues))
+
+
+def validate_policy(policy: OrgPolicy) -> dict[str, list[Issue]]:
+    """Every finding of an organisation's policy, keyed by "" (organisation-wide) or team path.
+
+    Each node is checked once; a team's effective checks run only when its whole chain is valid
+    (otherwise the broken node is already reported where it is).
+    """
+    root = validate_node(policy.root, policy.root_label)
+    found: dict[str, list[Issue]] = {
+        "": [*(i for e in policy.endpoints.values() for i in validate_endpoint(e)), *root]
+    }
+    broken = {policy.root_label} if errors_of(root) else set()
+    for path, team in sorted(policy.teams.items()):
+        if team.parent_path is not None and team.parent_path not in policy.teams:
+            found[path] = [
+                Issue("error", f"teams.{path}", f"has no parent team {team.parent_path!r}")
+            ]
+            broken.add(path)
+            continue
+        own = validate_node(team.node, path)
+        if errors_of(own):
+            broken.add(path)
+        if broken.intersection(label for label, _ in policy.chain(path)):
+            found[path] = own
+            continue
+        found[path] = own + validate_team(policy, path, nodes_checked=True).issues
+    return {k: _dedupe(v) for k, v in found.items() if v}
+
+
+def _dedupe(issues: list[Issue]) -> list[Issue]:
+    return list(dict.fromkeys(issues))

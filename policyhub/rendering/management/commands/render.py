@@ -1,0 +1,78 @@
+"""`render --org ORG (--team PATH | --all) --out DIR`: write the files Codex reads."""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from policyhub.policies.selectors import org_policy, organization_get
+from policyhub.rendering.render import PROFILE_DIR, PolicyInvalid, RenderedTeam, render_team
+from policyhub.rendering.targets import DEFAULT_CODEX_VERSION, codex_target
+
+
+class Command(BaseCommand):
+    help = "Render requirements.toml, config.toml and profile files for one team or all teams."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--org", required=True)
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--team", help="slug path of the team, e.g. platform/ci")
+        which.add_argument(
+            "--all", action="store_true", help="every team, one folder per slug path"
+        )
+        parser.add_argument("--out", required=True, type=Path)
+        parser.add_argument("--codex-version", default=DEFAULT_CODEX_VERSION)
+        parser.add_argument(
+            "--revision", default="draft", help="revision named in the file headers"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        org = organization_get(options["org"])
+        if org is None:
+            raise CommandError(f"no organisation {options['org']!r}")
+        try:
+            target = codex_target(options["codex_version"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        policy = org_policy(org)
+        paths = sorted(policy.teams) if options["all"] else [options["team"]]
+        missing = [p for p in paths if p not in policy.teams]
+        if missing:
+            raise CommandError(
+                f"no team {missing[0]!r} in {org.slug} (teams: {', '.join(sorted(policy.teams))})"
+            )
+        rendered, failures = [], []
+        for path in paths:
+            try:
+                rendered.append(
+                    render_team(policy, path, revision=options["revision"], target=target)
+                )
+            except PolicyInvalid as exc:
+                failures += [f"{path}: {issue}" for issue in exc.issues]
+        if failures:
+            # All or nothing: no team's files are written while any team is invalid.
+            raise CommandError("\n".join(["the policy has errors; nothing was written", *failures]))
+        out: Path = options["out"]
+        for team in rendered:
+            self._write(out / team.path if options["all"] else out, team)
+            for issue in team.validation.warnings:
+                self.stderr.write(f"{team.path}: {issue}")
+        self.stdout.write(
+            f"Rendered {len(rendered)} team(s) for Codex {target.version} into {out}."
+        )
+
+    @staticmethod
+    def _write(folder: Path, team: RenderedTeam) -> None:
+        profiles = folder / PROFILE_DIR
+        if profiles.is_dir():
+            # Profiles the policy no longer has must not linger beside the fresh ones.
+            for stale in profiles.glob("*.config.toml"):
+                if f"{PROFILE_DIR}/{stale.name}" not in team.files:
+                    stale.unlink()
+        for name, body in team.files.items():
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(body)

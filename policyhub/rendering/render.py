@@ -1,0 +1,211 @@
+"""Render a team's effective policy into the exact files Codex reads.
+
+A real TOML writer (tomlkit) builds every file, keys come in a canonical order (top-level keys
+before tables, so nothing lands in the wrong table), and every file is parsed back and compared
+with what was meant: a value can never add a key. Same policy -> same bytes -> same hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import tomlkit
+from tomlkit.items import Array, InlineTable
+
+from policyhub.policies import schema
+from policyhub.policies.domain import Json, OrgPolicy
+from policyhub.policies.validation import TeamValidation, validate_team
+from policyhub.rendering.targets import CodexTarget, codex_target
+from providers import KINDS
+from providers.base import Issue
+
+REQUIREMENTS = "requirements.toml"
+CONFIG = "config.toml"
+PROFILE_DIR = "profiles"
+
+
+class PolicyInvalid(Exception):
+    """The team's policy has errors; nothing may be rendered from it."""
+
+    def __init__(self, path: str, issues: list[Issue]) -> None:
+        self.path, self.issues = path, issues
+        super().__init__(f"{path}: " + "; ".join(str(i) for i in issues))
+
+
+class RenderError(Exception):
+    """The rendered TOML did not parse back to the intended values (a bug, never user input)."""
+
+
+@dataclass
+class RenderedTeam:
+    """A team's file set (relative path -> bytes) and the validation it passed."""
+
+    path: str
+    files: dict[str, bytes]
+    validation: TeamValidation
+    hashes: dict[str, str] = field(default_factory=dict)
+
+
+def render_team(
+    policy: OrgPolicy, path: str, *, revision: str = "draft", target: CodexTarget | None = None
+) -> RenderedTeam:
+    """Validate one team and render its files; raises PolicyInvalid on any error."""
+    target = target or codex_target()
+    validation = validate_team(policy, path)
+    if validation.errors:
+        raise PolicyInvalid(path, validation.errors)
+    resolved = validation.resolved
+    label = f"{policy.slug}/{path}"
+    documents: dict[str, Json] = {
+        REQUIREMENTS: requirements_document(policy, resolved.requirements, target),
+        CONFIG: config_document(policy, resolved, target),
+    }
+    if target.profiles_as_files:
+        for name in sorted(resolved.profiles):
+            profile = _provider_ids(policy, resolved.profiles[name])
+            documents[f"{PROFILE_DIR}/{name}.config.toml"] = _ordered(profile, schema.PROFILE_KEYS)
+    files = {
+        name: render_file(doc, team=label, revision=revision) for name, doc in documents.items()
+    }
+    hashes = {name: hashlib.sha256(body).hexdigest() for name, body in files.items()}
+    return RenderedTeam(path, files, validation, hashes)
+
+
+def requirements_document(policy: OrgPolicy, requirements: Json, target: CodexTarget) -> Json:
+    unknown = set(requirements) - target.requirement_keys
+    if unknown:
+        raise RenderError(f"Codex {target.version} does not enforce {', '.join(sorted(unknown))}")
+    doc = _ordered(requirements, schema.REQUIREMENT_KEYS)
+    pinned = requirements.get("model_provider")
+    if pinned:
+        endpoint = policy.endpoints[pinned]
+        doc["model_provider"] = endpoint.provider_id
+        table = KINDS[endpoint.kind].provider_table(endpoint.settings, endpoint.provider_id)
+        if table is not None:
+            doc["model_providers"] = {endpoint.provider_id: table}
+    return doc
+
+
+def config_document(policy: OrgPolicy, resolved: Any, target: CodexTarget) -> Json:
+    config = _provider_ids(policy, resolved.config)
+    default = policy.endpoints.get(resolved.config.get("model_provider", ""))
+    if default is not None:
+        # Keys the default endpoint needs at top level (sign-in method, base URL), unless set.
+        for key, value in KINDS[default.kind].top_level_config(default.settings).items():
+            config.setdefault(key, value)
+    doc = _ordered(config, schema.CONFIG_KEYS)
+    used = [
+        resolved.config.get("model_provider"),
+        *(p.get("model_provider") for p in resolved.profiles.values()),
+    ]
+    tables = {}
+    for name in sorted({n for n in used if n}):
+        endpoint = policy.endpoints[name]
+        table = KINDS[endpoint.kind].provider_table(endpoint.settings, endpoint.provider_id)
+        if table is not None:
+            tables[endpoint.provider_id] = table
+    if tables:
+        doc["model_providers"] = tables
+    if resolved.mcp_servers:
+        doc["mcp_servers"] = {
+            name: resolved.mcp_servers[name] for name in sorted(resolved.mcp_servers)
+        }
+    if not target.profiles_as_files and resolved.profiles:
+        doc["profiles"] = {
+            name: _ordered(_provider_ids(policy, resolved.profiles[name]), schema.PROFILE_KEYS)
+            for name in sorted(resolved.profiles)
+        }
+    return doc
+
+
+def toml_text(doc: Json) -> str:
+    """TOML for `doc`, parsed back and compared: a value can never add or change a key."""
+    body = tomlkit.dumps(_toml_document(doc))
+    if tomllib.loads(body) != _plain(doc):
+        raise RenderError("rendered TOML does not parse back to the intended values")
+    return body
+
+
+def render_file(doc: Json, *, team: str, revision: str) -> bytes:
+    """TOML text for `doc` under a header naming team, revision and the body's sha256."""
+    body = toml_text(doc)
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    header = (
+        f"# Managed by PolicyHub for team {team}, revision {revision}. Local edits are overwritten.\n"
+        f"# sha256 of the content below: {digest}\n"
+    )
+    return (header + ("\n" if body else "") + body).encode()
+
+
+# --- canonical order --------------------------------------------------------------------------
+
+
+def _provider_ids(policy: OrgPolicy, settings: Json) -> Json:
+    """Endpoint names become the Codex provider ids they render as."""
+    out = dict(settings)
+    if "model_provider" in out:
+        out["model_provider"] = policy.endpoints[out["model_provider"]].provider_id
+    return out
+
+
+def _ordered(values: Mapping[str, Any], schema_keys: Mapping[str, Any]) -> Json:
+    """Schema order for known keys; anything nested is sorted so storage order never matters."""
+    return {k: _sorted(values[k]) for k in schema_keys if k in values}
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _toml_document(doc: Json) -> tomlkit.TOMLDocument:
+    out = tomlkit.document()
+    _fill(out, doc)
+    return out
+
+
+def _fill(container: Any, values: Mapping[str, Any]) -> None:
+    """Scalars and arrays first, then tables: a key after a [table] header would belong to it."""
+    for key, value in values.items():
+        if not isinstance(value, Mapping):
+            container.add(key, _inline(value))
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            table = tomlkit.table(
+                is_super_table=bool(value) and all(isinstance(v, Mapping) for v in value.values())
+            )
+            _fill(table, value)
+            container.add(key, table)
+
+
+def _inline(value: Any) -> Any:
+    """Arrays are written inline, tables inside them as inline tables."""
+    if isinstance(value, list):
+        array: Array = tomlkit.array()
+        for item in value:
+            array.append(_inline(item))
+        return array
+    if isinstance(value, Mapping):
+        inline: InlineTable = tomlkit.inline_table()
+        for key, item in value.items():
+            inline.append(key, _inline(item))
+        return inline
+    return value
+
+
+__all__ = ["CONFIG", "REQUIREMENTS", "PolicyInvalid", "RenderedTeam", "render_team"]

@@ -1,0 +1,75 @@
+"""The fixed cast every test can use, and helpers to build policies from TOML snippets."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from policyhub.policies import document
+from policyhub.policies.domain import OrgPolicy
+
+BASE = """
+[organization]
+slug = "acme"
+name = "Acme"
+
+[providers.openai]
+kind = "openai"
+auth_method = "chatgpt"
+
+[providers.azure-eng]
+kind = "azure"
+provider_id = "azure"
+resource_url = "https://acme-eng.openai.azure.com/openai"
+api_version = "2025-04-01-preview"
+env_key = "AZURE_OPENAI_API_KEY"
+deployments = ["gpt-5.5", "codex-ci"]
+
+[providers.bedrock]
+kind = "amazon-bedrock"
+aws_profile = "batch"
+region = "us-west-2"
+
+[providers.oci]
+kind = "oracle-oci"
+region = "us-chicago-1"
+auth_command = "oci-codex-token"
+"""
+
+
+def make_policy(extra: str = "", base: str = BASE) -> OrgPolicy:
+    """A policy built from the base organisation plus a TOML snippet (teams, sections...)."""
+    return document.parse(base + textwrap.dedent(extra))
+
+
+@pytest.fixture
+def policy_from() -> Callable[..., OrgPolicy]:
+    return make_policy
+
+
+@pytest.fixture
+def cast(db: Any) -> dict[str, Any]:
+    """owner, admin and auditor of acme; outsider owns another organisation."""
+    from django.contrib.auth import get_user_model
+
+    from policyhub.accounts.models import Role
+    from policyhub.accounts.services import membership_grant, organization_create
+
+    users = {
+        name: get_user_model().objects.create_user(name, f"{name}@example.com", "pw-" + name * 3)
+        for name in ("owner", "admin", "auditor", "outsider")
+    }
+    acme = organization_create(slug="acme", name="Acme", actor=users["owner"])
+    other = organization_create(slug="other", name="Other", actor=users["outsider"])
+    membership_grant(organization=acme, user=users["owner"], role=Role.OWNER, actor=users["owner"])
+    membership_grant(organization=acme, user=users["admin"], role=Role.ADMIN, actor=users["owner"])
+    membership_grant(
+        organization=acme, user=users["auditor"], role=Role.AUDITOR, actor=users["owner"]
+    )
+    membership_grant(
+        organization=other, user=users["outsider"], role=Role.OWNER, actor=users["outsider"]
+    )
+    return {**users, "acme": acme, "other": other}
