@@ -73,3 +73,18 @@ def cast(db: Any) -> dict[str, Any]:
         organization=other, user=users["outsider"], role=Role.OWNER, actor=users["outsider"]
     )
     return {**users, "acme": acme, "other": other}
+
+
+@pytest.fixture
+def codex_ready() -> None:
+    """Skip when the Codex CLI is not installed, unless POLICYHUB_REQUIRE_CODEX makes it a failure."""
+    import os
+
+    from tests.codex.harness import CodexBinaryMissing, codex_binary, codex_install_dir
+
+    if not codex_install_dir().is_dir() and not os.environ.get("POLICYHUB_REQUIRE_CODEX"):
+        pytest.skip(f"Codex CLI not installed in {codex_install_dir()}; run `make codex`")
+    try:
+        codex_binary()
+    except CodexBinaryMissing as exc:
+        pytest.fail(str(exc))

@@ -112,7 +112,8 @@ def config_document(policy: OrgPolicy, resolved: Any, target: CodexTarget) -> Js
         doc["model_providers"] = tables
     if resolved.mcp_servers:
         doc["mcp_servers"] = {
-            name: resolved.mcp_servers[name] for name in sorted(resolved.mcp_servers)
+            name: _ordered(resolved.mcp_servers[name], schema.MCP_SERVER_KEYS)
+            for name in sorted(resolved.mcp_servers)
         }
     if not target.profiles_as_files and resolved.profiles:
         doc["profiles"] = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -11,12 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.codex.harness import (
-    CodexBinaryMissing,
     check_file_set,
     check_profile,
     check_startup,
-    codex_binary,
-    codex_install_dir,
     run_codex,
 )
 
@@ -49,13 +45,8 @@ MakeFileSet = Callable[..., Path]
 
 
 @pytest.fixture(autouse=True)
-def _codex_installed() -> None:
-    if not codex_install_dir().is_dir() and not os.environ.get("POLICYHUB_REQUIRE_CODEX"):
-        pytest.skip(f"Codex CLI not installed in {codex_install_dir()}; run `make codex`")
-    try:
-        codex_binary()
-    except CodexBinaryMissing as exc:
-        pytest.fail(str(exc))
+def _codex_installed(codex_ready: None) -> None:
+    """Every test here runs the real binary."""
 
 
 @pytest.fixture

@@ -1,0 +1,172 @@
+"""The management commands as an admin uses them: seed_demo, policy export/apply, render."""
+
+from __future__ import annotations
+
+import io
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from policyhub.audit.models import AuditEvent
+from policyhub.policies import document
+from policyhub.policies.management.commands.seed_demo import DEMO_POLICY
+from policyhub.policies.selectors import org_policy, organization_get
+from tests.codex.harness import check_file_set
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: Any, stdin: str | None = None) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    if stdin is not None:
+        import sys
+
+        real = sys.stdin
+        sys.stdin = io.TextIOWrapper(io.BytesIO(stdin.encode()))
+        try:
+            call_command(*args, stdout=out, stderr=err)
+        finally:
+            sys.stdin = real
+    else:
+        call_command(*args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def demo() -> None:
+    run("seed_demo")
+
+
+def test_seed_demo_is_idempotent_and_prints_a_working_login(demo: None) -> None:
+    out, _ = run("seed_demo")
+    assert "0 change(s) applied" in out
+    assert "admin / policyhub-demo" in out
+    assert authenticate(username="admin", password="policyhub-demo") is not None
+    org = organization_get("acme")
+    assert org is not None
+    assert org_policy(org) == document.parse(DEMO_POLICY.read_text())
+
+
+def test_export_prints_a_document_that_applies_back_with_no_changes(
+    demo: None, tmp_path: Path
+) -> None:
+    exported, _ = run("policy", "export", "--org", "acme")
+    assert exported.startswith("# PolicyHub policy of organisation acme")
+    path = tmp_path / "acme.toml"
+    path.write_text(exported)
+    out, _ = run("policy", "apply", "--org", "acme", str(path))
+    assert out.strip() == "No changes."
+
+
+def test_apply_dry_run_shows_the_plan_and_changes_nothing(demo: None, tmp_path: Path) -> None:
+    exported, _ = run("policy", "export", "--org", "acme")
+    edited = exported.replace(
+        'model_reasoning_effort = "low"', 'model_reasoning_effort = "minimal"', 1
+    )
+    edited = edited.split("[teams.research]")[0]
+    path = tmp_path / "edit.toml"
+    path.write_text(edited)
+    events = AuditEvent.objects.count()
+    out, _ = run("policy", "apply", "--org", "acme", str(path), "--dry-run")
+    assert "~ team batch config.model_reasoning_effort: 'low' -> 'minimal'" in out
+    assert "- team research" in out
+    assert "Would apply" in out
+    assert AuditEvent.objects.count() == events
+    out, _ = run("policy", "apply", "--org", "acme", "-", "--as", "admin", stdin=edited)
+    assert "Applied" in out
+    org = organization_get("acme")
+    assert org is not None and "research" not in org_policy(org).teams
+
+
+def test_apply_refuses_an_invalid_document_with_field_paths(demo: None, tmp_path: Path) -> None:
+    exported, _ = run("policy", "export", "--org", "acme")
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        exported.replace('sandbox_mode = "read-only"', 'sandbox_mode = "full-access"', 1)
+    )
+    with pytest.raises(CommandError, match=r"batch: profiles\.bedrock-batch\.sandbox_mode") as caught:
+        run("policy", "apply", "--org", "acme", str(path))
+    assert "nothing was applied" in str(caught.value)
+    (tmp_path / "syntax.toml").write_text("[organization\n")
+    with pytest.raises(CommandError, match="not valid TOML"):
+        run("policy", "apply", "--org", "acme", str(tmp_path / "syntax.toml"))
+    (tmp_path / "binary.toml").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(CommandError, match="not UTF-8"):
+        run("policy", "apply", "--org", "acme", str(tmp_path / "binary.toml"))
+
+
+def test_render_one_team_writes_its_file_set(demo: None, tmp_path: Path) -> None:
+    out, _ = run(
+        "render",
+        "--org",
+        "acme",
+        "--team",
+        "platform/ci",
+        "--out",
+        str(tmp_path),
+        "--revision",
+        "3",
+    )
+    assert "Rendered 1 team(s)" in out
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.toml")) == [
+        "config.toml",
+        "profiles/azure-ci.config.toml",
+        "requirements.toml",
+    ]
+    config = (tmp_path / "config.toml").read_text()
+    assert "team acme/platform/ci, revision 3" in config
+    assert tomllib.loads(config)["model_provider"] == "azure"
+
+
+def test_render_all_writes_one_folder_per_slug_path_and_drops_stale_profiles(
+    demo: None, tmp_path: Path
+) -> None:
+    stale = tmp_path / "batch" / "profiles" / "gone.config.toml"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("model = 'old'\n")
+    run("render", "--org", "acme", "--all", "--out", str(tmp_path))
+    folders = sorted(
+        str(p.parent.relative_to(tmp_path)) for p in tmp_path.rglob("requirements.toml")
+    )
+    org = organization_get("acme")
+    assert org is not None
+    assert folders == sorted(org_policy(org).teams)
+    assert not stale.exists()
+
+
+def test_render_refuses_unknown_teams_versions_and_invalid_policies(
+    demo: None, tmp_path: Path
+) -> None:
+    with pytest.raises(CommandError, match="no team 'nope'"):
+        run("render", "--org", "acme", "--team", "nope", "--out", str(tmp_path))
+    with pytest.raises(CommandError, match=r"0\.118\.0"):
+        run(
+            "render", "--org", "acme", "--all", "--out", str(tmp_path), "--codex-version", "0.118.0"
+        )
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.codex
+@pytest.mark.usefixtures("codex_ready")
+def test_every_demo_team_rendered_from_postgresql_passes_the_real_codex(
+    demo: None, tmp_path: Path
+) -> None:
+    run("render", "--org", "acme", "--all", "--out", str(tmp_path))
+    folders = sorted(p.parent for p in tmp_path.rglob("requirements.toml"))
+    assert len(folders) == 9
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(check_file_set, folders))
+    failures = [r.report() for r in results if not r.ok]
+    assert not failures, "\n\n".join(failures)
+    # Every profile was applied: its model shows in the session header.
+    ci = next(r for r in results if r.file_set.name == "ci")
+    assert {s.profile: s.header.get("model") for s in ci.sessions} == {
+        None: "codex-ci",
+        "azure-ci": "gpt-5.5",
+    }

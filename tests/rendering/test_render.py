@@ -1,0 +1,152 @@
+"""Rendering: deterministic bytes, top-level keys before tables, headers, profile files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import replace
+
+import pytest
+
+from policyhub.policies.domain import Node, OrgPolicy
+from policyhub.rendering.render import CONFIG, REQUIREMENTS, PolicyInvalid, render_team
+from policyhub.rendering.targets import codex_target
+from tests.conftest import make_policy
+
+POLICY = """
+[requirements]
+allowed_approval_policies = ["on-request", "never"]
+allowed_sandbox_modes = ["read-only", "workspace-write"]
+[requirements.features]
+memories = false
+[requirements.mcp_servers.docs.identity]
+command = "docs-mcp"
+[config]
+model = "gpt-5.5"
+model_provider = "openai"
+sandbox_mode = "workspace-write"
+[mcp_servers.docs]
+command = "docs-mcp"
+args = ["--stdio"]
+[teams.platform]
+name = "Platform"
+[teams."platform/ci".requirements]
+allowed_approval_policies = ["never"]
+[teams."platform/ci".config]
+model = "codex-ci"
+model_provider = "azure-eng"
+web_search = "disabled"
+[teams."platform/ci".profiles.azure-ci]
+model = "gpt-5.5"
+model_reasoning_effort = "high"
+[teams."platform/ci".profiles.batch]
+model_provider = "bedrock"
+model = "openai.gpt-oss-120b"
+"""
+
+
+def body(data: bytes) -> str:
+    return data.decode().split("\n\n", 1)[1]
+
+
+def test_same_policy_renders_the_same_bytes_whatever_the_storage_order() -> None:
+    policy = make_policy(POLICY)
+    # PostgreSQL's jsonb does not keep key order; a round trip through sorted JSON mimics it.
+    shuffled = replace(
+        policy,
+        root=Node(
+            **{
+                k: json.loads(json.dumps(getattr(policy.root, k), sort_keys=True))
+                for k in ("requirements", "config", "profiles", "mcp_servers")
+            }
+        ),
+    )
+    first = render_team(policy, "platform/ci").files
+    assert render_team(shuffled, "platform/ci").files == first
+    assert render_team(policy, "platform/ci").files == first
+
+
+def test_top_level_keys_come_before_every_table() -> None:
+    files = render_team(make_policy(POLICY), "platform/ci").files
+    for name in (REQUIREMENTS, CONFIG):
+        text = "\n" + body(files[name])
+        scalars = [k for k, v in tomllib.loads(text).items() if not isinstance(v, dict)]
+        assert scalars, name
+        assert all(text.index(f"\n{k} = ") < text.index("\n[") for k in scalars)
+
+
+def test_header_names_team_revision_and_the_sha256_of_the_content() -> None:
+    files = render_team(make_policy(POLICY), "platform/ci", revision="7").files
+    for data in files.values():
+        header, content = data.decode().split("\n\n", 1)
+        assert "team acme/platform/ci, revision 7" in header
+        assert hashlib.sha256(content.encode()).hexdigest() in header
+
+
+def test_profiles_render_as_one_file_each_with_provider_ids() -> None:
+    rendered = render_team(make_policy(POLICY), "platform/ci")
+    assert sorted(rendered.files) == [
+        CONFIG,
+        "profiles/azure-ci.config.toml",
+        "profiles/batch.config.toml",
+        REQUIREMENTS,
+    ]
+    batch = tomllib.loads(body(rendered.files["profiles/batch.config.toml"]))
+    assert batch == {"model": "openai.gpt-oss-120b", "model_provider": "amazon-bedrock"}
+    config = tomllib.loads(body(rendered.files[CONFIG]))
+    # Profiles cannot hold provider tables, so every provider a profile uses is defined in config.
+    assert set(config["model_providers"]) == {"azure", "amazon-bedrock"}
+    assert config["model_provider"] == "azure"
+
+
+def test_requirements_pin_renders_the_provider_definition_beside_it() -> None:
+    policy = make_policy("""
+        [teams.reg.requirements]
+        model_provider = "azure-eng"
+        [teams.reg.config]
+        model = "gpt-5.5"
+        web_search = "disabled"
+    """)
+    requirements = tomllib.loads(body(render_team(policy, "reg").files[REQUIREMENTS]))
+    assert requirements["model_provider"] == "azure"
+    assert (
+        requirements["model_providers"]["azure"]["base_url"]
+        == "https://acme-eng.openai.azure.com/openai"
+    )
+    assert requirements["model_providers"]["azure"]["env_key"] == "AZURE_OPENAI_API_KEY"
+
+
+def test_derived_defaults_are_rendered_so_codex_never_falls_back() -> None:
+    policy = make_policy("""
+        [teams.ci.requirements]
+        allowed_approval_policies = ["untrusted", "on-request"]
+        allowed_web_search_modes = []
+    """)
+    config = tomllib.loads(body(render_team(policy, "ci").files[CONFIG]))
+    assert config["approval_policy"] == "on-request"
+    assert config["web_search"] == "disabled"
+
+
+def test_an_invalid_team_renders_nothing() -> None:
+    policy = make_policy("""
+        [teams.ci.config]
+        sandbox_mode = "danger-full-access"
+        [teams.ci.requirements]
+        allowed_sandbox_modes = ["read-only"]
+    """)
+    with pytest.raises(PolicyInvalid) as caught:
+        render_team(policy, "ci")
+    assert [i.path for i in caught.value.issues] == ["config.sandbox_mode"]
+
+
+def test_unsupported_codex_version_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"0\.118\.0"):
+        codex_target("0.118.0")
+
+
+def test_an_empty_policy_renders_valid_empty_files() -> None:
+    policy = OrgPolicy("acme", "Acme", teams={"t": make_policy("[teams.t]\n").teams["t"]})
+    files = render_team(policy, "t").files
+    assert tomllib.loads(files[REQUIREMENTS].decode()) == {}
+    assert tomllib.loads(files[CONFIG].decode()) == {}
