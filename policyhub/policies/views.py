@@ -1,15 +1,81 @@
-"""HTML pages for policies."""
+"""HTML pages: an organisation's team tree, and per team its effective policy with provenance
+("why does team X get value Y") and the exact files Codex would receive."""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from policyhub.accounts.models import Organization
 from policyhub.accounts.selectors import organizations_for
+from policyhub.policies.selectors import org_policy
+from policyhub.policies.validation import validate_policy, validate_team
+from policyhub.rendering.render import PolicyInvalid, RenderedTeam, render_team
+
+
+def _organization(request: HttpRequest, slug: str) -> Organization:
+    """The organisation if the user is a member; 404 otherwise, so non-members learn nothing."""
+    org = organizations_for(request.user).filter(slug=slug).first()
+    if org is None:
+        raise Http404("no such organisation")
+    return org
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    organizations = organizations_for(request.user)
-    return render(request, "policies/home.html", {"organizations": organizations})
+    return render(request, "policies/home.html", {"organizations": organizations_for(request.user)})
+
+
+@login_required
+def organization_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    org = _organization(request, slug)
+    policy = org_policy(org)
+    found = validate_policy(policy)
+    teams = [
+        {
+            "spec": team,
+            "depth": path.count("/"),
+            "errors": sum(i.severity == "error" for i in found.get(path, [])),
+            "warnings": sum(i.severity == "warning" for i in found.get(path, [])),
+        }
+        for path, team in sorted(policy.teams.items())
+    ]
+    context = {"org": org, "policy": policy, "teams": teams, "org_issues": found.get("", [])}
+    return render(request, "policies/organization.html", context)
+
+
+@login_required
+def team_detail(request: HttpRequest, slug: str, path: str) -> HttpResponse:
+    org = _organization(request, slug)
+    policy = org_policy(org)
+    if path not in policy.teams:
+        raise Http404("no such team")
+    try:
+        rendered: RenderedTeam | None = render_team(policy, path)
+    except PolicyInvalid:
+        rendered = None
+    validation = rendered.validation if rendered else validate_team(policy, path)
+    files = {n: b.decode() for n, b in rendered.files.items()} if rendered else {}
+    resolved = validation.resolved
+    rows = [
+        ("requirements", key, value, resolved.requirements_from.get(key))
+        for key, value in sorted(resolved.requirements.items())
+    ] + [
+        ("config", key, value, resolved.config_from.get(key))
+        for key, value in sorted(resolved.config.items())
+    ]
+    profiles = [
+        (name, [(k, v, resolved.profiles_from[name].get(k)) for k, v in sorted(settings.items())])
+        for name, settings in sorted(resolved.profiles.items())
+    ]
+    context = {
+        "org": org,
+        "team": policy.teams[path],
+        "chain": [label for label, _ in policy.chain(path)],
+        "rows": rows,
+        "profiles": profiles,
+        "issues": validation.issues,
+        "files": sorted(files.items()),
+    }
+    return render(request, "policies/team.html", context)

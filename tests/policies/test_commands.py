@@ -90,7 +90,9 @@ def test_apply_refuses_an_invalid_document_with_field_paths(demo: None, tmp_path
     path.write_text(
         exported.replace('sandbox_mode = "read-only"', 'sandbox_mode = "full-access"', 1)
     )
-    with pytest.raises(CommandError, match=r"batch: profiles\.bedrock-batch\.sandbox_mode") as caught:
+    with pytest.raises(
+        CommandError, match=r"batch: profiles\.bedrock-batch\.sandbox_mode"
+    ) as caught:
         run("policy", "apply", "--org", "acme", str(path))
     assert "nothing was applied" in str(caught.value)
     (tmp_path / "syntax.toml").write_text("[organization\n")
