@@ -65,7 +65,7 @@ codex:
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(TEST_ENV) $(VENV)/bin/mypy policyhub providers tests
+	$(TEST_ENV) $(VENV)/bin/mypy policyhub providers tests bench
 
 check: venv
 	$(TEST_ENV) $(PY) manage.py check --fail-level WARNING
