@@ -366,6 +366,7 @@ PROFILE_KEYS: dict[str, Checker] = {
 CONFIG_KEYS: dict[str, Checker] = {
     **PROFILE_KEYS,
     "forced_login_method": check_enum(LOGIN_METHODS),
+    "openai_base_url": check_url,
     "cli_auth_credentials_store": check_enum(CREDENTIAL_STORES),
     "forced_chatgpt_workspace_id": check_str(max_len=128),
     "sandbox_workspace_write": check_table(

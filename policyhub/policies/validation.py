@@ -118,6 +118,21 @@ def derive_defaults(resolved: Resolved) -> None:
             resolved.config_from[key] = Provenance(resolved.requirements_from[key].node, "derived")
 
 
+def _derive_endpoint_keys(policy: OrgPolicy, resolved: Resolved) -> None:
+    """Top-level keys the default endpoint needs (sign-in method, base URL), unless a node set them.
+
+    Derived here rather than at render time so the consistency checks see them too: a sign-in
+    method the requirements do not allow stops Codex from starting at all.
+    """
+    default = policy.endpoints.get(resolved.config.get("model_provider", ""))
+    if default is None:
+        return
+    for key, value in KINDS[default.kind].top_level_config(default.settings).items():
+        if key not in resolved.config:
+            resolved.config[key] = value
+            resolved.config_from[key] = Provenance(f"endpoint {default.name}", "derived")
+
+
 def effective_profile(resolved: Resolved, name: str) -> Json:
     """What a session with `--profile name` runs with: config.toml, then the profile file on top."""
     return {**resolved.config, **resolved.profiles[name]}
@@ -209,6 +224,9 @@ def _check_mcp(resolved: Resolved) -> list[Issue]:
         return []
     issues = []
     for name, server in resolved.mcp_servers.items():
+        if server.get("enabled") is False:
+            # Switched off: Codex never starts it, so the allow-list has nothing to refuse.
+            continue
         node = resolved.mcp_servers_from[name].node
         identity = allow.get(name, {}).get("identity")
         if identity is None:
@@ -288,6 +306,7 @@ def validate_team(policy: OrgPolicy, path: str, *, nodes_checked: bool = False) 
         issues += [] if nodes_checked else found
         if errors_of(found):
             return TeamValidation(path, resolved, _dedupe(issues))
+    _derive_endpoint_keys(policy, resolved)
     issues += _check_session(policy, resolved, resolved.config, "config", resolved.config_from)
     for name in sorted(resolved.profiles):
         issues += _check_session(

@@ -84,30 +84,23 @@ def requirements_document(policy: OrgPolicy, requirements: Json, target: CodexTa
     if pinned:
         endpoint = policy.endpoints[pinned]
         doc["model_provider"] = endpoint.provider_id
-        table = KINDS[endpoint.kind].provider_table(endpoint.settings, endpoint.provider_id)
+        table = _provider_table(policy, pinned)
         if table is not None:
             doc["model_providers"] = {endpoint.provider_id: table}
     return doc
 
 
 def config_document(policy: OrgPolicy, resolved: Any, target: CodexTarget) -> Json:
-    config = _provider_ids(policy, resolved.config)
-    default = policy.endpoints.get(resolved.config.get("model_provider", ""))
-    if default is not None:
-        # Keys the default endpoint needs at top level (sign-in method, base URL), unless set.
-        for key, value in KINDS[default.kind].top_level_config(default.settings).items():
-            config.setdefault(key, value)
-    doc = _ordered(config, schema.CONFIG_KEYS)
+    doc = _ordered(_provider_ids(policy, resolved.config), schema.CONFIG_KEYS)
     used = [
         resolved.config.get("model_provider"),
         *(p.get("model_provider") for p in resolved.profiles.values()),
     ]
     tables = {}
     for name in sorted({n for n in used if n}):
-        endpoint = policy.endpoints[name]
-        table = KINDS[endpoint.kind].provider_table(endpoint.settings, endpoint.provider_id)
+        table = _provider_table(policy, name)
         if table is not None:
-            tables[endpoint.provider_id] = table
+            tables[policy.endpoints[name].provider_id] = table
     if tables:
         doc["model_providers"] = tables
     if resolved.mcp_servers:
@@ -143,6 +136,13 @@ def render_file(doc: Json, *, team: str, revision: str) -> bytes:
 
 
 # --- canonical order --------------------------------------------------------------------------
+
+
+def _provider_table(policy: OrgPolicy, name: str) -> Json | None:
+    """The endpoint's table: top-level order as the kind writes it, admin-typed maps sorted."""
+    endpoint = policy.endpoints[name]
+    table = KINDS[endpoint.kind].provider_table(endpoint.settings, endpoint.provider_id)
+    return None if table is None else {k: _sorted(v) for k, v in table.items()}
 
 
 def _provider_ids(policy: OrgPolicy, settings: Json) -> Json:

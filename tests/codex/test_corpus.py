@@ -1,0 +1,439 @@
+"""The policy corpus: documents real admins write, refused by validation or rendered into files
+the real Codex 0.169.0 binary accepts and enforces exactly as we resolved them.
+
+Every corpus file states what it tests in its first line and its expectations in comments:
+
+    # expect-error: <where> <field path>      invalid/: `where` is `-` (organisation-wide), a team
+                                             path, or `parse` (the document itself is refused)
+    # expect-warning: <where> <field path>    valid/: a warning that must be reported
+    # expect-value: <team> <file> <dotted key> <JSON value>
+                                             valid/: the rendered file holds exactly this value
+    # expect-keys: <team> <file> <JSON list>  valid/: the rendered file's top-level keys, no more
+
+No database: documents go through `document.parse` -> `validate_policy` / `render_team`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import time
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from policyhub.policies import document
+from policyhub.policies.document import DocumentInvalid
+from policyhub.policies.domain import Json, Node, OrgPolicy
+from policyhub.policies.resolution import Resolved
+from policyhub.policies.validation import validate_policy, validate_team
+from policyhub.rendering.render import CONFIG, REQUIREMENTS, PolicyInvalid, render_team
+from providers import KINDS
+from providers.base import Issue
+from tests.codex.harness import (
+    REPO_ROOT,
+    CodexBinaryMissing,
+    FileSetResult,
+    check_file_set,
+    codex_binary,
+    codex_install_dir,
+)
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+VALID = sorted((CORPUS / "valid").glob("*.toml"))
+INVALID = sorted((CORPUS / "invalid").glob("*.toml"))
+DEMO = REPO_ROOT / "policyhub" / "policies" / "demo" / "acme.toml"
+
+ORG_WIDE = "-"
+PARSE = "parse"
+PROFILE_FILE = "profiles/{}.config.toml"
+# Teams of one document checked by the binary at once; sessions mostly wait for a header.
+CODEX_WORKERS = 3
+
+# What `--print-startup-config` reports, as observed with 0.169.0: "on-failure" is read as
+# "on-request", "disabled" web search is always allowed (appended unless listed), and login
+# methods default to both, narrowed to the method config.toml forces and reported sorted.
+CODEX_APPROVAL_ALIASES = {"on-failure": "on-request"}
+CODEX_DEFAULT_LOGIN_METHODS = ["api", "chatgpt"]
+
+# Known bugs, each reported with a reproduction; strict, so a fix turns it into a failure to remove.
+# Keyed by (test, file); the test "valid" covers every test of valid documents.
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
+
+
+# --- expectations ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExpectedValue:
+    team: str
+    file: str
+    key: str
+    value: Any
+
+
+@dataclass
+class Expectations:
+    """What a corpus file promises about itself, read from its comment lines."""
+
+    summary: str
+    errors: set[tuple[str, str]] = field(default_factory=set)
+    warnings: set[tuple[str, str]] = field(default_factory=set)
+    values: list[ExpectedValue] = field(default_factory=list)
+    keys: list[tuple[str, str, set[str]]] = field(default_factory=list)
+
+
+def read_expectations(text: str) -> Expectations:
+    first, *lines = text.splitlines()
+    assert first.startswith("# ") and len(first) > 12, "the first line must say what is tested"
+    found = Expectations(summary=first[2:])
+    for line in lines:
+        tag, sep, rest = line.partition(":")
+        if not sep or not tag.startswith("# expect-"):
+            continue
+        rest = rest.strip()
+        kind = tag.removeprefix("# expect-")
+        if kind in ("error", "warning"):
+            where, _, path = rest.partition(" ")
+            target = found.errors if kind == "error" else found.warnings
+            target.add(("" if where == ORG_WIDE else where, path.strip()))
+        elif kind == "value":
+            team, file, key, raw = rest.split(" ", 3)
+            found.values.append(ExpectedValue(team, file, key, json.loads(raw)))
+        elif kind == "keys":
+            team, file, raw = rest.split(" ", 2)
+            found.keys.append((team, file, set(json.loads(raw))))
+        else:
+            raise AssertionError(f"unknown annotation {line!r}")
+    return found
+
+
+def corpus_params(files: list[Path], *tests: str) -> list[Any]:
+    """One parameter per file, id = file name, strict xfail where KNOWN_BUGS lists it."""
+    params = []
+    for path in files:
+        reason = next(filter(None, (KNOWN_BUGS.get((test, path.name)) for test in tests)), None)
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        params.append(pytest.param(path, id=path.name, marks=marks))
+    return params
+
+
+VALID_AND_DEMO = [*VALID, DEMO]
+
+
+def load(path: Path) -> tuple[OrgPolicy, Expectations]:
+    text = path.read_text(encoding="utf-8")
+    return document.parse(text), read_expectations(text)
+
+
+def error_set(findings: Mapping[str, list[Issue]], severity: str) -> set[tuple[str, str]]:
+    return {
+        (where, i.path)
+        for where, issues in findings.items()
+        for i in issues
+        if i.severity == severity
+    }
+
+
+# --- invalid documents ---------------------------------------------------------------------------
+
+
+def test_corpus_is_large_enough() -> None:
+    assert len(VALID) >= 16 and len(INVALID) >= 16
+    assert len(VALID) + len(INVALID) >= 32
+
+
+@pytest.mark.parametrize("path", corpus_params(INVALID, "invalid"))
+def test_invalid_document_is_refused(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    expected = read_expectations(text)
+    assert expected.errors, f"{path.name} states no `# expect-error:`"
+    assert not (expected.warnings or expected.values or expected.keys)
+    parse_expected = {(w, p) for w, p in expected.errors if w == PARSE}
+
+    try:
+        policy = document.parse(text)
+    except DocumentInvalid as exc:
+        found = {(PARSE, i.path) for i in exc.issues if i.severity == "error"}
+        assert expected.errors <= found, _missing(expected.errors, found, exc.issues)
+        return
+    assert not parse_expected, f"{path.name} parsed, but a parse error was expected"
+
+    findings = validate_policy(policy)
+    found = error_set(findings, "error")
+    all_issues = [i for issues in findings.values() for i in issues]
+    assert expected.errors <= found, _missing(expected.errors, found, all_issues)
+
+    affected = _affected_teams(policy, expected.errors)
+    assert affected, f"{path.name}: no team is affected; add a team that uses the broken piece"
+    for team in sorted(affected):
+        with pytest.raises(PolicyInvalid) as refused:
+            render_team(policy, team)
+        paths = {i.path for i in refused.value.issues}
+        for where, field_path in expected.errors:
+            if where == team or (where == "" and not field_path.startswith("providers.")):
+                assert field_path in paths, f"{team}: {field_path} not in {sorted(paths)}"
+
+
+def _missing(
+    expected: set[tuple[str, str]], found: set[tuple[str, str]], issues: list[Issue]
+) -> str:
+    listing = "\n".join(f"    {i}" for i in issues) or "    (none)"
+    return f"missing {sorted(expected - found)}; validation found:\n{listing}"
+
+
+def _affected_teams(policy: OrgPolicy, errors: set[tuple[str, str]]) -> set[str]:
+    """Teams that must not render: those named, every team for a broken root node, and the
+    teams that use a broken endpoint."""
+    affected = {where for where, _ in errors if where and where in policy.teams}
+    org_wide = [p for where, p in errors if where == ""]
+    if any(not p.startswith("providers.") for p in org_wide):
+        return set(policy.teams)
+    broken = {p.split(".")[1] for p in org_wide}
+    for team in policy.teams:
+        if _endpoints_used(validate_team(policy, team).resolved) & broken:
+            affected.add(team)
+    return affected
+
+
+def _endpoints_used(resolved: Resolved) -> set[str]:
+    names = [
+        resolved.config.get("model_provider"),
+        resolved.requirements.get("model_provider"),
+        *(p.get("model_provider") for p in resolved.profiles.values()),
+    ]
+    return {n for n in names if isinstance(n, str)}
+
+
+# --- valid documents: validation and the rendered TOML -------------------------------------------
+
+
+@pytest.mark.parametrize("path", corpus_params(VALID_AND_DEMO, "valid", "renders"))
+def test_valid_document_renders_exactly_the_policy(path: Path) -> None:
+    policy, expected = load(path)
+    assert not expected.errors
+
+    findings = validate_policy(policy)
+    assert not error_set(findings, "error"), "\n".join(
+        str(i) for issues in findings.values() for i in issues
+    )
+    warnings = error_set(findings, "warning")
+    assert expected.warnings <= warnings, f"missing warnings {expected.warnings - warnings}"
+
+    rendered = {team: _parsed_files(policy, team) for team in policy.teams}
+    for team, files in rendered.items():
+        _assert_files_match_resolution(policy, team, files)
+    for want in expected.values:
+        assert want.team in rendered and want.file in rendered[want.team]
+        got = _dig(rendered[want.team][want.file], want.key)
+        assert got == want.value, f"{want.team} {want.file} {want.key}: {got!r} != {want.value!r}"
+    for team, file, keys in expected.keys:
+        assert set(rendered[team][file]) == keys
+
+
+@pytest.mark.parametrize("path", corpus_params(VALID_AND_DEMO, "valid", "twice"))
+def test_rendering_twice_gives_the_same_bytes(path: Path) -> None:
+    policy, _ = load(path)
+    for team in policy.teams:
+        assert render_team(policy, team).files == render_team(policy, team).files
+
+
+@pytest.mark.parametrize("path", corpus_params(VALID_AND_DEMO, "valid", "storage-order"))
+def test_rendering_ignores_storage_order(path: Path) -> None:
+    """PostgreSQL jsonb hands back keys in its own order, and rows in any order."""
+    policy, _ = load(path)
+    stored = _jsonb_round_trip(policy)
+    for team in policy.teams:
+        before, after = render_team(policy, team).files, render_team(stored, team).files
+        assert before.keys() == after.keys()
+        for name in before:
+            assert before[name] == after[name], (
+                f"{team} {name} changed:\n{_diff(before[name], after[name])}"
+            )
+
+
+def _jsonb(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+def _jsonb_node(node: Node) -> Node:
+    return Node(
+        requirements=_jsonb(node.requirements),
+        config=_jsonb(node.config),
+        profiles=_jsonb(dict(node.profiles)),
+        mcp_servers=_jsonb(dict(node.mcp_servers)),
+    )
+
+
+def _jsonb_round_trip(policy: OrgPolicy) -> OrgPolicy:
+    endpoints = {
+        name: replace(ep, settings=_jsonb(ep.settings), capabilities=_jsonb(dict(ep.capabilities)))
+        for name, ep in reversed(list(policy.endpoints.items()))
+    }
+    teams = {
+        path: replace(team, node=_jsonb_node(team.node))
+        for path, team in reversed(list(policy.teams.items()))
+    }
+    return replace(policy, endpoints=endpoints, root=_jsonb_node(policy.root), teams=teams)
+
+
+def _diff(before: bytes, after: bytes) -> str:
+    return "\n".join(
+        difflib.unified_diff(
+            before.decode().splitlines(), after.decode().splitlines(), lineterm="", n=1
+        )
+    )
+
+
+def _parsed_files(policy: OrgPolicy, team: str) -> dict[str, Json]:
+    files = render_team(policy, team).files
+    return {name: tomllib.loads(body.decode("utf-8")) for name, body in files.items()}
+
+
+def _dig(doc: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = doc
+    for key in dotted.split("."):
+        assert isinstance(value, Mapping) and key in value, f"{dotted}: no {key!r}"
+        value = value[key]
+    return value
+
+
+def _assert_files_match_resolution(policy: OrgPolicy, team: str, files: dict[str, Json]) -> None:
+    """Each rendered file parses back to exactly the resolved policy: no value lost, changed or
+    added, whatever text it carried."""
+    resolved = validate_team(policy, team).resolved
+
+    def provider_id(settings: Json) -> Json:
+        out = dict(settings)
+        if "model_provider" in out:
+            out["model_provider"] = policy.endpoints[out["model_provider"]].provider_id
+        return out
+
+    def table_of(endpoint_name: str) -> dict[str, Any]:
+        endpoint = policy.endpoints[endpoint_name]
+        table = KINDS[endpoint.kind].provider_table(endpoint.settings, endpoint.provider_id)
+        return {endpoint.provider_id: table} if table is not None else {}
+
+    assert set(files) == {
+        REQUIREMENTS,
+        CONFIG,
+        *(PROFILE_FILE.format(name) for name in resolved.profiles),
+    }
+
+    requirements = dict(files[REQUIREMENTS])
+    pinned = resolved.requirements.get("model_provider")
+    assert requirements.pop("model_providers", {}) == (table_of(pinned) if pinned else {})
+    assert requirements == provider_id(resolved.requirements), f"{team} {REQUIREMENTS}"
+
+    config = dict(files[CONFIG])
+    used = [
+        resolved.config.get("model_provider"),
+        *(p.get("model_provider") for p in resolved.profiles.values()),
+    ]
+    tables: dict[str, Any] = {}
+    for name in {n for n in used if n}:
+        tables.update(table_of(name))
+    assert config.pop("model_providers", {}) == tables, f"{team} {CONFIG} model_providers"
+    assert config.pop("mcp_servers", {}) == resolved.mcp_servers, f"{team} {CONFIG} mcp_servers"
+    default = policy.endpoints.get(resolved.config.get("model_provider", ""))
+    top_level = KINDS[default.kind].top_level_config(default.settings) if default else {}
+    assert config == {**top_level, **provider_id(resolved.config)}, f"{team} {CONFIG}"
+
+    for name, profile in resolved.profiles.items():
+        assert files[PROFILE_FILE.format(name)] == provider_id(profile), f"{team} profile {name}"
+
+
+# --- valid documents: the real Codex binary ------------------------------------------------------
+
+
+@pytest.fixture
+def codex_installed() -> None:
+    """Skip without a local Codex install, unless the environment demands one (as in CI)."""
+    if not codex_install_dir().is_dir() and not os.environ.get("POLICYHUB_REQUIRE_CODEX"):
+        pytest.skip(f"Codex CLI not installed in {codex_install_dir()}; run `make codex`")
+    try:
+        codex_binary()
+    except CodexBinaryMissing as exc:
+        pytest.fail(str(exc))
+
+
+@dataclass(frozen=True)
+class TeamRun:
+    team: str
+    files: dict[str, bytes]
+    result: FileSetResult
+    seconds: float
+
+
+@pytest.mark.codex
+@pytest.mark.usefixtures("codex_installed")
+@pytest.mark.parametrize("path", corpus_params(VALID_AND_DEMO, "valid", "codex"))
+def test_valid_document_passes_the_codex_binary(
+    path: Path, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    policy, _ = load(path)
+    started = time.monotonic()
+    runs = list(_check_teams(policy, tmp_path))
+    record_property("codex_seconds", round(time.monotonic() - started, 2))
+
+    failures = [run.result.report() for run in runs if not run.result.ok]
+    assert not failures, "\n\n".join(failures)
+    for run in runs:
+        reported = run.result.startup.requirements
+        assert reported is not None
+        ours = validate_team(policy, run.team).resolved.requirements
+        config = tomllib.loads(run.files[CONFIG].decode("utf-8"))
+        want = codex_view_of(policy, ours, config.get("forced_login_method"))
+        got = {key: reported.get(key) for key in want}
+        assert got == want, f"{run.team}: Codex enforces {got}, we resolved {want}"
+
+
+def _check_teams(policy: OrgPolicy, root: Path) -> Iterator[TeamRun]:
+    def check(team: str) -> TeamRun:
+        folder = root / team.replace("/", "__")
+        files = render_team(policy, team).files
+        for name, body in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(body)
+        started = time.monotonic()
+        result = check_file_set(folder)
+        return TeamRun(team, files, result, time.monotonic() - started)
+
+    with ThreadPoolExecutor(max_workers=CODEX_WORKERS) as pool:
+        yield from pool.map(check, sorted(policy.teams))
+
+
+def codex_view_of(
+    policy: OrgPolicy, requirements: Json, forced_login_method: str | None
+) -> dict[str, Any]:
+    """How `--print-startup-config` reports our effective requirements (and the sign-in method
+    config.toml forces, which Codex folds into the allowed login methods)."""
+    approvals = requirements.get("allowed_approval_policies")
+    web_search = requirements.get("allowed_web_search_modes")
+    if web_search is not None and "disabled" not in web_search:
+        web_search = [*web_search, "disabled"]
+    pinned = requirements.get("model_provider")
+    logins = requirements.get("allowed_login_methods", CODEX_DEFAULT_LOGIN_METHODS)
+    if forced_login_method is not None:
+        logins = [m for m in logins if m == forced_login_method]
+    logins = sorted(logins)  # a set to Codex, reported in its own order
+    return {
+        "allowedApprovalPolicies": (
+            None if approvals is None else [CODEX_APPROVAL_ALIASES.get(a, a) for a in approvals]
+        ),
+        "allowedSandboxModes": requirements.get("allowed_sandbox_modes"),
+        "allowedWebSearchModes": web_search,
+        "allowedLoginMethods": logins,
+        "featureRequirements": requirements.get("features"),
+        "modelProvider": policy.endpoints[pinned].provider_id if pinned else None,
+        "cliAuthCredentialsStore": requirements.get("cli_auth_credentials_store"),
+        "additionalDeveloperInstructions": requirements.get("additional_developer_instructions"),
+        "allowLoginShell": requirements.get("allow_login_shell"),
+        "enforceResidency": requirements.get("enforce_residency"),
+    }
