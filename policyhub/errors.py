@@ -14,6 +14,3 @@ class ApplicationError(Exception):
     def __init__(self, message: str, issues: Sequence[Issue] = ()) -> None:
         self.message, self.issues = message, list(issues)
         super().__init__(message)
-
-    def lines(self) -> list[str]:
-        return [self.message, *(f"  {issue}" for issue in self.issues)]

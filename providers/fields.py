@@ -320,9 +320,11 @@ def _checked(path: str, value: Any, check: Callable[[Any], str | None] | None) -
 def text_issues(path: str, value: str, *, multiline: bool = False) -> list[Issue]:
     """Invisible or control characters, and literal secrets, in any string an admin typed.
 
-    `multiline` text (instructions, descriptions) may hold tabs and line breaks.
+    `multiline` free text (model names, instructions) may also hold tabs, line breaks and the
+    zero-width joiners that Persian script and emoji sequences need.
     """
-    hidden = [c for c in value if _is_hidden_char(c) and not (multiline and c in "\t\n")]
+    allowed = "\t\n\u200c\u200d" if multiline else ""
+    hidden = [c for c in value if _is_hidden_char(c) and c not in allowed]
     if hidden:
         return [error(path, f"contains the control or invisible character U+{ord(hidden[0]):04X}")]
     reason = find_literal_secret(value)

@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from policyhub.errors import ApplicationError
 from policyhub.policies.domain import Endpoint, Json, Node, OrgPolicy, TeamSpec
 from policyhub.policies.schema import NAME_RE, check_str
-from policyhub.rendering.render import toml_text
+from policyhub.policies.tomlio import canonical, toml_text
 from providers import KINDS
 from providers.base import Issue
 
@@ -29,12 +30,11 @@ NODE_SECTIONS = ("requirements", "config", "profiles", "mcp_servers")
 MAX_TEAM_DEPTH = 16
 
 
-class DocumentInvalid(Exception):
+class DocumentInvalid(ApplicationError):
     """The document cannot be applied; every issue carries its field path."""
 
     def __init__(self, issues: list[Issue]) -> None:
-        self.issues = issues
-        super().__init__("; ".join(str(i) for i in issues))
+        super().__init__("the document is invalid", issues)
 
 
 # --- parse ---------------------------------------------------------------------------------------
@@ -161,9 +161,9 @@ def to_dict(policy: OrgPolicy) -> Json:
         doc["providers"] = {}
         for name in sorted(policy.endpoints):
             ep = policy.endpoints[name]
-            entry: Json = {"kind": ep.kind, "provider_id": ep.provider_id, **_sorted(ep.settings)}
+            entry: Json = {"kind": ep.kind, "provider_id": ep.provider_id, **canonical(ep.settings)}
             if ep.capabilities:
-                entry["capabilities"] = _sorted(dict(ep.capabilities))
+                entry["capabilities"] = canonical(dict(ep.capabilities))
             doc["providers"][name] = entry
     doc.update(_node_dict(policy.root))
     if policy.teams:
@@ -187,16 +187,8 @@ def _node_dict(node: Node) -> Json:
     for section in NODE_SECTIONS:
         value = getattr(node, section)
         if value:
-            out[section] = _sorted(dict(value))
+            out[section] = canonical(dict(value))
     return out
-
-
-def _sorted(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _sorted(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [_sorted(v) for v in value]
-    return value
 
 
 # --- plan ----------------------------------------------------------------------------------------
@@ -235,7 +227,9 @@ def plan(current: OrgPolicy, wanted: OrgPolicy) -> list[Change]:
             changes.append(Change("create", label, after=new.name))
             changes += _diff_node(label, Node(), new.node)
         elif new is None and old is not None:
-            changes.append(Change("delete", label, before=old.name))
+            # The whole team as it stood, so the plan and the audit trail keep what was removed.
+            before = {"name": old.name, **_node_dict(old.node)}
+            changes.append(Change("delete", label, before=before))
         elif old is not None and new is not None:
             if old.name != new.name:
                 changes.append(Change("change", label, "name", old.name, new.name))

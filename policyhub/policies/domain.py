@@ -70,9 +70,14 @@ class OrgPolicy:
         return f"{self.slug} (organisation)"
 
     def chain(self, path: str) -> list[tuple[str, Node]]:
-        """The nodes that shape `path`, root first: the organisation, each ancestor, the team."""
-        parts = path.split("/")
+        """The nodes that shape `path`, root first: the organisation, each ancestor, the team.
+
+        The empty path is the organisation root on its own.
+        """
         chain = [(self.root_label, self.root)]
+        if not path:
+            return chain
+        parts = path.split("/")
         for depth in range(1, len(parts) + 1):
             prefix = "/".join(parts[:depth])
             chain.append((prefix, self.teams[prefix].node))

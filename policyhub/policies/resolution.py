@@ -5,6 +5,7 @@ winning, and every effective value remembers which node set it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,12 @@ PIN_KEYS = (
 )
 # Booleans where only one direction narrows: key -> the value a child may not move away from.
 ONE_WAY_BOOLS = {"allow_login_shell": False, "allow_managed_hooks_only": True}
+
+
+def allowed_values(requirements: Json, key: str) -> list[Any]:
+    """The values an allow-list admits, including those Codex always adds (`disabled` search)."""
+    listed = list(requirements[key])
+    return listed + [v for v in sorted(ALLOWLIST_KEYS.get(key, ())) if v not in listed]
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,7 @@ def _narrow_requirements(out: Resolved, label: str, requirements: Json) -> None:
 
     for key, value in requirements.items():
         if key in ALLOWLIST_KEYS and key in have:
-            extra = [v for v in value if v not in have[key] and v not in ALLOWLIST_KEYS[key]]
+            extra = [v for v in value if v not in allowed_values(have, key)]
             if extra:
                 widen(
                     key,
@@ -111,11 +118,13 @@ def _narrow_requirements(out: Resolved, label: str, requirements: Json) -> None:
                 )
                 continue
             have[key], origin[key] = list(value), Provenance(label, "narrowed")
-        elif key in PIN_KEYS and key in have and have[key] != value:
-            widen(
-                key,
-                f"changes the pinned value {have[key]!r} to {value!r}; a team may not change a pin",
-            )
+        elif key in PIN_KEYS and key in have:
+            # Repeating a pin changes nothing (the parent stays its setter); changing it widens.
+            if have[key] != value:
+                widen(
+                    key,
+                    f"changes the pinned value {have[key]!r} to {value!r}; a team may not change a pin",
+                )
         elif (
             key in ONE_WAY_BOOLS
             and key in have
@@ -141,7 +150,7 @@ def _narrow_requirements(out: Resolved, label: str, requirements: Json) -> None:
         elif key == "additional_developer_instructions" and key in have:
             have[key], origin[key] = f"{have[key]}\n\n{value}", Provenance(label, "appended")
         else:
-            have[key], origin[key] = _copy(value), Provenance(label)
+            have[key], origin[key] = deepcopy(value), Provenance(label)
 
 
 def _narrow_map(
@@ -167,7 +176,7 @@ def _narrow_map(
                 )
             )
             continue
-        merged[name] = _copy(new)
+        merged[name] = deepcopy(new)
         out.requirements_from[path] = Provenance(label)
     out.requirements_from.setdefault(key, Provenance(label))
 
@@ -187,15 +196,7 @@ def _narrow_mcp_allowlist(
                     "changes the identity the parent allow-list requires",
                 )
                 return
-    out.requirements["mcp_servers"] = _copy(value)
+    out.requirements["mcp_servers"] = deepcopy(value)
     out.requirements_from["mcp_servers"] = Provenance(
         label, "narrowed" if parent is not None else "set"
     )
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value

@@ -7,15 +7,16 @@ these before anything is stored or published. Paths in issues are relative to th
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from providers.base import ENV_VAR_RE, Issue, error, warning
-from providers.fields import text_issues
-from providers.secrets import url_has_credentials
+from providers.base import ENV_VAR_RE, PROVIDER_ID_RE, Issue, error, warning
+from providers.fields import text_issues, url_problem
+from providers.secrets import is_credential_name, url_has_credentials
 
 # --- Codex 0.169.0 enumerations (SPEC §1.2, §3.1) ------------------------------------------------
 
@@ -38,7 +39,8 @@ KNOWN_SERVICE_TIERS = ("fast", "flex", "priority")
 # Tiers that need the provider's priority processing.
 PRIORITY_SERVICE_TIERS = ("fast", "priority")
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# Names of profiles, MCP servers and endpoints follow Codex provider ids: TOML keys and file names.
+NAME_RE = PROVIDER_ID_RE
 FEATURE_RE = re.compile(r"^[a-z0-9_]{1,80}$")
 
 
@@ -55,7 +57,7 @@ def codex_features() -> dict[str, str]:
 Checker = Callable[[Any, str], list[Issue]]
 
 
-def check_str(*, non_empty: bool = True, max_len: int = 4096) -> Checker:
+def check_str(*, non_empty: bool = True, max_len: int = 4096, multiline: bool = True) -> Checker:
     def check(value: Any, path: str) -> list[Issue]:
         if not isinstance(value, str):
             return [error(path, f"must be a string, not {type_name(value)}")]
@@ -63,7 +65,7 @@ def check_str(*, non_empty: bool = True, max_len: int = 4096) -> Checker:
             return [error(path, "must not be empty")]
         if len(value) > max_len:
             return [error(path, f"is longer than {max_len} characters")]
-        return text_issues(path, value, multiline=True)
+        return text_issues(path, value, multiline=multiline)
 
     return check
 
@@ -130,11 +132,13 @@ def check_abs_path(value: Any, path: str) -> list[Issue]:
 
 
 def check_url(value: Any, path: str) -> list[Issue]:
-    issues = check_str(max_len=2048)(value, path)
+    """An https URL (plain http only to a loopback host) that carries no credentials."""
+    issues = check_str(max_len=2048, multiline=False)(value, path)
     if issues:
         return issues
-    if not re.match(r"^https?://[^\s/]+", value):
-        return [error(path, "must be an http(s) URL")]
+    problem = url_problem(value, allow_loopback_http=True)
+    if problem:
+        return [error(path, problem)]
     if url_has_credentials(value):
         return [
             error(path, "must not carry credentials (user:password@ or a secret query parameter)")
@@ -166,6 +170,8 @@ def check_number(*, minimum: float = 0) -> Checker:
     def check(value: Any, path: str) -> list[Issue]:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return [error(path, f"must be a number, not {type_name(value)}")]
+        if not math.isfinite(value) or abs(value) > 2**53:
+            return [error(path, "must be a finite number")]
         if value < minimum:
             return [error(path, f"must be at least {minimum}")]
         return []
@@ -209,6 +215,8 @@ def check_features(*, requirement: bool) -> Checker:
             issues += check_bool(flag, where)
             if known[name] == "removed":
                 issues.append(warning(where, "was removed from Codex; setting it has no effect"))
+            elif known[name] == "deprecated":
+                issues.append(warning(where, "is deprecated; Codex prints a notice at every start"))
         return issues
 
     return check
@@ -233,20 +241,48 @@ def check_approval_allowlist(value: Any, path: str) -> list[Issue]:
     return issues
 
 
-def check_rust_regex(value: Any, path: str) -> list[Issue]:
-    issues = check_str(max_len=1024)(value, path)
-    if issues:
-        return issues
-    # Codex uses Rust's `regex` crate: no look-around and no back-references.
-    if re.search(r"\(\?<?[=!]|\\[1-9]", value):
-        return [
-            error(path, "uses look-around or back-references, which Codex's regex engine lacks")
-        ]
+# Python-only syntax that Rust's `regex` crate (Codex's engine) refuses: look-around, atomic
+# groups, conditionals, named back-references, and possessive quantifiers.
+_NON_RUST_GROUPS = ("(?=", "(?!", "(?<=", "(?<!", "(?>", "(?(", "(?P=")
+
+
+def rust_regex_problem(expression: str) -> str | None:
+    """Why Codex's regex engine would refuse `expression`, or None (checked outside [...] too)."""
+    in_class, quantified, index = False, False, 0
+    while index < len(expression):
+        char = expression[index]
+        if char == "\\":
+            escaped = expression[index + 1 : index + 2]
+            if not in_class and escaped.isdigit() and escaped != "0":
+                return "uses a back-reference, which Codex's regex engine lacks"
+            if escaped == "Z":
+                return "uses \\Z, which Codex's regex engine lacks (use \\z)"
+            index, quantified = index + 2, False
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif expression.startswith(_NON_RUST_GROUPS, index):
+            return (
+                "uses look-around, atomic groups or conditionals, which Codex's regex engine lacks"
+            )
+        elif char == "+" and quantified:
+            return "uses a possessive quantifier, which Codex's regex engine lacks"
+        # A `?` after a quantifier makes it lazy (fine in Rust); `+` after one makes it possessive.
+        quantified = not in_class and char in "*+?}" and not (char == "?" and quantified)
+        index += 1
     try:
-        re.compile(value)
+        re.compile(expression)
     except re.error as exc:
-        return [error(path, f"is not a valid regular expression: {exc}")]
-    return []
+        return f"is not a valid regular expression: {exc}"
+    return None
+
+
+def check_rust_regex(value: Any, path: str) -> list[Issue]:
+    issues = check_str(max_len=1024, multiline=False)(value, path)
+    problem = None if issues else rust_regex_problem(value)
+    return issues + ([error(path, problem)] if problem else [])
 
 
 def check_matcher(value: Any, path: str) -> list[Issue]:
@@ -317,7 +353,7 @@ def check_prefix_rule(value: Any, path: str) -> list[Issue]:
 
 REQUIREMENT_KEYS: dict[str, Checker] = {
     "allowed_approval_policies": check_approval_allowlist,
-    "allowed_approvals_reviewers": check_allowlist(APPROVALS_REVIEWERS),
+    "allowed_approvals_reviewers": check_list(check_enum(APPROVALS_REVIEWERS), non_empty=True),
     "allowed_sandbox_modes": check_sandbox_allowlist,
     "allowed_web_search_modes": check_allowlist(WEB_SEARCH_MODES),
     "allowed_login_methods": check_list(check_enum(LOGIN_METHODS), non_empty=True),
@@ -389,33 +425,43 @@ def validate_profile(doc: Any) -> list[Issue]:
     return check_table(PROFILE_KEYS)(doc, "")
 
 
-def check_header_map(value: Any, path: str) -> list[Issue]:
-    issues = check_str_map(check_str(max_len=128), check_str(max_len=1024))(value, path)
-    if issues or not isinstance(value, Mapping):
-        return issues
-    for header, literal in value.items():
-        if (
-            re.search(r"auth|token|secret|key|password|cookie", str(header), re.IGNORECASE)
-            and literal
-        ):
-            issues.append(
-                error(
-                    f"{path}.{header}",
-                    "carries a credential; use env_http_headers to name an environment variable",
-                )
-            )
-    return issues
+def check_literal_map(advice: str, keys: Checker, *, multiline: bool) -> Checker:
+    """A name -> literal map (headers, environment) whose credential-named entries are refused.
+
+    Environment values may span lines; an HTTP header value never can.
+    """
+    values = check_str(non_empty=False, max_len=1024, multiline=multiline)
+
+    def check(value: Any, path: str) -> list[Issue]:
+        issues = check_str_map(keys, values)(value, path)
+        if issues or not isinstance(value, Mapping):
+            return issues
+        return [
+            error(f"{path}.{name}", f"carries a credential; {advice}")
+            for name, literal in value.items()
+            if literal and is_credential_name(str(name))
+        ]
+
+    return check
 
 
 MCP_SERVER_KEYS: dict[str, Checker] = {
     "command": check_str(max_len=1024),
     "args": check_list(check_str(non_empty=False, max_len=1024), unique=False),
-    "env": check_str_map(check_env_name, check_str(non_empty=False, max_len=1024)),
+    "env": check_literal_map(
+        "pass it through with env_vars (the variable's name) instead",
+        check_env_name,
+        multiline=True,
+    ),
     "env_vars": check_list(check_env_name),
     "cwd": check_abs_path,
     "url": check_url,
     "bearer_token_env_var": check_env_name,
-    "http_headers": check_header_map,
+    "http_headers": check_literal_map(
+        "use env_http_headers to name an environment variable",
+        check_str(max_len=128, multiline=False),
+        multiline=False,
+    ),
     "env_http_headers": check_str_map(check_str(max_len=128), check_env_name),
     "startup_timeout_sec": check_number(minimum=0),
     "tool_timeout_sec": check_number(minimum=0),
@@ -439,8 +485,12 @@ def validate_mcp_server(doc: Any) -> list[Issue]:
             for key in ("args", "env", "env_vars", "cwd"):
                 if key in doc:
                     issues.append(error(key, "only applies to stdio servers (with `command`)"))
-        elif "bearer_token_env_var" in doc or "http_headers" in doc or "env_http_headers" in doc:
-            issues.append(error("", "headers and bearer tokens only apply to `url` servers"))
+        else:
+            for key in ("bearer_token_env_var", "http_headers", "env_http_headers"):
+                if key in doc:
+                    issues.append(
+                        error(key, "only applies to streamable HTTP servers (with `url`)")
+                    )
     return issues
 
 

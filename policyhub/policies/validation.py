@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from policyhub.policies import schema
 from policyhub.policies.domain import Endpoint, Json, Node, OrgPolicy
-from policyhub.policies.resolution import Provenance, Resolved, resolve
+from policyhub.policies.resolution import Provenance, Resolved, allowed_values, resolve
 from providers import KINDS
-from providers.base import Issue, capability_override_issues
+from providers.base import CapabilityMatrix, Issue, Severity, capability_override_issues
 
 # Config keys constrained by a requirement allow-list, and which list.
 CONSTRAINED = {
@@ -93,29 +94,35 @@ def validate_node(node: Node, label: str) -> list[Issue]:
 # --- layer 3: one team's effective policy ---------------------------------------------------------
 
 
-def derive_defaults(resolved: Resolved) -> None:
+def _derive_pins(resolved: Resolved) -> None:
+    """Pins are written into config too: Codex warns "overridden by the required value" otherwise."""
+    for key in PINNED_IN_CONFIG:
+        if key in resolved.requirements and key not in resolved.config:
+            resolved.config[key] = resolved.requirements[key]
+            resolved.config_from[key] = Provenance(resolved.requirements_from[key].node, "derived")
+
+
+def _derive_allowed_defaults(policy: OrgPolicy, resolved: Resolved) -> None:
     """Write the default Codex would otherwise fall back to, so it never warns at start.
 
     Where the requirements restrict a setting and no node sets a default, Codex's own default
     (e.g. `approval_policy = "never"` for `exec`) may be forbidden; Codex then falls back with a
-    warning at every start. The rule: render the first allowed value that config.toml can hold,
-    so admins order an allow-list by preference. A pinned provider becomes the default provider.
+    warning at every start. The rule: render the first allowed value that config.toml can hold
+    and the default endpoint supports, so admins order an allow-list by preference.
     """
     req, cfg = resolved.requirements, resolved.config
+    caps = _capabilities(policy, cfg.get("model_provider"))
     for key, allow_key in CONSTRAINED.items():
         if key in cfg or allow_key not in req or key not in CONFIG_VALUES:
             continue
-        allowed = [*req[allow_key], *(["disabled"] if key == "web_search" else [])]
-        usable = [v for v in allowed if v in CONFIG_VALUES[key]]
+        usable = [v for v in allowed_values(req, allow_key) if v in CONFIG_VALUES[key]]
+        if key == "web_search" and caps is not None and not caps.web_search:
+            usable = [v for v in usable if v == "disabled"]
         if usable:
             cfg[key] = usable[0]
             resolved.config_from[key] = Provenance(
                 resolved.requirements_from[allow_key].node, "derived"
             )
-    for key in PINNED_IN_CONFIG:
-        if key in req and key not in cfg:
-            cfg[key] = req[key]
-            resolved.config_from[key] = Provenance(resolved.requirements_from[key].node, "derived")
 
 
 def _derive_endpoint_keys(policy: OrgPolicy, resolved: Resolved) -> None:
@@ -131,6 +138,13 @@ def _derive_endpoint_keys(policy: OrgPolicy, resolved: Resolved) -> None:
         if key not in resolved.config:
             resolved.config[key] = value
             resolved.config_from[key] = Provenance(f"endpoint {default.name}", "derived")
+
+
+def _capabilities(policy: OrgPolicy, endpoint_name: Any) -> CapabilityMatrix | None:
+    endpoint = policy.endpoints.get(endpoint_name) if isinstance(endpoint_name, str) else None
+    if endpoint is None:
+        return None
+    return KINDS[endpoint.kind].effective_capabilities(endpoint.capabilities)
 
 
 def effective_profile(resolved: Resolved, name: str) -> Json:
@@ -149,26 +163,27 @@ def _check_session(
     issues: list[Issue] = []
     req = resolved.requirements
 
-    def add(key: str, message: str, severity: str = "error") -> None:
+    def add(key: str, message: str, severity: Severity = "error") -> None:
         node = origin.get(key) or resolved.config_from.get(key)
-        issues.append(Issue(severity, f"{where}.{key}", message, node.node if node else ""))  # type: ignore[arg-type]
+        issues.append(Issue(severity, f"{where}.{key}", message, node.node if node else ""))
 
     for key, allow_key in CONSTRAINED.items():
         if key not in settings or allow_key not in req:
             continue
-        allowed = [*req[allow_key], *(["disabled"] if key == "web_search" else [])]
+        allowed = allowed_values(req, allow_key)
         if settings[key] not in allowed:
             setter = resolved.requirements_from[allow_key].node
+            shown = ", ".join(map(repr, allowed)) or "nothing"
             add(
                 key,
                 f"{settings[key]!r} is forbidden by requirements.{allow_key} of {setter} "
-                f"({', '.join(map(repr, allowed)) or 'nothing'}); Codex would fall back with a warning at every start",
+                f"({shown}); Codex would fall back with a warning at every start",
             )
     approvals = req.get("allowed_approval_policies", [])
     if (
-        approvals
-        and "approval_policy" not in settings
-        and not set(approvals) & set(CONFIG_VALUES["approval_policy"])
+        "approval_policy" not in settings
+        and approvals
+        and not (set(approvals) & set(CONFIG_VALUES["approval_policy"]))
     ):
         add(
             "approval_policy",
@@ -183,20 +198,23 @@ def _check_session(
                 f"{settings[key]!r} is overridden by requirements.{key} = {req[key]!r} of {setter}; "
                 "Codex would warn at every start",
             )
+    workspaces = req.get("allowed_chatgpt_workspaces")
+    workspace = settings.get("forced_chatgpt_workspace_id")
+    if workspaces and workspace is not None and workspace not in workspaces:
+        add(
+            "forced_chatgpt_workspace_id",
+            f"{workspace!r} is not in requirements.allowed_chatgpt_workspaces; sign-in would fail",
+        )
     provider_name = settings.get("model_provider")
     endpoint = policy.endpoints.get(provider_name) if provider_name else None
     if provider_name and endpoint is None:
-        add(
-            "model_provider",
-            f"names no provider endpoint of {policy.slug} ({', '.join(policy.endpoints) or 'none defined'})",
-        )
+        known = ", ".join(policy.endpoints) or "none defined"
+        add("model_provider", f"names no provider endpoint of {policy.slug} ({known})")
         return issues
     if endpoint is None:
         return issues
-    kind = KINDS.get(endpoint.kind)
-    if kind is None:
-        return issues
-    caps = kind.capabilities.with_overrides(endpoint.capabilities)
+    kind = KINDS[endpoint.kind]
+    caps = kind.effective_capabilities(endpoint.capabilities)
     tier = settings.get("service_tier")
     if tier in schema.PRIORITY_SERVICE_TIERS and not caps.priority_tier:
         add(
@@ -215,6 +233,40 @@ def _check_session(
         found = kind.check_model(endpoint.settings, settings["model"])
         if found:
             add("model", f"{found.message} (endpoint {endpoint.name})", found.severity)
+    elif kind.builtin_id != "openai":
+        add(
+            "model_provider",
+            f"{endpoint.name} is used without a model; Codex's own default is an OpenAI model "
+            f"that {kind.label} does not serve",
+        )
+    return issues
+
+
+def _check_requirement_conflicts(resolved: Resolved) -> list[Issue]:
+    """Config values that a requirement silently overrides, and pins that break some machines."""
+    issues = []
+    pins = resolved.requirements.get("features", {})
+    for name, flag in resolved.config.get("features", {}).items():
+        if name in pins and pins[name] != flag:
+            issues.append(
+                Issue(
+                    "error",
+                    f"config.features.{name}",
+                    f"is {flag} but requirements pin it to {pins[name]} "
+                    f"({resolved.requirements_from[f'features.{name}'].node}); the default is never used",
+                    resolved.config_from[f"features.{name}"].node,
+                )
+            )
+    if resolved.requirements.get("cli_auth_credentials_store") == "keyring":
+        issues.append(
+            Issue(
+                "warning",
+                "requirements.cli_auth_credentials_store",
+                "'keyring' needs an operating-system secret service; on headless Linux (CI, "
+                "containers) Codex cannot load its sign-in and stops; 'auto' falls back to a file",
+                resolved.requirements_from["cli_auth_credentials_store"].node,
+            )
+        )
     return issues
 
 
@@ -262,7 +314,7 @@ def _used_endpoints(policy: OrgPolicy, resolved: Resolved) -> set[str]:
     return {n for n in names if isinstance(n, str) and n in policy.endpoints}
 
 
-def _check_provider_ids(policy: OrgPolicy, resolved: Resolved) -> list[Issue]:
+def _check_provider_ids(policy: OrgPolicy, resolved: Resolved, path: str) -> list[Issue]:
     by_id: dict[str, list[str]] = {}
     for name in sorted(_used_endpoints(policy, resolved)):
         by_id.setdefault(policy.endpoints[name].provider_id, []).append(name)
@@ -270,8 +322,9 @@ def _check_provider_ids(policy: OrgPolicy, resolved: Resolved) -> list[Issue]:
         Issue(
             "error",
             "model_provider",
-            f"endpoints {', '.join(names)} both render as provider id {pid!r}; "
+            f"endpoints {', '.join(names)} all render as provider id {pid!r}; "
             "one team's files can hold only one of them",
+            path or policy.root_label,
         )
         for pid, names in by_id.items()
         if len(names) > 1
@@ -279,33 +332,32 @@ def _check_provider_ids(policy: OrgPolicy, resolved: Resolved) -> list[Issue]:
 
 
 def validate_team(policy: OrgPolicy, path: str, *, nodes_checked: bool = False) -> TeamValidation:
-    """Resolve one team and check everything that depends on the whole chain."""
+    """Resolve one team ("" for the organisation root alone) and check its whole chain."""
     chain = policy.chain(path)
-    issues = (
-        [] if nodes_checked else [i for label, node in chain for i in validate_node(node, label)]
-    )
+    if not nodes_checked:
+        issues = [i for label, node in chain for i in validate_node(node, label)]
+        if errors_of(issues):
+            # Resolution assumes well-formed nodes; the broken ones are reported where they are.
+            return TeamValidation(path, Resolved(), issues)
+    else:
+        issues = []
     resolved = resolve(chain)
     issues += resolved.issues
     if errors_of(issues):
         return TeamValidation(path, resolved, issues)
-    derive_defaults(resolved)
+    _derive_pins(resolved)
     pinned = resolved.requirements.get("model_provider")
     if pinned and pinned not in policy.endpoints:
         node = resolved.requirements_from["model_provider"].node
-        issues.append(
-            Issue(
-                "error",
-                "requirements.model_provider",
-                f"names no provider endpoint of {policy.slug}",
-                node,
-            )
-        )
+        message = f"names no provider endpoint of {policy.slug}"
+        issues.append(Issue("error", "requirements.model_provider", message, node))
     # The endpoints this team renders must be valid themselves before their capabilities count.
     for name in sorted(_used_endpoints(policy, resolved)):
         found = validate_endpoint(policy.endpoints[name])
         issues += [] if nodes_checked else found
         if errors_of(found):
             return TeamValidation(path, resolved, _dedupe(issues))
+    _derive_allowed_defaults(policy, resolved)
     _derive_endpoint_keys(policy, resolved)
     issues += _check_session(policy, resolved, resolved.config, "config", resolved.config_from)
     for name in sorted(resolved.profiles):
@@ -316,8 +368,9 @@ def validate_team(policy: OrgPolicy, path: str, *, nodes_checked: bool = False) 
             f"profiles.{name}",
             resolved.profiles_from[name],
         )
+    issues += _check_requirement_conflicts(resolved)
     issues += _check_mcp(resolved)
-    issues += _check_provider_ids(policy, resolved)
+    issues += _check_provider_ids(policy, resolved, path)
     return TeamValidation(path, resolved, _dedupe(issues))
 
 
@@ -332,6 +385,9 @@ def validate_policy(policy: OrgPolicy) -> dict[str, list[Issue]]:
         "": [*(i for e in policy.endpoints.values() for i in validate_endpoint(e)), *root]
     }
     broken = {policy.root_label} if errors_of(root) else set()
+    if not broken and not errors_of(found[""]):
+        # The root's own defaults must hold even before any team exists.
+        found[""] += validate_team(policy, "", nodes_checked=True).issues
     for path, team in sorted(policy.teams.items()):
         if team.parent_path is not None and team.parent_path not in policy.teams:
             found[path] = [

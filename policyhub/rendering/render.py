@@ -8,16 +8,15 @@ with what was meant: a value can never add a key. Same policy -> same bytes -> s
 from __future__ import annotations
 
 import hashlib
-import tomllib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import tomlkit
-from tomlkit.items import Array, InlineTable
-
+from policyhub.errors import ApplicationError
 from policyhub.policies import schema
 from policyhub.policies.domain import Json, OrgPolicy
+from policyhub.policies.tomlio import RenderError, canonical, toml_text
 from policyhub.policies.validation import TeamValidation, validate_team
 from policyhub.rendering.targets import CodexTarget, codex_target
 from providers import KINDS
@@ -26,18 +25,15 @@ from providers.base import Issue
 REQUIREMENTS = "requirements.toml"
 CONFIG = "config.toml"
 PROFILE_DIR = "profiles"
+REVISION_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-class PolicyInvalid(Exception):
+class PolicyInvalid(ApplicationError):
     """The team's policy has errors; nothing may be rendered from it."""
 
     def __init__(self, path: str, issues: list[Issue]) -> None:
-        self.path, self.issues = path, issues
-        super().__init__(f"{path}: " + "; ".join(str(i) for i in issues))
-
-
-class RenderError(Exception):
-    """The rendered TOML did not parse back to the intended values (a bug, never user input)."""
+        super().__init__(f"team {path} has {len(issues)} error(s)", issues)
+        self.path = path
 
 
 @dataclass
@@ -54,6 +50,12 @@ def render_team(
     policy: OrgPolicy, path: str, *, revision: str = "draft", target: CodexTarget | None = None
 ) -> RenderedTeam:
     """Validate one team and render its files; raises PolicyInvalid on any error."""
+    if not REVISION_RE.match(revision):
+        # It goes into a comment line of every file: a line break would start TOML of its own.
+        raise ApplicationError(
+            "the revision must be letters, digits, '.', '_' or '-'",
+            [Issue("error", "revision", f"{revision!r} is not a plain revision label")],
+        )
     target = target or codex_target()
     validation = validate_team(policy, path)
     if validation.errors:
@@ -64,10 +66,9 @@ def render_team(
         REQUIREMENTS: requirements_document(policy, resolved.requirements, target),
         CONFIG: config_document(policy, resolved, target),
     }
-    if target.profiles_as_files:
-        for name in sorted(resolved.profiles):
-            profile = _provider_ids(policy, resolved.profiles[name])
-            documents[f"{PROFILE_DIR}/{name}.config.toml"] = _ordered(profile, schema.PROFILE_KEYS)
+    for name in sorted(resolved.profiles):
+        profile = _provider_ids(policy, resolved.profiles[name])
+        documents[f"{PROFILE_DIR}/{name}.config.toml"] = _ordered(profile, schema.PROFILE_KEYS)
     files = {
         name: render_file(doc, team=label, revision=revision) for name, doc in documents.items()
     }
@@ -108,20 +109,7 @@ def config_document(policy: OrgPolicy, resolved: Any, target: CodexTarget) -> Js
             name: _ordered(resolved.mcp_servers[name], schema.MCP_SERVER_KEYS)
             for name in sorted(resolved.mcp_servers)
         }
-    if not target.profiles_as_files and resolved.profiles:
-        doc["profiles"] = {
-            name: _ordered(_provider_ids(policy, resolved.profiles[name]), schema.PROFILE_KEYS)
-            for name in sorted(resolved.profiles)
-        }
     return doc
-
-
-def toml_text(doc: Json) -> str:
-    """TOML for `doc`, parsed back and compared: a value can never add or change a key."""
-    body = tomlkit.dumps(_toml_document(doc))
-    if tomllib.loads(body) != _plain(doc):
-        raise RenderError("rendered TOML does not parse back to the intended values")
-    return body
 
 
 def render_file(doc: Json, *, team: str, revision: str) -> bytes:
@@ -142,7 +130,7 @@ def _provider_table(policy: OrgPolicy, name: str) -> Json | None:
     """The endpoint's table: top-level order as the kind writes it, admin-typed maps sorted."""
     endpoint = policy.endpoints[name]
     table = KINDS[endpoint.kind].provider_table(endpoint.settings, endpoint.provider_id)
-    return None if table is None else {k: _sorted(v) for k, v in table.items()}
+    return None if table is None else {k: canonical(v) for k, v in table.items()}
 
 
 def _provider_ids(policy: OrgPolicy, settings: Json) -> Json:
@@ -155,58 +143,7 @@ def _provider_ids(policy: OrgPolicy, settings: Json) -> Json:
 
 def _ordered(values: Mapping[str, Any], schema_keys: Mapping[str, Any]) -> Json:
     """Schema order for known keys; anything nested is sorted so storage order never matters."""
-    return {k: _sorted(values[k]) for k in schema_keys if k in values}
-
-
-def _sorted(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _sorted(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [_sorted(v) for v in value]
-    return value
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _toml_document(doc: Json) -> tomlkit.TOMLDocument:
-    out = tomlkit.document()
-    _fill(out, doc)
-    return out
-
-
-def _fill(container: Any, values: Mapping[str, Any]) -> None:
-    """Scalars and arrays first, then tables: a key after a [table] header would belong to it."""
-    for key, value in values.items():
-        if not isinstance(value, Mapping):
-            container.add(key, _inline(value))
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            table = tomlkit.table(
-                is_super_table=bool(value) and all(isinstance(v, Mapping) for v in value.values())
-            )
-            _fill(table, value)
-            container.add(key, table)
-
-
-def _inline(value: Any) -> Any:
-    """Arrays are written inline, tables inside them as inline tables."""
-    if isinstance(value, list):
-        array: Array = tomlkit.array()
-        for item in value:
-            array.append(_inline(item))
-        return array
-    if isinstance(value, Mapping):
-        inline: InlineTable = tomlkit.inline_table()
-        for key, item in value.items():
-            inline.append(key, _inline(item))
-        return inline
-    return value
+    return {k: canonical(values[k]) for k in schema_keys if k in values}
 
 
 __all__ = ["CONFIG", "REQUIREMENTS", "PolicyInvalid", "RenderedTeam", "render_team"]

@@ -82,6 +82,9 @@ def test_a_child_may_repeat_a_pin() -> None:
         enforce_residency = "us"
     """)
     assert not errors(policy, "ci")
+    # The root stays the setter: the team changed nothing.
+    resolved = validate_team(policy, "ci").resolved
+    assert resolved.requirements_from["enforce_residency"].node == "acme (organisation)"
 
 
 def test_a_child_cannot_re_enable_the_login_shell() -> None:

@@ -211,6 +211,26 @@ def test_two_endpoints_with_one_provider_id_in_one_team_is_an_error() -> None:
             '[requirements.mcp_servers.cli.identity]\nurl = { match = "regex", expression = "(" }',
             "requirements.mcp_servers.cli.identity.url.expression",
         ),
+        (
+            "[requirements]\nallowed_approvals_reviewers = []",
+            "requirements.allowed_approvals_reviewers",
+        ),
+        (
+            '[mcp_servers.docs]\ncommand = "docs"\nstartup_timeout_sec = inf',
+            "mcp_servers.docs.startup_timeout_sec",
+        ),
+        (
+            '[mcp_servers.docs]\ncommand = "docs"\ntool_timeout_sec = nan',
+            "mcp_servers.docs.tool_timeout_sec",
+        ),
+        (
+            '[mcp_servers.docs]\ncommand = "docs"\nenv = { GITHUB_TOKEN = "hunter2hunter2" }',
+            "mcp_servers.docs.env.GITHUB_TOKEN",
+        ),
+        (
+            '[mcp_servers.web]\nurl = "http://mcp.acme.example/x"\nbearer_token_env_var = "T"',
+            "mcp_servers.web.url",
+        ),
         ('[config]\nsandbox_mode = "full-access"', "config.sandbox_mode"),
         ('[config]\napproval_policy = "untrusted"', "config.approval_policy"),
         ('[config]\nmodel_reasoning_effort = ""', "config.model_reasoning_effort"),
@@ -282,3 +302,112 @@ def test_every_error_names_its_node() -> None:
     found = validate_policy(policy)
     assert {i.node for i in found["a"]} == {"a"}
     assert {i.node for i in found["b"]} == {"b"}
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [r"^https://x\Z", r"^(?>https)://x$", r"(?<=a)b", r"(a)\1", r"a++", r"a{2}+", "("],
+)
+def test_regexes_that_codex_cannot_compile_are_refused(expression: str) -> None:
+    policy = make_policy(f"""
+        [teams.t.requirements.mcp_servers.cli.identity]
+        url = {{ match = "regex", expression = '{expression}' }}
+    """)
+    assert ("t", "requirements.mcp_servers.cli.identity.url.expression") in all_errors(policy)
+
+
+@pytest.mark.parametrize(
+    "expression", [r"^https://[a-z]+\.corp\.example$", r"a\++", r"a*?", r"\\1", r"[+*]+"]
+)
+def test_regexes_codex_accepts_pass(expression: str) -> None:
+    policy = make_policy(f"""
+        [teams.t.requirements.mcp_servers.cli.identity]
+        url = {{ match = "regex", expression = '{expression}' }}
+    """)
+    assert not all_errors(policy)
+
+
+def test_a_deprecated_feature_pin_is_a_warning() -> None:
+    policy = make_policy("[teams.t.requirements.features]\nweb_search_request = true\n")
+    assert [(i.severity, i.path) for i in validate_policy(policy)["t"]] == [
+        ("warning", "requirements.features.web_search_request")
+    ]
+
+
+def test_derived_web_search_respects_the_default_endpoint() -> None:
+    policy = make_policy("""
+        [requirements]
+        allowed_web_search_modes = ["live", "cached"]
+        [teams.batch.config]
+        model = "openai.gpt-oss-120b"
+        model_provider = "bedrock"
+    """)
+    result = validate_team(policy, "batch")
+    assert not result.errors
+    assert result.resolved.config["web_search"] == "disabled"
+
+
+def test_a_non_openai_provider_without_a_model_is_an_error() -> None:
+    policy = make_policy("""
+        [teams.ci.config]
+        model_provider = "azure-eng"
+        web_search = "disabled"
+    """)
+    [found] = validate_team(policy, "ci").errors
+    assert found.path == "config.model_provider" and "without a model" in found.message
+
+
+def test_a_config_feature_against_a_requirement_pin_is_an_error() -> None:
+    policy = make_policy("""
+        [requirements.features]
+        memories = false
+        [teams.t.config.features]
+        memories = true
+    """)
+    [found] = validate_team(policy, "t").errors
+    assert (found.path, found.node) == ("config.features.memories", "t")
+
+
+def test_a_forced_workspace_outside_the_allowed_ones_is_an_error() -> None:
+    policy = make_policy("""
+        [requirements]
+        allowed_chatgpt_workspaces = ["ws-1"]
+        [teams.t.config]
+        forced_chatgpt_workspace_id = "ws-2"
+    """)
+    assert ("error", "config.forced_chatgpt_workspace_id") in issues_at(policy, "t")
+
+
+def test_a_sign_in_method_the_requirements_forbid_is_an_error() -> None:
+    # The openai endpoint signs in with ChatGPT; Codex would refuse to start at all.
+    policy = make_policy("""
+        [teams.t.requirements]
+        allowed_login_methods = ["api"]
+        [teams.t.config]
+        model_provider = "openai"
+    """)
+    found = validate_team(policy, "t").errors
+    assert [(i.path, i.node) for i in found] == [("config.forced_login_method", "endpoint openai")]
+
+
+def test_a_keyring_pin_warns_about_headless_machines() -> None:
+    policy = make_policy('[teams.t.requirements]\ncli_auth_credentials_store = "keyring"\n')
+    assert ("warning", "requirements.cli_auth_credentials_store") in issues_at(policy, "t")
+
+
+def test_the_roots_own_defaults_are_checked_before_any_team_exists() -> None:
+    policy = make_policy('[config]\nmodel_provider = "nowhere"\n')
+    assert ("", "config.model_provider") in all_errors(policy)
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        '[teams.t.requirements]\nrules = "x"',
+        '[teams.t.config]\nfeatures = "x"',
+        "[teams.t.requirements]\nmcp_servers = [1]",
+    ],
+)
+def test_malformed_sections_are_reported_not_crashed_on(snippet: str) -> None:
+    policy = make_policy("[requirements.rules]\nprefix_rules = []\n" + snippet)
+    assert validate_team(policy, "t").errors

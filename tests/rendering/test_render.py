@@ -6,9 +6,12 @@ import hashlib
 import json
 import tomllib
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
+from policyhub.errors import ApplicationError
+from policyhub.policies.document import NODE_SECTIONS
 from policyhub.policies.domain import Node, OrgPolicy
 from policyhub.rendering.render import CONFIG, REQUIREMENTS, PolicyInvalid, render_team
 from policyhub.rendering.targets import codex_target
@@ -52,19 +55,32 @@ def body(data: bytes) -> str:
 
 def test_same_policy_renders_the_same_bytes_whatever_the_storage_order() -> None:
     policy = make_policy(POLICY)
-    # PostgreSQL's jsonb does not keep key order; a round trip through sorted JSON mimics it.
+
+    def reversed_keys(value: Any) -> Any:
+        # PostgreSQL's jsonb does not keep key order; reversing every mapping is the worst case.
+        if isinstance(value, dict):
+            return {k: reversed_keys(value[k]) for k in reversed(list(value))}
+        if isinstance(value, list):
+            return [reversed_keys(v) for v in value]
+        return value
+
+    def shuffled_node(node: Node) -> Node:
+        return Node(*(reversed_keys(dict(getattr(node, f))) for f in NODE_SECTIONS))
+
     shuffled = replace(
         policy,
-        root=Node(
-            **{
-                k: json.loads(json.dumps(getattr(policy.root, k), sort_keys=True))
-                for k in ("requirements", "config", "profiles", "mcp_servers")
-            }
-        ),
+        root=shuffled_node(policy.root),
+        endpoints={
+            n: replace(e, settings=reversed_keys(e.settings))
+            for n, e in reversed(list(policy.endpoints.items()))
+        },
+        teams={
+            p: replace(t, node=shuffled_node(t.node))
+            for p, t in reversed(list(policy.teams.items()))
+        },
     )
-    first = render_team(policy, "platform/ci").files
-    assert render_team(shuffled, "platform/ci").files == first
-    assert render_team(policy, "platform/ci").files == first
+    assert shuffled != policy or json.dumps(shuffled.root.config) != json.dumps(policy.root.config)
+    assert render_team(shuffled, "platform/ci").files == render_team(policy, "platform/ci").files
 
 
 def test_top_level_keys_come_before_every_table() -> None:
@@ -150,3 +166,9 @@ def test_an_empty_policy_renders_valid_empty_files() -> None:
     files = render_team(policy, "t").files
     assert tomllib.loads(files[REQUIREMENTS].decode()) == {}
     assert tomllib.loads(files[CONFIG].decode()) == {}
+
+
+@pytest.mark.parametrize("revision", ['7\napproval_policy = "never"\n#', "", "a b"])
+def test_a_revision_that_could_break_the_header_comment_is_refused(revision: str) -> None:
+    with pytest.raises(ApplicationError):
+        render_team(make_policy(POLICY), "platform/ci", revision=revision)

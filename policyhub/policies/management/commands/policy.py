@@ -52,10 +52,6 @@ class Command(BaseCommand):
                 dry_run=options["dry_run"],
                 reason=options["reason"],
             )
-        except document.DocumentInvalid as exc:
-            raise CommandError(
-                self._issues("the document is invalid; nothing was applied", exc.issues)
-            ) from None
         except ApplicationError as exc:
             raise CommandError(
                 self._issues(exc.message + "; nothing was applied", exc.issues)

@@ -9,7 +9,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from policyhub.policies.selectors import org_policy, organization_get
-from policyhub.rendering.render import PROFILE_DIR, PolicyInvalid, RenderedTeam, render_team
+from policyhub.rendering.render import (
+    PROFILE_DIR,
+    REVISION_RE,
+    PolicyInvalid,
+    RenderedTeam,
+    render_team,
+)
 from policyhub.rendering.targets import DEFAULT_CODEX_VERSION, codex_target
 
 
@@ -37,6 +43,8 @@ class Command(BaseCommand):
             target = codex_target(options["codex_version"])
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        if not REVISION_RE.match(options["revision"]):
+            raise CommandError("--revision must be letters, digits, '.', '_' or '-'")
         policy = org_policy(org)
         paths = sorted(policy.teams) if options["all"] else [options["team"]]
         missing = [p for p in paths if p not in policy.teams]
