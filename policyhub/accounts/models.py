@@ -43,9 +43,10 @@ class Membership(models.Model):
         Organization, on_delete=models.CASCADE, related_name="memberships"
     )
     role = models.CharField(max_length=20, choices=Role.choices)
-    # Only for team editors: the root of the subtree they may edit.
+    # Only for team editors: the root of the subtree they may edit. PROTECT: deleting a team must
+    # never silently delete an editor's membership (`team_delete` refuses first, with their names).
     team = models.ForeignKey(
-        "teams.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+        "teams.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
 
     class Meta:

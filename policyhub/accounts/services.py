@@ -5,8 +5,11 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from policyhub.accounts.models import Membership, Organization
+from policyhub.accounts.models import Membership, Organization, Role
 from policyhub.audit.services import audit_record
+from policyhub.errors import ApplicationError
+from policyhub.teams.models import Team
+from providers.base import Issue
 
 
 @transaction.atomic
@@ -28,13 +31,25 @@ def organization_create(*, slug: str, name: str, actor: User | None) -> Organiza
 
 @transaction.atomic
 def membership_grant(
-    *, organization: Organization, user: User, role: str, actor: User | None
+    *,
+    organization: Organization,
+    user: User,
+    role: str,
+    actor: User | None,
+    team: Team | None = None,
 ) -> Membership:
-    """Give `user` a role in `organization` (replacing an earlier role)."""
+    """Give `user` a role in `organization` (replacing an earlier role); a team editor's `team` is
+    the root of the subtree they may edit."""
+    if (role == Role.TEAM_EDITOR) != (team is not None):
+        message = "is required for a team editor, and only a team editor has one"
+        raise ApplicationError("the membership is invalid", [Issue("error", "team", message)])
+    if team is not None and team.organization_id != organization.pk:
+        message = f"{team.path!r} belongs to another organisation"
+        raise ApplicationError("the membership is invalid", [Issue("error", "team", message)])
     membership = Membership.objects.filter(organization=organization, user=user).first()
-    before = membership.role if membership else None
+    before = _grant_data(membership) if membership else None
     membership = membership or Membership(organization=organization, user=user)
-    membership.role = role
+    membership.role, membership.team = role, team
     membership.full_clean()
     membership.save()
     audit_record(
@@ -44,6 +59,13 @@ def membership_grant(
         object_type="membership",
         object_key=user.get_username(),
         before=before,
-        after=role,
+        after=_grant_data(membership),
     )
     return membership
+
+
+def _grant_data(membership: Membership) -> str | dict[str, str]:
+    # A plain role as before; a team editor's scope alongside it.
+    if membership.team is None:
+        return membership.role
+    return {"role": membership.role, "team": membership.team.path}

@@ -21,7 +21,8 @@ class AuditEvent(models.Model):
     actor_label = models.CharField(max_length=150)
     action = models.CharField(max_length=64)
     object_type = models.CharField(max_length=64)
-    object_key = models.CharField(max_length=1024)
+    # Text, not a bounded column: a team path alone may be 1,023 characters, plus label and key.
+    object_key = models.TextField()
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
     reason = models.TextField(blank=True)
@@ -32,4 +33,5 @@ class AuditEvent(models.Model):
         indexes = [models.Index(fields=["organization", "id"])]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.object_type} {self.object_key}"
+        when = f"{self.created_at:%Y-%m-%d %H:%M}" if self.created_at else "(unsaved)"
+        return f"{when} {self.actor_label} {self.action} {self.object_type} {self.object_key}"

@@ -5,6 +5,8 @@ per change, or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.contrib.auth.models import User
 from django.db import transaction
 
@@ -12,11 +14,12 @@ from policyhub.accounts.models import Organization
 from policyhub.audit.services import audit_record
 from policyhub.errors import ApplicationError
 from policyhub.policies.document import Change, plan
-from policyhub.policies.domain import Node, OrgPolicy
+from policyhub.policies.domain import Json, Node, OrgPolicy
 from policyhub.policies.models import McpServer, PolicyNode, Profile, ProviderEndpoint
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.validation import errors_of, validate_policy
 from policyhub.teams.models import Team
+from policyhub.teams.services import team_create, team_delete, team_delete_check, team_rename
 
 
 def policy_check(policy: OrgPolicy) -> None:
@@ -46,6 +49,8 @@ def policy_apply(
     organization = Organization.objects.select_for_update().get(pk=organization.pk)
     current = org_policy(organization)
     changes = plan(current, wanted)
+    # Before any write, and on dry runs too: a deleted team must not take an editor's membership.
+    team_delete_check(organization=organization, paths=set(current.teams) - set(wanted.teams))
     if dry_run or not changes:
         return changes
 
@@ -91,25 +96,25 @@ def _write_endpoints(organization: Organization, current: OrgPolicy, wanted: Org
 def _write_teams(
     organization: Organization, current: OrgPolicy, wanted: OrgPolicy
 ) -> dict[str, Team]:
-    # Deepest first, so children go before their parents.
-    for path in sorted(set(current.teams) - set(wanted.teams), key=lambda p: -p.count("/")):
-        Team.objects.filter(organization=organization, path=path).delete()
     teams = {t.path: t for t in Team.objects.filter(organization=organization)}
+    gone = set(current.teams) - set(wanted.teams)
+    # Only the top of each deleted subtree: `team_delete` takes the teams below with it.
+    for path in sorted(gone):
+        spec = current.teams[path]
+        if spec.parent_path not in gone:
+            team_delete(team=teams[path])
+    teams = {path: team for path, team in teams.items() if path not in gone}
     # Shallowest first, so parents exist before their children.
     for path in sorted(wanted.teams, key=lambda p: p.count("/")):
         spec = wanted.teams[path]
         team = teams.get(path)
         if team is None:
             parent = teams[spec.parent_path] if spec.parent_path else None
-            team = Team(
-                organization=organization, parent=parent, slug=spec.slug, path=path, name=spec.name
+            teams[path] = team_create(
+                organization=organization, parent=parent, slug=spec.slug, name=spec.name
             )
-        elif team.name == spec.name:
-            continue
-        team.name = spec.name
-        team.full_clean()
-        team.save()
-        teams[path] = team
+        elif team.name != spec.name:
+            team_rename(team=team, name=spec.name)
     return teams
 
 
@@ -125,14 +130,23 @@ def _write_node(organization: Organization, team: Team | None, old: Node, new: N
     node.version += 1
     node.full_clean(validate_unique=False)
     node.save()
-    _write_named(Profile, "settings", node, dict(old.profiles), dict(new.profiles))
-    _write_named(McpServer, "definition", node, dict(old.mcp_servers), dict(new.mcp_servers))
+    _write_named(Profile, "settings", node, old.profiles, new.profiles)
+    _write_named(McpServer, "definition", node, old.mcp_servers, new.mcp_servers)
 
 
 def _write_named(
-    model: type[Profile] | type[McpServer], field: str, node: PolicyNode, old: dict, new: dict
+    model: type[Profile] | type[McpServer],
+    field: str,
+    node: PolicyNode,
+    old: Mapping[str, Json],
+    new: Mapping[str, Json],
 ) -> None:
     model.objects.filter(node=node).exclude(name__in=list(new)).delete()
+    stored = {row.name: row for row in model.objects.filter(node=node)}
     for name, value in new.items():
-        if old.get(name) != value:
-            model.objects.update_or_create(node=node, name=name, defaults={field: value})
+        if name in stored and old.get(name) == value:
+            continue
+        row = stored.get(name) or model(node=node, name=name)
+        setattr(row, field, value)
+        row.full_clean()
+        row.save()

@@ -21,7 +21,8 @@ class Team(models.Model):
     )
     slug = models.CharField(max_length=63, validators=[team_slug_validator])
     name = models.CharField(max_length=200)
-    # Materialised so a team's whole chain loads with one `path__in` query.
+    # The slug path, materialised: policy documents, pages and the render command address a team
+    # by it, and a subtree is one `path__startswith` query.
     path = models.CharField(max_length=1024)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -33,8 +34,3 @@ class Team(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization.slug}/{self.path}"
-
-    def ancestor_paths(self) -> list[str]:
-        """Paths from the top-level team down to this one, inclusive."""
-        parts = self.path.split("/")
-        return ["/".join(parts[: i + 1]) for i in range(len(parts))]

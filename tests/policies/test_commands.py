@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -43,14 +43,41 @@ def demo() -> None:
     run("seed_demo")
 
 
-def test_seed_demo_is_idempotent_and_prints_a_working_login(demo: None) -> None:
+def test_seed_demo_creates_acme_and_prints_a_working_login() -> None:
     out, _ = run("seed_demo")
-    assert "0 change(s) applied" in out
-    assert "admin / policyhub-demo" in out
+    assert "Demo organisation acme created: 9 teams" in out
+    assert "Demo admin login: admin / policyhub-demo" in out
     assert authenticate(username="admin", password="policyhub-demo") is not None
     org = organization_get("acme")
     assert org is not None
     assert org_policy(org) == document.parse(DEMO_POLICY.read_text())
+
+
+def test_seed_demo_run_again_leaves_acme_and_its_edited_policy_alone(demo: None) -> None:
+    exported, _ = run("policy", "export", "--org", "acme")
+    edited = exported.split("[teams.research]")[0]
+    run("policy", "apply", "--org", "acme", "-", "--as", "admin", stdin=edited)
+    events = AuditEvent.objects.count()
+    out, _ = run("seed_demo")
+    assert "Demo organisation acme exists; its policy was left as it is." in out
+    assert "change(s) applied" not in out
+    assert AuditEvent.objects.count() == events
+    org = organization_get("acme")
+    assert org is not None and org_policy(org) == document.parse(edited)
+    assert "research" not in org_policy(org).teams
+
+
+def test_seed_demo_keeps_an_existing_admin_password_and_does_not_print_one(
+    demo: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = get_user_model().objects.get(username="admin")
+    admin.set_password("changed-by-the-admin")
+    admin.save()
+    monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "from-the-environment")
+    out, _ = run("seed_demo")
+    assert "Demo admin login: admin (existing user; its password was kept)" in out
+    assert "from-the-environment" not in out and "policyhub-demo" not in out
+    assert authenticate(username="admin", password="changed-by-the-admin") is not None
 
 
 def test_export_prints_a_document_that_applies_back_with_no_changes(

@@ -1,4 +1,8 @@
-"""`seed_demo`: the demo organisation `acme` and its admin login (idempotent)."""
+"""`seed_demo`: the demo organisation `acme` and its admin login, created once.
+
+`make run` calls it every time, so it never overwrites: an existing organisation keeps the policy
+and memberships its admins gave it, and an existing admin user keeps its password.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ DEMO_POLICY = Path(__file__).resolve().parents[2] / "demo" / "acme.toml"
 
 
 class Command(BaseCommand):
-    help = "Create (or bring back) the demo organisation acme with its teams, providers and admin."
+    help = "Create the demo organisation acme with its teams, providers and admin, if missing."
 
     def handle(self, *args: Any, **options: Any) -> None:
         username = env_str("DEMO_ADMIN_USERNAME", "admin")
@@ -29,21 +33,30 @@ class Command(BaseCommand):
         with transaction.atomic():
             user_model = get_user_model()
             admin = user_model.objects.filter(username=username).first()
+            admin_created = admin is None
             if admin is None:
                 admin = user_model.objects.create_superuser(
                     username, f"{username}@acme.example", password
                 )
-            org = organization_get(wanted.slug) or organization_create(
-                slug=wanted.slug, name=wanted.name, actor=admin
-            )
-            if not Membership.objects.filter(
-                organization=org, user=admin, role=Membership.Role.OWNER
-            ).exists():
+            org = organization_get(wanted.slug)
+            if org is None:
+                org = organization_create(slug=wanted.slug, name=wanted.name, actor=admin)
                 membership_grant(
                     organization=org, user=admin, role=Membership.Role.OWNER, actor=admin
                 )
-            changes = policy_apply(organization=org, wanted=wanted, actor=admin, reason="demo seed")
-        self.stdout.write(
-            f"Demo organisation {org.slug}: {len(wanted.teams)} teams, {len(changes)} change(s) applied."
-        )
-        self.stdout.write(f"Demo admin login: {username} / {password}")
+                changes = policy_apply(
+                    organization=org, wanted=wanted, actor=admin, reason="demo seed"
+                )
+                summary = (
+                    f"Demo organisation {org.slug} created: {len(wanted.teams)} teams, "
+                    f"{len(changes)} change(s) applied."
+                )
+            else:
+                summary = f"Demo organisation {org.slug} exists; its policy was left as it is."
+        self.stdout.write(summary)
+        if admin_created:
+            self.stdout.write(f"Demo admin login: {username} / {password}")
+        else:
+            self.stdout.write(
+                f"Demo admin login: {username} (existing user; its password was kept)"
+            )
