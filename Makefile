@@ -11,7 +11,7 @@ TEST_ENV := SECRET_KEY=test-only-not-a-secret SECURE_SSL_REDIRECT=0 DATABASE_URL
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv services codex lint check pytest clean
+.PHONY: run test venv services codex browser lint check pytest clean
 
 ## run: PolicyHub on http://127.0.0.1:8000 with the demo organisation (SQLite and in-process
 ## tasks by default; PostgreSQL, Redis and a Celery worker when DATABASE_URL/REDIS_URL are set).
@@ -27,7 +27,7 @@ run: venv
 
 ## test: lint, type-check, Django checks, then the whole suite on PostgreSQL and Redis with the
 ## real Codex binary.
-test: venv services codex lint check pytest
+test: venv services codex browser lint check pytest
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -62,6 +62,11 @@ codex:
 		$$bin --version; \
 	done
 
+## browser: Debian's Chromium for the browser tests (Playwright drives it; it downloads nothing).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+	@chromium --version
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -75,7 +80,7 @@ check: venv
 		DATABASE_URL=$(TEST_DATABASE_URL) $(PY) manage.py check --deploy --fail-level WARNING
 
 pytest: venv
-	$(TEST_ENV) REDIS_URL=$(TEST_REDIS_URL) POLICYHUB_REQUIRE_CODEX=1 \
+	$(TEST_ENV) REDIS_URL=$(TEST_REDIS_URL) POLICYHUB_REQUIRE_CODEX=1 POLICYHUB_REQUIRE_BROWSER=1 \
 		$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
 clean:

@@ -58,16 +58,17 @@ def _fill(container: Any, values: Mapping[str, Any]) -> None:
             container.add(key, table)
 
 
-def _inline(value: Any) -> Any:
-    """Arrays are written inline, tables inside them as inline tables."""
+def _inline(value: Any, *, nested: bool = False) -> Any:
+    """Arrays are written inline, tables inside them as inline tables; an outer array of tables
+    gets one table per line so a reviewer can read it."""
     if isinstance(value, list):
         array: Array = tomlkit.array()
         for item in value:
-            array.append(_inline(item))
-        return array
+            array.append(_inline(item, nested=True))
+        return array.multiline(not nested and any(isinstance(item, Mapping) for item in value))
     if isinstance(value, Mapping):
         inline: InlineTable = tomlkit.inline_table()
         for key, item in value.items():
-            inline.append(key, _inline(item))
+            inline.append(key, _inline(item, nested=True))
         return inline
     return value

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -12,6 +14,11 @@ from policyhub.accounts.selectors import organizations_for
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.validation import validate_policy, validate_team
 from policyhub.rendering.render import PolicyInvalid, RenderedTeam, render_team
+
+
+def shown(value: object) -> str:
+    """A value as an admin writes it: strings bare, everything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _organization(request: HttpRequest, slug: str) -> Organization:
@@ -59,14 +66,20 @@ def team_detail(request: HttpRequest, slug: str, path: str) -> HttpResponse:
     files = {n: b.decode() for n, b in rendered.files.items()} if rendered else {}
     resolved = validation.resolved
     rows = [
-        ("requirements", key, value, resolved.requirements_from.get(key))
+        ("requirements", key, shown(value), resolved.requirements_from.get(key))
         for key, value in sorted(resolved.requirements.items())
     ] + [
-        ("config", key, value, resolved.config_from.get(key))
+        ("config", key, shown(value), resolved.config_from.get(key))
         for key, value in sorted(resolved.config.items())
     ]
     profiles = [
-        (name, [(k, v, resolved.profiles_from[name].get(k)) for k, v in sorted(settings.items())])
+        (
+            name,
+            [
+                (k, shown(v), resolved.profiles_from[name].get(k))
+                for k, v in sorted(settings.items())
+            ],
+        )
         for name, settings in sorted(resolved.profiles.items())
     ]
     context = {

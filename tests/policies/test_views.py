@@ -43,7 +43,7 @@ def test_team_page_says_which_node_set_each_value_and_shows_the_files(
     page = client_for(seeded["auditor"]).get("/orgs/acme/teams/platform/ci/").content.decode()
     assert "acme (organisation) → platform → platform/ci" in page
     assert (
-        "<code>allowed_sandbox_modes</code></td><td><code>[&#x27;read-only&#x27;]</code></td><td>platform/ci (narrowed)"
+        "<code>allowed_sandbox_modes</code></td><td><code>[&quot;read-only&quot;]</code></td><td>platform/ci (narrowed)"
         in page
     )
     assert "<code>model</code></td><td><code>gpt-5.5</code></td><td>acme (organisation)" in page
