@@ -4,7 +4,7 @@ Every run gets a throw-away work dir holding a fresh ``CODEX_HOME`` (profile fil
 user ``config.toml``) and the upper dir of a private overlay of ``/etc`` (``requirements.toml``,
 ``config.toml``, ``managed_config.toml``). Codex runs inside ``unshare -mn``: the overlay exists
 only in that mount namespace, and the empty network namespace keeps every request on the host. See
-``/work/shared/codex/SPEC.md`` §5 and ``vectors/cx.sh``; needs root (or user namespaces).
+the shared Codex notes (``codex/SPEC.md`` §5 and ``codex/vectors/cx.sh``); needs root (or user namespaces).
 
 Runs share no state, so callers may run several at once from a thread pool.
 """

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import time
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
@@ -38,11 +37,8 @@ from providers import KINDS
 from providers.base import Issue
 from tests.codex.harness import (
     REPO_ROOT,
-    CodexBinaryMissing,
     FileSetResult,
     check_file_set,
-    codex_binary,
-    codex_install_dir,
 )
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
@@ -352,17 +348,6 @@ def _assert_files_match_resolution(policy: OrgPolicy, team: str, files: dict[str
 # --- valid documents: the real Codex binary ------------------------------------------------------
 
 
-@pytest.fixture
-def codex_installed() -> None:
-    """Skip without a local Codex install, unless the environment demands one (as in CI)."""
-    if not codex_install_dir().is_dir() and not os.environ.get("POLICYHUB_REQUIRE_CODEX"):
-        pytest.skip(f"Codex CLI not installed in {codex_install_dir()}; run `make codex`")
-    try:
-        codex_binary()
-    except CodexBinaryMissing as exc:
-        pytest.fail(str(exc))
-
-
 @dataclass(frozen=True)
 class TeamRun:
     team: str
@@ -372,7 +357,7 @@ class TeamRun:
 
 
 @pytest.mark.codex
-@pytest.mark.usefixtures("codex_installed")
+@pytest.mark.usefixtures("codex_ready")
 @pytest.mark.parametrize("path", corpus_params(VALID_AND_DEMO, "valid", "codex"))
 def test_valid_document_passes_the_codex_binary(
     path: Path, tmp_path: Path, record_property: Callable[[str, object], None]
