@@ -12,10 +12,10 @@ class AuditEvent(models.Model):
     """Who changed what, when, from what to what, and why."""
 
     organization = models.ForeignKey(
-        Organization, null=True, on_delete=models.PROTECT, related_name="+"
+        Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # Kept even if the user is later removed.
     actor_label = models.CharField(max_length=150)
