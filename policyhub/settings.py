@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "policyhub.policies",
     "policyhub.rendering",
     "policyhub.audit",
+    "policyhub.releases",
 ]
 
 MIDDLEWARE = [
@@ -70,6 +71,9 @@ DATABASES = {
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Encrypts signing keys at rest; defaults to SECRET_KEY, set it separately to rotate either alone.
+SIGNING_KEY_SECRET = env_str("SIGNING_KEY_SECRET", SECRET_KEY)
 
 REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:

@@ -43,7 +43,18 @@ class RenderedTeam:
     path: str
     files: dict[str, bytes]
     validation: TeamValidation
+    # sha256 of each whole file, and of each file's content below the header: the latter does
+    # not depend on the revision, so it tells whether a team's files really changed.
     hashes: dict[str, str] = field(default_factory=dict)
+    content_hashes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def content_digest(self) -> str:
+        """One sha256 over all content hashes: equal content, equal digest."""
+        listing = "".join(
+            f"{name}\0{digest}\n" for name, digest in sorted(self.content_hashes.items())
+        )
+        return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def render_team(
@@ -69,11 +80,16 @@ def render_team(
     for name in sorted(resolved.profiles):
         profile = _provider_ids(policy, resolved.profiles[name])
         documents[f"{PROFILE_DIR}/{name}.config.toml"] = _ordered(profile, schema.PROFILE_KEYS)
-    files = {
-        name: render_file(doc, team=label, revision=revision) for name, doc in documents.items()
+    bodies = {name: toml_text(doc) for name, doc in documents.items()}
+    content_hashes = {
+        name: hashlib.sha256(body.encode()).hexdigest() for name, body in bodies.items()
     }
-    hashes = {name: hashlib.sha256(body).hexdigest() for name, body in files.items()}
-    return RenderedTeam(path, files, validation, hashes)
+    files = {
+        name: with_header(bodies[name], team=label, revision=revision, digest=content_hashes[name])
+        for name in bodies
+    }
+    hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    return RenderedTeam(path, files, validation, hashes, content_hashes)
 
 
 def requirements_document(policy: OrgPolicy, requirements: Json, target: CodexTarget) -> Json:
@@ -112,10 +128,8 @@ def config_document(policy: OrgPolicy, resolved: Any, target: CodexTarget) -> Js
     return doc
 
 
-def render_file(doc: Json, *, team: str, revision: str) -> bytes:
-    """TOML text for `doc` under a header naming team, revision and the body's sha256."""
-    body = toml_text(doc)
-    digest = hashlib.sha256(body.encode()).hexdigest()
+def with_header(body: str, *, team: str, revision: str, digest: str) -> bytes:
+    """The file: a header naming team, revision and the body's sha256, then the body."""
     header = (
         f"# Managed by PolicyHub for team {team}, revision {revision}. Local edits are overwritten.\n"
         f"# sha256 of the content below: {digest}\n"

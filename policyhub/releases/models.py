@@ -1,0 +1,121 @@
+"""Signing keys, publish runs and the immutable, signed releases they produce."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from policyhub.accounts.models import Organization
+
+
+class SigningKey(models.Model):
+    """An organisation's Ed25519 key; the private half is stored encrypted at rest."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"  # signs new releases
+        RETIRED = "retired"  # verifies releases it signed, signs nothing new
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="signing_keys"
+    )
+    key_id = models.CharField(max_length=32, unique=True)
+    public_key = models.CharField(max_length=64)  # base64 of the raw 32-byte key
+    private_key_encrypted = models.BinaryField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization"],
+                condition=models.Q(status="active"),
+                name="one_active_signing_key",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["active", "retired"]),
+                name="signing_key_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key_id} ({self.status})"
+
+
+class PublishRun(models.Model):
+    """One publish job: who asked, its status, timings, counts and error."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="publish_runs"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    teams_rendered = models.PositiveIntegerField(default=0)
+    releases_created = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "running", "succeeded", "failed"]),
+                name="publish_run_status_valid",
+            ),
+        ]
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"publish run {self.pk} ({self.status})"
+
+
+class Release(models.Model):
+    """One team's signed file set at one revision. Its content never changes after it is stored;
+    only `current` moves to the next release of the team."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="releases"
+    )
+    # The path, not a foreign key: the history of a team outlives the team.
+    team_path = models.CharField(max_length=1024)
+    revision = models.PositiveIntegerField()
+    current = models.BooleanField(default=True)
+    files = models.JSONField()  # relative path -> file text
+    hashes = models.JSONField()  # relative path -> sha256 of the file bytes
+    # sha256 over the bodies (headers excluded): equal content, equal digest, whatever revision.
+    content_digest = models.CharField(max_length=64)
+    manifest = models.TextField()  # the canonical JSON that was signed
+    signature = models.CharField(max_length=128)  # base64 Ed25519 signature of the manifest
+    signing_key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="releases")
+    publish_run = models.ForeignKey(
+        PublishRun, null=True, on_delete=models.SET_NULL, related_name="releases"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "team_path", "revision"], name="release_revision_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "team_path"],
+                condition=models.Q(current=True),
+                name="one_current_release_per_team",
+            ),
+        ]
+        ordering = ["team_path", "-revision"]
+
+    def __str__(self) -> str:
+        return f"{self.organization.slug}/{self.team_path} r{self.revision}"

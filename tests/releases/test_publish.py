@@ -1,0 +1,153 @@
+"""Publishing: signed, immutable releases for exactly the changed teams, or none at all."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from policyhub.audit.models import AuditEvent
+from policyhub.policies.services import policy_apply
+from policyhub.releases import signing
+from policyhub.releases.models import PublishRun, Release, SigningKey
+from policyhub.releases.services import publish_run_execute, publish_run_request, signing_key_rotate
+from tests.conftest import make_policy
+
+POLICY = """
+[config]
+model = "gpt-5.5"
+model_provider = "openai"
+[teams.platform]
+[teams."platform/ci".config]
+model = "codex-ci"
+model_provider = "azure-eng"
+web_search = "disabled"
+[teams.batch.config]
+model = "openai.gpt-oss-120b"
+model_provider = "bedrock"
+web_search = "disabled"
+"""
+
+
+def apply(cast: dict[str, Any], text: str) -> None:
+    policy_apply(organization=cast["acme"], wanted=make_policy(text), actor=cast["admin"])
+
+
+def publish(cast: dict[str, Any]) -> PublishRun:
+    run = publish_run_request(organization=cast["acme"], actor=cast["admin"])
+    done = publish_run_execute(run_id=run.pk)
+    assert done is not None
+    return done
+
+
+def revisions(cast: dict[str, Any]) -> dict[str, int]:
+    return {
+        r.team_path: r.revision
+        for r in Release.objects.filter(organization=cast["acme"], current=True)
+    }
+
+
+def verifies(release: Release) -> bool:
+    return signing.verify(
+        release.signing_key.public_key, release.manifest.encode(), release.signature
+    )
+
+
+def test_first_publish_signs_one_release_per_team(cast: dict[str, Any]) -> None:
+    apply(cast, POLICY)
+    run = publish(cast)
+    assert (run.status, run.teams_rendered, run.releases_created) == ("succeeded", 3, 3)
+    assert revisions(cast) == {"batch": 1, "platform": 1, "platform/ci": 1}
+    for release in Release.objects.all():
+        assert verifies(release)
+        manifest = json.loads(release.manifest)
+        assert manifest["files"] == release.hashes
+        assert (manifest["team"], manifest["revision"]) == (release.team_path, release.revision)
+        assert f"revision {release.revision}." in release.files["config.toml"]
+
+
+def test_publishing_again_without_a_change_creates_nothing(cast: dict[str, Any]) -> None:
+    apply(cast, POLICY)
+    publish(cast)
+    events = AuditEvent.objects.filter(action="release.publish").count()
+    run = publish(cast)
+    assert (run.status, run.releases_created) == ("succeeded", 0)
+    assert Release.objects.count() == 3
+    assert AuditEvent.objects.filter(action="release.publish").count() == events
+
+
+def test_only_teams_whose_files_changed_get_a_new_revision(cast: dict[str, Any]) -> None:
+    apply(cast, POLICY)
+    publish(cast)
+    apply(cast, POLICY.replace('model = "codex-ci"', 'model = "gpt-5.5"'))
+    assert publish(cast).releases_created == 1
+    assert revisions(cast) == {"batch": 1, "platform": 1, "platform/ci": 2}
+    # A change at the root reaches the whole tree.
+    apply(
+        cast,
+        POLICY.replace('model = "codex-ci"', 'model = "gpt-5.5"')
+        + "[requirements]\nallow_login_shell = false\n",
+    )
+    assert publish(cast).releases_created == 3
+    assert revisions(cast) == {"batch": 2, "platform": 2, "platform/ci": 3}
+    assert Release.objects.filter(team_path="platform/ci").count() == 3
+
+
+def test_an_invalid_policy_fails_the_run_and_stores_nothing(cast: dict[str, Any]) -> None:
+    apply(cast, POLICY)
+    # Break the stored policy behind the services' back, as a bad migration or manual edit could.
+    from policyhub.policies.models import PolicyNode
+
+    PolicyNode.objects.filter(team__path="batch").update(config={"sandbox_mode": "full-access"})
+    run = publish_run_request(organization=cast["acme"], actor=cast["admin"])
+    with pytest.raises(Exception, match="error"):
+        publish_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == "failed" and "error" in run.error and run.finished_at is not None
+    assert not Release.objects.exists()
+
+
+def test_a_run_is_claimed_once(cast: dict[str, Any]) -> None:
+    apply(cast, POLICY)
+    run = publish_run_request(organization=cast["acme"], actor=cast["admin"])
+    assert publish_run_execute(run_id=run.pk) is not None
+    assert publish_run_execute(run_id=run.pk) is None
+    assert Release.objects.count() == 3
+
+
+def test_rotation_keeps_old_releases_verifiable_and_signs_new_ones_with_the_new_key(
+    cast: dict[str, Any],
+) -> None:
+    apply(cast, POLICY)
+    publish(cast)
+    old = SigningKey.objects.get(status="active")
+    new = signing_key_rotate(organization=cast["acme"], actor=cast["owner"])
+    old.refresh_from_db()
+    assert (old.status, new.status) == ("retired", "active") and old.key_id != new.key_id
+    apply(cast, POLICY.replace('model = "codex-ci"', 'model = "gpt-5.5"'))
+    publish(cast)
+    latest = Release.objects.get(team_path="platform/ci", current=True)
+    assert latest.signing_key == new and verifies(latest)
+    assert all(verifies(r) for r in Release.objects.filter(signing_key=old))
+    tampered = latest.manifest.replace('"revision":2', '"revision":3')
+    assert tampered != latest.manifest
+    assert not signing.verify(new.public_key, tampered.encode(), latest.signature)
+    assert not signing.verify(old.public_key, latest.manifest.encode(), latest.signature)
+
+
+def test_private_keys_are_stored_encrypted(cast: dict[str, Any]) -> None:
+    key = signing_key_rotate(organization=cast["acme"], actor=None)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    stored = bytes(key.private_key_encrypted)
+    assert len(stored) > 32
+    with pytest.raises(ValueError):
+        Ed25519PrivateKey.from_private_bytes(stored)
+
+
+def test_organisations_publish_independently(cast: dict[str, Any]) -> None:
+    apply(cast, POLICY)
+    publish(cast)
+    assert not Release.objects.filter(organization=cast["other"]).exists()
+    assert not SigningKey.objects.filter(organization=cast["other"]).exists()
