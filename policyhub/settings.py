@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from policyhub.env import env_bool, env_list, env_str
+from policyhub.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "policyhub.rendering",
     "policyhub.audit",
     "policyhub.releases",
+    "policyhub.changes",
 ]
 
 MIDDLEWARE = [
@@ -88,6 +89,23 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
+# Scheduled publish: every minute, a publish run for each organisation with a due change set.
+CELERY_BEAT_SCHEDULE = {
+    "publish-due-change-sets": {
+        "task": "policyhub.changes.tasks.publish_due_change_sets",
+        "schedule": 60.0,
+    },
+}
+# A task whose worker died unacknowledged is delivered again after this many seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+CELERY_BEAT_SCHEDULE = {
+    "publish-runs-recover": {
+        "task": "policyhub.releases.tasks.publish_runs_recover_task",
+        "schedule": 60.0,
+    },
+}
+# A running publish whose worker has not finished it within this time may be claimed again.
+PUBLISH_LEASE_SECONDS = env_int("PUBLISH_LEASE_SECONDS", 900)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

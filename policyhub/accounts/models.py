@@ -14,6 +14,8 @@ class Organization(models.Model):
 
     slug = models.CharField(max_length=63, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200)
+    # Four eyes: a submitted change set waits for an owner, admin or approver other than its author.
+    requires_approval = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

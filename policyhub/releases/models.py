@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from policyhub.accounts.models import Organization
@@ -61,6 +62,9 @@ class PublishRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Until then the claiming worker owns the run; after it, another may claim it again.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
     teams_rendered = models.PositiveIntegerField(default=0)
     releases_created = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
@@ -96,13 +100,26 @@ class Release(models.Model):
     manifest = models.TextField()  # the canonical JSON that was signed
     signature = models.CharField(max_length=128)  # base64 Ed25519 signature of the manifest
     signing_key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="releases")
+    # None for a release made outside a publish run (a rollback).
     publish_run = models.ForeignKey(
-        PublishRun, null=True, on_delete=models.SET_NULL, related_name="releases"
+        PublishRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="releases"
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Staged rollout: while below 100 the current release reaches only this share of the team's
+    # devices (chosen stably by device id) and `previous` serves the rest.
+    rollout_percent = models.PositiveSmallIntegerField(
+        default=100, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
+    # The release this one replaced as current: where an aborted rollout falls back to. It can
+    # never be deleted on its own (RESTRICT), only together with the release that points at it.
+    previous = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.RESTRICT, related_name="+"
+    )
+    # Set when a staged rollout was aborted; such a release is kept but never current again.
+    aborted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -113,6 +130,19 @@ class Release(models.Model):
                 fields=["organization", "team_path"],
                 condition=models.Q(current=True),
                 name="one_current_release_per_team",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(rollout_percent__gte=1, rollout_percent__lte=100),
+                name="release_rollout_percent_range",
+            ),
+            # A partial rollout always has a release to serve the other devices.
+            models.CheckConstraint(
+                condition=models.Q(rollout_percent=100) | models.Q(previous__isnull=False),
+                name="release_partial_rollout_has_previous",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(aborted_at__isnull=True) | models.Q(current=False),
+                name="release_aborted_not_current",
             ),
         ]
         ordering = ["team_path", "-revision"]

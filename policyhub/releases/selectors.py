@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from django.db.models import Max, QuerySet
 
 from policyhub.accounts.models import Organization
@@ -29,3 +31,40 @@ def last_revisions(organization: Organization) -> dict[str, int]:
 
 def publish_run_get(run_id: int) -> PublishRun | None:
     return PublishRun.objects.filter(pk=run_id).first()
+
+
+def release_list(organization: Organization, *, team_path: str | None = None) -> QuerySet[Release]:
+    """Every stored release of the organisation (or of one team), newest revision first."""
+    releases = Release.objects.filter(organization=organization)
+    if team_path is not None:
+        releases = releases.filter(team_path=team_path)
+    return releases.select_related("signing_key", "previous").order_by("team_path", "-revision")
+
+
+def rollout_includes(*, release_id: int, device_id: str, percent: int) -> bool:
+    """Whether a device is inside a release's rollout at `percent`.
+
+    A stable hash of (release, device): the same answer on every call and in every process, an
+    independent draw for each release, and a device inside at 10% stays inside at 30%.
+    """
+    digest = hashlib.sha256(f"{release_id}:{device_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100 < percent
+
+
+def release_for_device(
+    *, organization: Organization, team_path: str, device_id: str
+) -> Release | None:
+    """The release a device of the team is served: the current one if the device is inside its
+    rollout, else the release it replaced; None when the team has no release."""
+    current = (
+        Release.objects.filter(organization=organization, team_path=team_path, current=True)
+        .select_related("previous")
+        .first()
+    )
+    if current is None or current.rollout_percent >= 100 or current.previous is None:
+        return current
+    if rollout_includes(
+        release_id=current.pk, device_id=device_id, percent=current.rollout_percent
+    ):
+        return current
+    return current.previous

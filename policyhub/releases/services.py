@@ -7,18 +7,26 @@ organisation run one after the other and agree on revisions.
 
 from __future__ import annotations
 
+import hashlib
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from policyhub.accounts.models import Organization
 from policyhub.audit.services import audit_record
+from policyhub.changes.services import change_sets_publish_due
+from policyhub.errors import ApplicationError
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_check
 from policyhub.releases import signing
 from policyhub.releases.models import PublishRun, Release, SigningKey
 from policyhub.releases.selectors import current_releases, last_revisions
-from policyhub.rendering.render import render_team
+from policyhub.rendering.render import render_team, retitle
+from providers.base import Issue
 
 
 @transaction.atomic
@@ -72,16 +80,35 @@ def publish_run_request(*, organization: Organization, actor: User | None) -> Pu
     return run
 
 
+def _claimable() -> Q:
+    """Pending runs, and running ones whose worker let the lease expire (it died)."""
+    expired = Q(status=PublishRun.Status.RUNNING, lease_expires_at__lt=timezone.now())
+    return Q(status=PublishRun.Status.PENDING) | expired
+
+
 def publish_run_execute(*, run_id: int) -> PublishRun | None:
-    """Claim a pending run and publish it; returns None when another worker already has it."""
-    claimed = PublishRun.objects.filter(pk=run_id, status=PublishRun.Status.PENDING).update(
-        status=PublishRun.Status.RUNNING, started_at=timezone.now()
+    """Claim a run and publish it; returns None when another worker holds it or it is done.
+
+    The claim is one conditional UPDATE, so exactly one worker wins. A worker killed mid-run
+    leaves no release (the publish transaction dies with it) and a running row whose lease
+    expires; the redelivered task or the recovery sweep then claims it again.
+    """
+    now = timezone.now()
+    claimed = PublishRun.objects.filter(_claimable(), pk=run_id).update(
+        status=PublishRun.Status.RUNNING,
+        started_at=now,
+        lease_expires_at=now + timedelta(seconds=settings.PUBLISH_LEASE_SECONDS),
+        attempts=F("attempts") + 1,
     )
     if claimed != 1:
         return None
     run = PublishRun.objects.get(pk=run_id)
     try:
         created, rendered = release_publish(run=run)
+    except (OperationalError, InterfaceError):
+        # The database went away: nothing was stored; the task's retry claims the run again.
+        PublishRun.objects.filter(pk=run_id).update(status=PublishRun.Status.PENDING)
+        raise
     except Exception as exc:
         # The publish transaction rolled back: nothing was stored. Record why on the run.
         PublishRun.objects.filter(pk=run_id).update(
@@ -97,49 +124,51 @@ def publish_run_execute(*, run_id: int) -> PublishRun | None:
     return PublishRun.objects.get(pk=run_id)
 
 
+def publish_runs_recover() -> list[int]:
+    """Hand every claimable run that is not moving to a worker again; returns their ids.
+
+    Pending runs older than a minute lost their task (the broker was down at commit time);
+    running runs past their lease lost their worker.
+    """
+    stale = Q(
+        status=PublishRun.Status.PENDING, created_at__lt=timezone.now() - timedelta(minutes=1)
+    )
+    expired = Q(status=PublishRun.Status.RUNNING, lease_expires_at__lt=timezone.now())
+    ids = list(PublishRun.objects.filter(stale | expired).values_list("pk", flat=True))
+    from policyhub.releases.tasks import publish_run_task
+
+    for run_id in ids:
+        publish_run_task.delay(run_id)
+    return ids
+
+
 @transaction.atomic
 def release_publish(*, run: PublishRun) -> tuple[int, int]:
-    """Store a signed release for every team whose files changed; (releases created, teams)."""
+    """Apply the due approved change sets, then store a signed release for every team whose files
+    changed; (releases created, teams)."""
     organization = Organization.objects.select_for_update().get(pk=run.organization_id)
+    change_sets_publish_due(organization=organization, run=run)
     policy = org_policy(organization)
     policy_check(policy)
-    key = SigningKey.objects.filter(
-        organization=organization, status=SigningKey.Status.ACTIVE
-    ).first()
-    if key is None:
-        key = signing_key_rotate(organization=organization, actor=run.requested_by)
-    current = {
-        r.team_path: r.content_digest
-        for r in current_releases(organization).only("team_path", "content_digest")
-    }
+    key = _signing_key_active(organization=organization, actor=run.requested_by)
+    current = {r.team_path: r for r in current_releases(organization).defer("files", "manifest")}
     revisions = last_revisions(organization)
     new: list[Release] = []
     for path in sorted(policy.teams):
         revision = revisions.get(path, 0) + 1
         rendered = render_team(policy, path, revision=str(revision))
-        if current.get(path) == rendered.content_digest:
+        previous = current.get(path)
+        if previous is not None and previous.content_digest == rendered.content_digest:
             continue
-        manifest = signing.canonical_json(
-            {
-                "organization": organization.slug,
-                "team": path,
-                "revision": revision,
-                "files": rendered.hashes,
-                "content_digest": rendered.content_digest,
-                "key_id": key.key_id,
-            }
-        )
         new.append(
-            Release(
+            _signed_release(
                 organization=organization,
                 team_path=path,
                 revision=revision,
-                files={name: data.decode() for name, data in rendered.files.items()},
-                hashes=rendered.hashes,
+                files=rendered.files,
                 content_digest=rendered.content_digest,
-                manifest=manifest.decode(),
-                signature=signing.sign(key.private_key_encrypted, manifest),
-                signing_key=key,
+                key=key,
+                previous=previous,
                 publish_run=run,
                 created_by=run.requested_by,
             )
@@ -163,3 +192,270 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
             },
         )
     return len(new), len(policy.teams)
+
+
+# --- rollback and staged rollout ------------------------------------------------------------------
+
+
+def _signing_key_active(*, organization: Organization, actor: User | None) -> SigningKey:
+    """The organisation's active signing key, made on first use."""
+    key = SigningKey.objects.filter(
+        organization=organization, status=SigningKey.Status.ACTIVE
+    ).first()
+    return key if key is not None else signing_key_rotate(organization=organization, actor=actor)
+
+
+def _signed_release(
+    *,
+    organization: Organization,
+    team_path: str,
+    revision: int,
+    files: dict[str, bytes],
+    content_digest: str,
+    key: SigningKey,
+    previous: Release | None,
+    publish_run: PublishRun | None,
+    created_by: User | None,
+) -> Release:
+    """An unsaved, current release of `files` at `revision`, its manifest signed with `key`.
+
+    The one place that shapes the signed manifest, so publishing and rollback cannot drift apart.
+    """
+    hashes = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
+    manifest = signing.canonical_json(
+        {
+            "organization": organization.slug,
+            "team": team_path,
+            "revision": revision,
+            "files": hashes,
+            "content_digest": content_digest,
+            "key_id": key.key_id,
+        }
+    )
+    return Release(
+        organization=organization,
+        team_path=team_path,
+        revision=revision,
+        files={name: data.decode() for name, data in files.items()},
+        hashes=hashes,
+        content_digest=content_digest,
+        manifest=manifest.decode(),
+        signature=signing.sign(key.private_key_encrypted, manifest),
+        signing_key=key,
+        previous=previous,
+        publish_run=publish_run,
+        created_by=created_by,
+    )
+
+
+def _release_save(release: Release, fields: list[str] | None = None) -> None:
+    release.full_clean()
+    release.save(update_fields=fields)
+
+
+def _release_current(organization: Organization, team_path: str) -> Release:
+    release = (
+        Release.objects.filter(organization=organization, team_path=team_path, current=True)
+        .select_related("previous")
+        .first()
+    )
+    if release is None:
+        raise ApplicationError(
+            f"team {team_path} has no current release",
+            [Issue("error", "team_path", f"no release of {team_path!r} is current")],
+        )
+    return release
+
+
+def _release_replaced(release: Release) -> Release | None:
+    """The release that was current when `release` was stored, for releases that do not record
+    it: every new release becomes current, and only an aborted one steps back, so it is the newest
+    earlier revision that was not aborted."""
+    return (
+        Release.objects.filter(
+            organization_id=release.organization_id,
+            team_path=release.team_path,
+            revision__lt=release.revision,
+            aborted_at__isnull=True,
+        )
+        .order_by("-revision")
+        .first()
+    )
+
+
+def _release_state(release: Release) -> dict[str, object]:
+    return {
+        "revision": release.revision,
+        "current": release.current,
+        "rollout_percent": release.rollout_percent,
+        "content_digest": release.content_digest,
+    }
+
+
+@transaction.atomic
+def release_rollback(
+    *,
+    organization: Organization,
+    team_path: str,
+    to_revision: int,
+    actor: User | None,
+    reason: str = "",
+) -> Release:
+    """A new current revision of the team carrying the files of `to_revision`, signed afresh.
+
+    Only the header lines change (they name the new revision); every body, and so the content
+    digest, is the old release's. The replaced release stays stored as `previous`.
+    """
+    organization = Organization.objects.select_for_update().get(pk=organization.pk)
+    team = Release.objects.filter(organization=organization, team_path=team_path)
+    target = team.filter(revision=to_revision).first()
+    if target is None:
+        raise ApplicationError(
+            f"team {team_path} has no release r{to_revision}",
+            [Issue("error", "to_revision", f"no stored release r{to_revision} of {team_path!r}")],
+        )
+    current = team.filter(current=True).first()
+    if current is not None and current.content_digest == target.content_digest:
+        raise ApplicationError(
+            f"team {team_path} already serves the content of r{to_revision} (current "
+            f"r{current.revision}); nothing to roll back",
+            [Issue("error", "to_revision", "same content as the current release")],
+        )
+    revision = (team.aggregate(top=Max("revision"))["top"] or 0) + 1
+    label = f"{organization.slug}/{team_path}"
+    files = {
+        name: retitle(text.encode(), team=label, revision=str(revision))
+        for name, text in target.files.items()
+    }
+    release = _signed_release(
+        organization=organization,
+        team_path=team_path,
+        revision=revision,
+        files=files,
+        content_digest=target.content_digest,
+        key=_signing_key_active(organization=organization, actor=actor),
+        previous=current,
+        publish_run=None,
+        created_by=actor,
+    )
+    before = None
+    if current is not None:
+        before = _release_state(current)
+        current.current = False
+        _release_save(current, ["current"])
+    _release_save(release)
+    audit_record(
+        organization=organization,
+        actor=actor,
+        action="release.rollback",
+        object_type="release",
+        object_key=f"{team_path} r{revision}",
+        before=before,
+        after={**_release_state(release), "content_of": to_revision, "hashes": release.hashes},
+        reason=reason,
+    )
+    return release
+
+
+@transaction.atomic
+def release_rollout_start(
+    *, organization: Organization, team_path: str, percent: int, actor: User | None
+) -> Release:
+    """Serve the team's current release to `percent`% of its devices, the release it replaced to
+    the rest. Run again to widen or narrow the rollout."""
+    organization = Organization.objects.select_for_update().get(pk=organization.pk)
+    release = _release_current(organization, team_path)
+    if not 1 <= percent <= 99:
+        raise ApplicationError(
+            "a staged rollout reaches 1 to 99% of the devices; promote it to reach all of them",
+            [Issue("error", "percent", f"{percent} is not between 1 and 99")],
+        )
+    if percent == release.rollout_percent:
+        raise ApplicationError(
+            f"r{release.revision} of team {team_path} already reaches {percent}% of its devices"
+        )
+    previous = release.previous or _release_replaced(release)
+    if previous is None:
+        raise ApplicationError(
+            f"r{release.revision} is the first release of team {team_path}: there is no earlier "
+            "release for the devices outside a staged rollout",
+            [Issue("error", "team_path", "no previous release to fall back to")],
+        )
+    before = _release_state(release)
+    release.rollout_percent, release.previous = percent, previous
+    _release_save(release, ["rollout_percent", "previous"])
+    audit_record(
+        organization=organization,
+        actor=actor,
+        action="release.rollout_start",
+        object_type="release",
+        object_key=f"{team_path} r{release.revision}",
+        before=before,
+        after={**_release_state(release), "previous": previous.revision},
+    )
+    return release
+
+
+def _release_in_rollout(organization: Organization, team_path: str) -> Release:
+    release = _release_current(organization, team_path)
+    if release.rollout_percent >= 100:
+        raise ApplicationError(
+            f"r{release.revision} of team {team_path} is not in a staged rollout: it already "
+            "reaches every device (to go back, roll back to an earlier revision)"
+        )
+    return release
+
+
+@transaction.atomic
+def release_rollout_promote(
+    *, organization: Organization, team_path: str, actor: User | None
+) -> Release:
+    """End the team's staged rollout by serving the current release to every device."""
+    organization = Organization.objects.select_for_update().get(pk=organization.pk)
+    release = _release_in_rollout(organization, team_path)
+    before = _release_state(release)
+    release.rollout_percent = 100
+    _release_save(release, ["rollout_percent"])
+    audit_record(
+        organization=organization,
+        actor=actor,
+        action="release.rollout_promote",
+        object_type="release",
+        object_key=f"{team_path} r{release.revision}",
+        before=before,
+        after=_release_state(release),
+    )
+    return release
+
+
+@transaction.atomic
+def release_rollout_abort(
+    *, organization: Organization, team_path: str, actor: User | None
+) -> Release:
+    """End the team's staged rollout by serving the previous release to every device again.
+
+    The aborted release stays stored, marked aborted and never current again; returns the
+    release that is current now.
+    """
+    organization = Organization.objects.select_for_update().get(pk=organization.pk)
+    aborted = _release_in_rollout(organization, team_path)
+    restored = aborted.previous
+    assert (
+        restored is not None
+    )  # a partial rollout always has one (release_partial_rollout_has_previous)
+    before = {"aborted": _release_state(aborted), "restored": _release_state(restored)}
+    aborted.current, aborted.aborted_at = False, timezone.now()
+    _release_save(aborted, ["current", "aborted_at"])
+    # Everyone gets it back, even if it was itself mid-rollout when it was replaced.
+    restored.current, restored.rollout_percent = True, 100
+    _release_save(restored, ["current", "rollout_percent"])
+    audit_record(
+        organization=organization,
+        actor=actor,
+        action="release.rollout_abort",
+        object_type="release",
+        object_key=f"{team_path} r{aborted.revision}",
+        before=before,
+        after={"aborted": _release_state(aborted), "restored": _release_state(restored)},
+    )
+    return restored

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from policyhub.releases.services import publish_run_execute
+from policyhub.releases.services import publish_run_execute, publish_runs_recover
 
 
 @shared_task(
@@ -18,3 +18,9 @@ from policyhub.releases.services import publish_run_execute
 def publish_run_task(run_id: int) -> str:
     run = publish_run_execute(run_id=run_id)
     return "claimed elsewhere" if run is None else run.status
+
+
+@shared_task
+def publish_runs_recover_task() -> list[int]:
+    """Celery beat, every minute: runs that lost their task or their worker go out again."""
+    return publish_runs_recover()

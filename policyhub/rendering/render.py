@@ -137,6 +137,37 @@ def with_header(body: str, *, team: str, revision: str, digest: str) -> bytes:
     return (header + ("\n" if body else "") + body).encode()
 
 
+HEADER_RE = re.compile(
+    r"# Managed by PolicyHub for team (?P<team>[^\n]+), revision (?P<revision>[A-Za-z0-9._-]{1,64})\."
+    r" Local edits are overwritten\.\n# sha256 of the content below: (?P<digest>[0-9a-f]{64})\n"
+)
+
+
+def retitle(data: bytes, *, team: str, revision: str) -> bytes:
+    """The same file under a header naming another revision: the body and its sha256 are kept.
+
+    Refuses a file without a PolicyHub header or whose body no longer matches the sha256 in it,
+    so a damaged stored file is never signed again under a new revision.
+    """
+    if not REVISION_RE.match(revision):
+        raise ApplicationError(
+            "the revision must be letters, digits, '.', '_' or '-'",
+            [Issue("error", "revision", f"{revision!r} is not a plain revision label")],
+        )
+    text = data.decode()
+    header = HEADER_RE.match(text)
+    if header is None:
+        raise ApplicationError("the file does not start with a PolicyHub header")
+    rest = text[header.end() :]
+    body = rest[1:] if rest.startswith("\n") else rest
+    if rest and not rest.startswith("\n"):
+        raise ApplicationError("the file's header is not followed by a blank line")
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    if digest != header["digest"]:
+        raise ApplicationError("the file's content does not match the sha256 in its header")
+    return with_header(body, team=team, revision=revision, digest=digest)
+
+
 # --- canonical order --------------------------------------------------------------------------
 
 
@@ -160,4 +191,4 @@ def _ordered(values: Mapping[str, Any], schema_keys: Mapping[str, Any]) -> Json:
     return {k: canonical(values[k]) for k in schema_keys if k in values}
 
 
-__all__ = ["CONFIG", "REQUIREMENTS", "PolicyInvalid", "RenderedTeam", "render_team"]
+__all__ = ["CONFIG", "REQUIREMENTS", "PolicyInvalid", "RenderedTeam", "render_team", "retitle"]

@@ -56,7 +56,7 @@ def test_seed_demo_creates_acme_and_prints_a_working_login() -> None:
 def test_seed_demo_run_again_leaves_acme_and_its_edited_policy_alone(demo: None) -> None:
     exported, _ = run("policy", "export", "--org", "acme")
     edited = exported.split("[teams.research]")[0]
-    run("policy", "apply", "--org", "acme", "-", "--as", "admin", stdin=edited)
+    run("policy", "apply", "--org", "acme", "-", "--direct", "--as", "admin", stdin=edited)
     events = AuditEvent.objects.count()
     out, _ = run("seed_demo")
     assert "Demo organisation acme exists; its policy was left as it is." in out
@@ -105,7 +105,7 @@ def test_apply_dry_run_shows_the_plan_and_changes_nothing(demo: None, tmp_path: 
     assert "- team research" in out
     assert "Would apply" in out
     assert AuditEvent.objects.count() == events
-    out, _ = run("policy", "apply", "--org", "acme", "-", "--as", "admin", stdin=edited)
+    out, _ = run("policy", "apply", "--org", "acme", "-", "--direct", "--as", "admin", stdin=edited)
     assert "Applied" in out
     org = organization_get("acme")
     assert org is not None and "research" not in org_policy(org).teams
@@ -120,7 +120,7 @@ def test_apply_refuses_an_invalid_document_with_field_paths(demo: None, tmp_path
     with pytest.raises(
         CommandError, match=r"batch: profiles\.bedrock-batch\.sandbox_mode"
     ) as caught:
-        run("policy", "apply", "--org", "acme", str(path))
+        run("policy", "apply", "--org", "acme", str(path), "--direct")
     assert "nothing was applied" in str(caught.value)
     (tmp_path / "syntax.toml").write_text("[organization\n")
     with pytest.raises(CommandError, match="not valid TOML"):

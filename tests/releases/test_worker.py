@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from django.core.management import call_command
 from django.db import connection
 
 from policyhub.celery import app as celery_app
-from policyhub.policies.selectors import organization_get
+from policyhub.policies.selectors import org_policy, organization_get
+from policyhub.policies.services import policy_apply
 from policyhub.releases import signing
 from policyhub.releases.models import PublishRun, Release
 from policyhub.releases.services import publish_run_request
@@ -26,9 +28,8 @@ from tests.codex.harness import REPO_ROOT, check_file_set
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def worker() -> Iterator[subprocess.Popen[bytes]]:
-    """A Celery worker on the test database; the tests commit, so it sees their rows."""
+def start_worker(**extra_env: str) -> subprocess.Popen[bytes]:
+    """A Celery worker process group on the test database; the tests commit, so it sees rows."""
     if not os.environ.get("REDIS_URL"):
         pytest.skip("REDIS_URL is not set (make test sets it)")
     db = connection.settings_dict
@@ -36,6 +37,7 @@ def worker() -> Iterator[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        **extra_env,
     }
     process = subprocess.Popen(
         [
@@ -45,7 +47,6 @@ def worker() -> Iterator[subprocess.Popen[bytes]]:
             "-A",
             "policyhub",
             "worker",
-            "--purge",
             "--concurrency=2",
             "--loglevel=WARNING",
             "--without-gossip",
@@ -55,6 +56,7 @@ def worker() -> Iterator[subprocess.Popen[bytes]]:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, so a test can kill it whole
     )
     deadline = time.monotonic() + 60
     while not celery_app.control.ping(timeout=0.5):
@@ -63,9 +65,22 @@ def worker() -> Iterator[subprocess.Popen[bytes]]:
             raise RuntimeError(
                 f"worker did not start: {process.stderr.read().decode() if process.stderr else ''}"
             )
+    return process
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+def worker() -> Iterator[subprocess.Popen[bytes]]:
+    # Messages left by an earlier, interrupted run must not reach this worker.
+    celery_app.control.purge()
+    process = start_worker()
     yield process
-    process.terminate()
-    process.wait(timeout=30)
+    stop_worker(process)
 
 
 def publish() -> str:
@@ -89,10 +104,11 @@ def wait_for(runs: list[PublishRun]) -> list[PublishRun]:
 def test_the_demo_publishes_through_the_worker_and_codex_accepts_every_release(
     worker: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:
+    # seed_demo ends with a first publish of every team; through the worker nothing is new.
     call_command("seed_demo", stdout=io.StringIO())
+    assert Release.objects.filter(current=True).count() == 9
     line = publish()
-    assert line.endswith("succeeded 9 new release(s)"), line
-    assert publish().endswith("succeeded 0 new release(s)")
+    assert line.endswith("succeeded 0 new release(s)"), line
 
     releases = list(Release.objects.filter(current=True).select_related("signing_key"))
     assert sorted(r.team_path for r in releases) == sorted(
@@ -120,9 +136,83 @@ def test_two_publishes_at_once_produce_one_consistent_set_of_revisions(
     call_command("seed_demo", stdout=io.StringIO())
     org = organization_get("acme")
     assert org is not None
+    # A root change reaches all nine teams; two publishes race to release it.
+    policy = org_policy(org)
+    instructions = policy.root.requirements["additional_developer_instructions"] + " Ask first."
+    root = replace(
+        policy.root,
+        requirements={
+            **policy.root.requirements,
+            "additional_developer_instructions": instructions,
+        },
+    )
+    policy_apply(organization=org, wanted=replace(policy, root=root), actor=None)
     runs = [publish_run_request(organization=org, actor=None) for _ in range(2)]
     finished = wait_for(runs)
     assert [r.status for r in finished] == ["succeeded", "succeeded"]
     assert sorted(r.releases_created for r in finished) == [0, 9]
-    assert Release.objects.count() == 9
-    assert set(Release.objects.values_list("revision", flat=True)) == {1}
+    assert Release.objects.count() == 18
+    assert set(Release.objects.filter(current=True).values_list("revision", flat=True)) == {2}
+
+
+def test_a_reviewed_change_set_publishes_through_the_worker_for_exactly_the_affected_teams(
+    worker: subprocess.Popen[bytes],
+) -> None:
+    from django.contrib.auth import get_user_model
+
+    from policyhub.accounts.models import Role
+    from policyhub.accounts.services import membership_grant
+    from policyhub.changes.models import ChangeSet
+    from policyhub.changes.selectors import change_set_preview
+    from policyhub.changes.services import (
+        change_set_approve,
+        change_set_create,
+        change_set_submit,
+        organization_settings_update,
+    )
+    from policyhub.policies import document
+
+    call_command("seed_demo", stdout=io.StringIO())
+    assert publish().endswith("succeeded 0 new release(s)")
+    org = organization_get("acme")
+    assert org is not None
+    author = get_user_model().objects.get(username="admin")
+    second = get_user_model().objects.create_user("second", "second@example.com", "pw-second")
+    membership_grant(organization=org, user=second, role=Role.ADMIN, actor=author)
+    org = organization_settings_update(organization=org, actor=author, requires_approval=True)
+
+    # Edit: platform/ci thinks less; platform/ci/release inherits its config.
+    head, tail = document.dump(org_policy(org)).split('[teams."platform/ci".config]')
+    edited = (
+        head
+        + '[teams."platform/ci".config]'
+        + tail.replace('model_reasoning_effort = "high"', 'model_reasoning_effort = "medium"', 1)
+    )
+    change_set = change_set_create(
+        organization=org, document_text=edited, author=author, reason="cheaper CI"
+    )
+    preview = change_set_preview(change_set)
+    assert preview.team_paths == ["platform/ci", "platform/ci/release"]
+    assert all(
+        '-model_reasoning_effort = "high"' in f.diff
+        and '+model_reasoning_effort = "medium"' in f.diff
+        for team in preview.teams
+        for f in team.files
+        if f.name == "config.toml"
+    )
+    change_set = change_set_submit(change_set=change_set, actor=author)
+    assert change_set.status == "submitted"
+    assert publish().endswith("succeeded 0 new release(s)")  # not approved yet: nothing moves
+    change_set_approve(change_set=change_set, approver=second)
+
+    assert publish().endswith("succeeded 2 new release(s)")
+    change_set.refresh_from_db()
+    assert change_set.status == ChangeSet.Status.PUBLISHED
+    new = list(Release.objects.filter(revision=2).select_related("signing_key"))
+    assert sorted(r.team_path for r in new) == preview.team_paths
+    assert all(r.publish_run == change_set.published_run for r in new)
+    for release in new:
+        assert 'model_reasoning_effort = "medium"' in release.files["config.toml"]
+        assert signing.verify(
+            release.signing_key.public_key, release.manifest.encode(), release.signature
+        )

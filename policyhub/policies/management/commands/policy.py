@@ -1,4 +1,8 @@
-"""`policy export --org ORG` and `policy apply --org ORG FILE [--dry-run]`: policy as code."""
+"""`policy export --org ORG` and `policy apply --org ORG FILE`: policy as code.
+
+`apply` creates a draft change set (`--submit` also submits it, `--dry-run` only plans);
+`--direct` writes the live policy at once, for bootstrap and tests.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,11 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
+from policyhub.changes.selectors import policy_plan_lines
+from policyhub.changes.services import change_set_create, change_set_submit
 from policyhub.errors import ApplicationError
 from policyhub.policies import document
 from policyhub.policies.selectors import org_policy, organization_get
@@ -23,10 +31,18 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         export = sub.add_parser("export", help="print the policy document")
         export.add_argument("--org", required=True)
-        apply = sub.add_parser("apply", help="show the plan and apply it")
+        apply = sub.add_parser("apply", help="plan the document as a change set")
         apply.add_argument("--org", required=True)
         apply.add_argument("file", help="policy document (TOML), or - for standard input")
-        apply.add_argument("--dry-run", action="store_true", help="only show the plan")
+        mode = apply.add_mutually_exclusive_group()
+        mode.add_argument("--dry-run", action="store_true", help="only show the plan")
+        mode.add_argument(
+            "--direct", action="store_true", help="write the live policy at once, no change set"
+        )
+        apply.add_argument("--submit", action="store_true", help="also submit the change set")
+        apply.add_argument(
+            "--publish-at", help="ISO 8601 time to publish the change set at (scheduled publish)"
+        )
         apply.add_argument("--as", dest="actor", help="username recorded as the author")
         apply.add_argument("--reason", default="", help="why, recorded in the audit trail")
 
@@ -43,6 +59,13 @@ class Command(BaseCommand):
             actor = get_user_model().objects.filter(username=options["actor"]).first()
             if actor is None:
                 raise CommandError(f"no user {options['actor']!r}")
+        if not options["dry_run"] and not options["direct"]:
+            self._change_set(org, text, actor, options)
+            return
+        if options["submit"] or options["publish_at"]:
+            raise CommandError(
+                "--submit and --publish-at are for change sets, not --dry-run or --direct"
+            )
         try:
             wanted = document.parse(text)
             changes = policy_apply(
@@ -66,6 +89,46 @@ class Command(BaseCommand):
             verb = "Would apply" if options["dry_run"] else "Applied"
             self.stdout.write(f"{verb} {len(changes)} change(s) to {org.slug}.")
 
+    def _change_set(self, org: Any, text: str, actor: Any, options: dict[str, Any]) -> None:
+        publish_at = _datetime(options["publish_at"]) if options["publish_at"] else None
+        try:
+            wanted = document.parse(text)
+            if wanted.slug == org.slug and not policy_plan_lines(org, wanted):
+                self.stdout.write("No changes.")
+                return
+            if actor is None:
+                raise CommandError("--as USER is required: a change set records its author")
+            change_set = change_set_create(
+                organization=org,
+                document_text=text,
+                author=actor,
+                reason=options["reason"],
+                publish_at=publish_at,
+            )
+        except ApplicationError as exc:
+            raise CommandError(
+                self._issues(exc.message + "; no change set was created", exc.issues)
+            ) from None
+        for path, issues in validate_policy(wanted).items():
+            for issue in issues:
+                self.stderr.write(f"{path or org.slug}: {issue}")
+        self.stdout.write(f"Change set {change_set.pk} ({change_set.status}) for {org.slug}:")
+        for line in change_set.plan:
+            self.stdout.write(f"  {line}")
+        if options["submit"]:
+            try:
+                change_set = change_set_submit(change_set=change_set, actor=actor)
+            except ApplicationError as exc:
+                raise CommandError(
+                    self._issues(
+                        exc.message + f"; change set {change_set.pk} stays a draft", exc.issues
+                    )
+                ) from None
+        when = (
+            f", to publish at {change_set.publish_at.isoformat()}" if change_set.publish_at else ""
+        )
+        self.stdout.write(f"Change set {change_set.pk} is {change_set.status}{when}.")
+
     @staticmethod
     def _read(name: str) -> str:
         import sys
@@ -81,3 +144,11 @@ class Command(BaseCommand):
     @staticmethod
     def _issues(message: str, issues: list[Any]) -> str:
         return "\n".join([message, *(f"  {issue}" for issue in issues)])
+
+
+def _datetime(value: str) -> Any:
+    """An ISO 8601 time; one without a zone is taken in the project's time zone (UTC)."""
+    parsed = parse_datetime(value)
+    if parsed is None:
+        raise CommandError(f"--publish-at {value!r} is not an ISO 8601 time")
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)

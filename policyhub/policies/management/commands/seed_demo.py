@@ -19,6 +19,7 @@ from policyhub.env import env_str
 from policyhub.policies import document
 from policyhub.policies.selectors import organization_get
 from policyhub.policies.services import policy_apply
+from policyhub.releases.services import publish_run_execute, publish_run_request
 
 DEMO_POLICY = Path(__file__).resolve().parents[2] / "demo" / "acme.toml"
 
@@ -39,6 +40,7 @@ class Command(BaseCommand):
                     username, f"{username}@acme.example", password
                 )
             org = organization_get(wanted.slug)
+            created = org is None
             if org is None:
                 org = organization_create(slug=wanted.slug, name=wanted.name, actor=admin)
                 membership_grant(
@@ -54,6 +56,15 @@ class Command(BaseCommand):
             else:
                 summary = f"Demo organisation {org.slug} exists; its policy was left as it is."
         self.stdout.write(summary)
+        if created:
+            # A first signed release of every team, now, whether or not a worker is running yet;
+            # the queued task later finds the run done (runs are claimed once).
+            run = publish_run_request(organization=org, actor=admin)
+            publish_run_execute(run_id=run.pk)
+            run.refresh_from_db()
+            self.stdout.write(
+                f"First publish: run {run.pk} {run.status}, {run.releases_created} release(s)."
+            )
         if admin_created:
             self.stdout.write(f"Demo admin login: {username} / {password}")
         else:

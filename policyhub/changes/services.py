@@ -1,0 +1,315 @@
+"""Writes of change sets: create (plan) → submit (validate) → approve or reject → publish.
+
+Every transition is audited in its own transaction. Publishing is a step of
+`releases.services.release_publish`: under the organisation's lock it applies the due approved
+change sets in approval order, then the releases are rendered from the resulting live policy.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from policyhub.accounts.models import Membership, Organization, Role
+from policyhub.audit.services import audit_record
+from policyhub.changes.models import ChangeSet
+from policyhub.changes.selectors import live_policy_digest, policy_plan_lines
+from policyhub.errors import ApplicationError
+from policyhub.policies import document
+from policyhub.policies.selectors import org_policy
+from policyhub.policies.services import policy_apply, policy_check
+from policyhub.releases.models import PublishRun
+from policyhub.teams.services import team_delete_check
+from providers.base import Issue
+
+APPROVER_ROLES = (Role.OWNER, Role.ADMIN, Role.APPROVER)
+SETTINGS_ROLES = (Role.OWNER, Role.ADMIN)
+
+
+@transaction.atomic
+def organization_settings_update(
+    *, organization: Organization, actor: User, requires_approval: bool
+) -> Organization:
+    """Change the organisation's review setting; only its owners and admins may."""
+    _require_role(organization, actor, SETTINGS_ROLES, "change the organisation's settings")
+    organization = Organization.objects.select_for_update().get(pk=organization.pk)
+    before = {"requires_approval": organization.requires_approval}
+    organization.requires_approval = requires_approval
+    organization.full_clean()
+    organization.save(update_fields=["requires_approval"])
+    audit_record(
+        organization=organization,
+        actor=actor,
+        action="organization.settings_update",
+        object_type="organization",
+        object_key=organization.slug,
+        before=before,
+        after={"requires_approval": requires_approval},
+    )
+    return organization
+
+
+@transaction.atomic
+def change_set_create(
+    *,
+    organization: Organization,
+    document_text: str,
+    author: User,
+    reason: str = "",
+    title: str = "",
+    publish_at: datetime | None = None,
+) -> ChangeSet:
+    """A draft change set: the wanted document and its plan against the live policy."""
+    wanted = document.parse(document_text)
+    if wanted.slug != organization.slug:
+        raise ApplicationError(
+            "the document is for another organisation",
+            [Issue("error", "organization.slug", f"is {wanted.slug!r}, not {organization.slug!r}")],
+        )
+    plan = policy_plan_lines(organization, wanted)
+    if not plan:
+        raise ApplicationError(f"the document matches the live policy of {organization.slug}")
+    change_set = ChangeSet(
+        organization=organization,
+        author=author,
+        title=title or _title(plan),
+        reason=reason,
+        document=document_text,
+        plan=plan,
+        base_digest=live_policy_digest(organization),
+        publish_at=publish_at,
+    )
+    change_set.full_clean()
+    change_set.save()
+    _audit(change_set, author, "create", after={"plan": plan}, reason=reason)
+    return change_set
+
+
+@transaction.atomic
+def change_set_submit(
+    *, change_set: ChangeSet, actor: User, publish_at: datetime | None = None
+) -> ChangeSet:
+    """Validate the whole wanted policy (errors block) and put the change set up for review;
+    where the organisation does not require approval it is approved at once."""
+    change_set = _locked(change_set)
+    _require_status(change_set, ChangeSet.Status.DRAFT, "submitted")
+    organization = change_set.organization
+    if live_policy_digest(organization) != change_set.base_digest:
+        raise _stale(change_set)
+    wanted = document.parse(change_set.document)
+    policy_check(wanted)
+    current = org_policy(organization)
+    team_delete_check(organization=organization, paths=set(current.teams) - set(wanted.teams))
+    now = timezone.now()
+    change_set.status, change_set.submitted_at = ChangeSet.Status.SUBMITTED, now
+    if publish_at is not None:
+        change_set.publish_at = publish_at
+    change_set.full_clean()
+    change_set.save()
+    _audit(change_set, actor, "submit", after=_state(change_set))
+    if not organization.requires_approval:
+        change_set.status, change_set.decided_at = ChangeSet.Status.APPROVED, now
+        change_set.decision_reason = "the organisation does not require approval"
+        change_set.full_clean()
+        change_set.save()
+        _audit(
+            change_set, None, "approve", after=_state(change_set), reason=change_set.decision_reason
+        )
+    return change_set
+
+
+@transaction.atomic
+def change_set_approve(*, change_set: ChangeSet, approver: User, reason: str = "") -> ChangeSet:
+    """Four eyes: an owner, admin or approver other than the author approves a submitted set."""
+    change_set = _locked(change_set)
+    _require_role(change_set.organization, approver, APPROVER_ROLES, "approve change sets")
+    if change_set.author_id is not None and change_set.author_id == approver.pk:
+        raise ApplicationError(
+            "the author can never approve their own change",
+            [
+                Issue(
+                    "error",
+                    "approver",
+                    f"{approver.get_username()} wrote change set {change_set.pk}",
+                )
+            ],
+        )
+    _require_status(change_set, ChangeSet.Status.SUBMITTED, "approved")
+    change_set.status, change_set.decided_by = ChangeSet.Status.APPROVED, approver
+    change_set.decided_at, change_set.decision_reason = timezone.now(), reason.strip()
+    change_set.full_clean()
+    change_set.save()
+    _audit(change_set, approver, "approve", after=_state(change_set), reason=reason)
+    return change_set
+
+
+@transaction.atomic
+def change_set_reject(*, change_set: ChangeSet, approver: User, reason: str) -> ChangeSet:
+    """Send a submitted change set back; a rejection always says why."""
+    change_set = _locked(change_set)
+    _require_role(change_set.organization, approver, APPROVER_ROLES, "reject change sets")
+    if not reason.strip():
+        raise ApplicationError(
+            "a rejection needs a reason", [Issue("error", "reason", "must not be empty")]
+        )
+    _require_status(change_set, ChangeSet.Status.SUBMITTED, "rejected")
+    change_set.status, change_set.decided_by = ChangeSet.Status.REJECTED, approver
+    change_set.decided_at, change_set.decision_reason = timezone.now(), reason.strip()
+    change_set.full_clean()
+    change_set.save()
+    _audit(change_set, approver, "reject", after=_state(change_set), reason=reason)
+    return change_set
+
+
+def change_sets_publish_due(*, organization: Organization, run: PublishRun) -> list[ChangeSet]:
+    """Apply the organisation's approved change sets that are due, oldest approval first, and
+    mark them published by `run`. One planned against a live policy that has changed since is
+    refused (rejected, and named in the run's error) instead of overwriting that change.
+
+    Runs inside `release_publish`'s transaction, under its lock on the organisation."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("change_sets_publish_due must run inside the publish transaction")
+    now = timezone.now()
+    due = (
+        ChangeSet.objects.select_for_update(of=("self",))
+        .filter(organization=organization, status=ChangeSet.Status.APPROVED)
+        .filter(Q(publish_at__isnull=True) | Q(publish_at__lte=now))
+        .select_related("author")
+        .order_by("decided_at", "pk")
+    )
+    published, refused = [], []
+    for change_set in due:
+        change_set.organization = organization
+        problem = ""
+        if live_policy_digest(organization) != change_set.base_digest:
+            problem = _stale(change_set).message
+        else:
+            try:
+                with transaction.atomic():
+                    policy_apply(
+                        organization=organization,
+                        wanted=document.parse(change_set.document),
+                        actor=change_set.author,
+                        reason=_apply_reason(change_set),
+                    )
+            except ApplicationError as exc:
+                details = "; ".join(str(issue) for issue in exc.issues)
+                problem = f"change set {change_set.pk} cannot be applied: {exc.message}"
+                problem += f" ({details})" if details else ""
+        if problem:
+            change_set.status, change_set.decided_by = ChangeSet.Status.REJECTED, None
+            change_set.decided_at, change_set.decision_reason = now, problem
+            change_set.full_clean()
+            change_set.save()
+            _audit(change_set, None, "refuse", after=_state(change_set), reason=problem)
+            refused.append(problem)
+            continue
+        change_set.status, change_set.published_at = ChangeSet.Status.PUBLISHED, now
+        change_set.published_run = run
+        change_set.full_clean()
+        change_set.save()
+        _audit(change_set, run.requested_by, "publish", after={**_state(change_set), "run": run.pk})
+        published.append(change_set)
+    if refused:
+        # The run itself goes on with the others; its error names what was refused and why.
+        run.error = "\n".join(refused)
+        PublishRun.objects.filter(pk=run.pk).update(error=run.error)
+    return published
+
+
+def publish_runs_request_due(*, now: datetime | None = None) -> list[PublishRun]:
+    """A publish run for every organisation with a scheduled change set that is now due, unless
+    one is already waiting or running (the beat asks every minute)."""
+    from policyhub.releases.services import publish_run_request
+
+    now = now or timezone.now()
+    busy = PublishRun.objects.filter(
+        status__in=[PublishRun.Status.PENDING, PublishRun.Status.RUNNING]
+    ).values("organization_id")
+    organizations = (
+        Organization.objects.filter(
+            change_sets__status=ChangeSet.Status.APPROVED, change_sets__publish_at__lte=now
+        )
+        .exclude(pk__in=busy)
+        .distinct()
+    )
+    return [publish_run_request(organization=org, actor=None) for org in organizations]
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _locked(change_set: ChangeSet) -> ChangeSet:
+    return (
+        ChangeSet.objects.select_for_update(of=("self",))
+        .select_related("organization")
+        .get(pk=change_set.pk)
+    )
+
+
+def _require_role(
+    organization: Organization, user: User, roles: tuple[Role, ...], doing: str
+) -> None:
+    if not Membership.objects.filter(organization=organization, user=user, role__in=roles).exists():
+        allowed = ", ".join(r.value for r in roles)
+        raise ApplicationError(
+            f"{user.get_username()} may not {doing} in {organization.slug}",
+            [Issue("error", "user", f"needs one of the roles {allowed} in {organization.slug}")],
+        )
+
+
+def _require_status(change_set: ChangeSet, status: str, becoming: str) -> None:
+    if change_set.status != status:
+        raise ApplicationError(
+            f"change set {change_set.pk} is {change_set.status}; only a {status} one can be {becoming}",
+            [Issue("error", "status", f"is {change_set.status}, not {status}")],
+        )
+
+
+def _stale(change_set: ChangeSet) -> ApplicationError:
+    return ApplicationError(
+        f"change set {change_set.pk} is stale: the live policy of {change_set.organization.slug} "
+        "changed since it was planned; re-plan it",
+        [Issue("error", "base", "differs from the live policy")],
+    )
+
+
+def _apply_reason(change_set: ChangeSet) -> str:
+    label = f"change set {change_set.pk}"
+    return f"{label}: {change_set.reason}" if change_set.reason else label
+
+
+def _title(plan: list[str]) -> str:
+    first = plan[0]
+    more = f" and {len(plan) - 1} more" if len(plan) > 1 else ""
+    return (first[: 200 - len(more) - 1] + more)[:200]
+
+
+def _state(change_set: ChangeSet) -> dict[str, object]:
+    return {
+        "status": change_set.status,
+        "publish_at": change_set.publish_at.isoformat() if change_set.publish_at else None,
+    }
+
+
+def _audit(
+    change_set: ChangeSet,
+    actor: User | None,
+    verb: str,
+    *,
+    after: object = None,
+    reason: str = "",
+) -> None:
+    audit_record(
+        organization=change_set.organization,
+        actor=actor,
+        action=f"change_set.{verb}",
+        object_type="change_set",
+        object_key=str(change_set.pk),
+        after=after,
+        reason=reason,
+    )
