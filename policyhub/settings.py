@@ -91,19 +91,19 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 # Scheduled publish: every minute, a publish run for each organisation with a due change set.
 CELERY_BEAT_SCHEDULE = {
+    # Scheduled change sets whose time has come get a publish run.
     "publish-due-change-sets": {
         "task": "policyhub.changes.tasks.publish_due_change_sets",
         "schedule": 60.0,
     },
-}
-# A task whose worker died unacknowledged is delivered again after this many seconds.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
-CELERY_BEAT_SCHEDULE = {
+    # Runs that lost their task (broker down at commit) or their worker go out again.
     "publish-runs-recover": {
         "task": "policyhub.releases.tasks.publish_runs_recover_task",
         "schedule": 60.0,
     },
 }
+# A task whose worker died unacknowledged is delivered again after this many seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 # A running publish whose worker has not finished it within this time may be claimed again.
 PUBLISH_LEASE_SECONDS = env_int("PUBLISH_LEASE_SECONDS", 900)
 

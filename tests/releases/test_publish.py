@@ -151,3 +151,17 @@ def test_organisations_publish_independently(cast: dict[str, Any]) -> None:
     publish(cast)
     assert not Release.objects.filter(organization=cast["other"]).exists()
     assert not SigningKey.objects.filter(organization=cast["other"]).exists()
+
+
+def test_every_beat_entry_names_a_registered_task() -> None:
+    from django.conf import settings
+
+    from policyhub.celery import app
+
+    app.loader.import_default_modules()
+    names = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert names == {
+        "policyhub.changes.tasks.publish_due_change_sets",
+        "policyhub.releases.tasks.publish_runs_recover_task",
+    }
+    assert names <= set(app.tasks)
