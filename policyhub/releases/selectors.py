@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from django.db.models import Max, QuerySet
+from django.db.models import Max, OuterRef, QuerySet, Subquery
 
 from policyhub.accounts.models import Organization
 from policyhub.releases.models import PublishRun, Release, SigningKey
@@ -17,6 +17,19 @@ def signing_keys(organization: Organization) -> QuerySet[SigningKey]:
 
 def current_releases(organization: Organization) -> QuerySet[Release]:
     return Release.objects.filter(organization=organization, current=True).order_by("team_path")
+
+
+def current_releases_with_published_digest(organization: Organization) -> QuerySet[Release]:
+    """Current releases, each annotated with `published_digest`: the content its team last got
+    from a publish. A rollback or an aborted rollout makes the current content differ from it."""
+    last_published = (
+        Release.objects.filter(
+            organization=organization, team_path=OuterRef("team_path"), publish_run__isnull=False
+        )
+        .order_by("-revision")
+        .values("content_digest")[:1]
+    )
+    return current_releases(organization).annotate(published_digest=Subquery(last_published))
 
 
 def last_revisions(organization: Organization) -> dict[str, int]:

@@ -24,7 +24,7 @@ from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_check
 from policyhub.releases import signing
 from policyhub.releases.models import PublishRun, Release, SigningKey
-from policyhub.releases.selectors import current_releases, last_revisions
+from policyhub.releases.selectors import current_releases_with_published_digest, last_revisions
 from policyhub.rendering.render import render_team, retitle
 from providers.base import Issue
 
@@ -151,14 +151,23 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
     policy = org_policy(organization)
     policy_check(policy)
     key = _signing_key_active(organization=organization, actor=run.requested_by)
-    current = {r.team_path: r for r in current_releases(organization).defer("files", "manifest")}
+    current = {
+        r.team_path: r
+        for r in current_releases_with_published_digest(organization).defer("files", "manifest")
+    }
     revisions = last_revisions(organization)
     new: list[Release] = []
     for path in sorted(policy.teams):
         revision = revisions.get(path, 0) + 1
         rendered = render_team(policy, path, revision=str(revision))
         previous = current.get(path)
-        if previous is not None and previous.content_digest == rendered.content_digest:
+        # Unchanged policy, nothing to release: neither what devices get now, nor what this team
+        # was last published (so a rollback or an aborted rollout is not undone by a publish
+        # that another team's change set off).
+        if previous is not None and rendered.content_digest in (
+            previous.content_digest,
+            previous.published_digest,  # type: ignore[attr-defined]
+        ):
             continue
         new.append(
             _signed_release(

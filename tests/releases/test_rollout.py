@@ -362,3 +362,48 @@ def test_the_release_command_lists_rolls_back_and_stages(two_revisions: dict[str
         run("promote", *org, "--as", "nobody")
     with pytest.raises(CommandError, match="no organisation"):
         run("list", "--org", "nowhere")
+
+
+def current_revision(cast: dict[str, Any], team: str = TEAM) -> int:
+    return Release.objects.get(organization=cast["acme"], team_path=team, current=True).revision
+
+
+def test_a_rollback_survives_a_publish_caused_by_another_team(
+    two_revisions: dict[str, Any],
+) -> None:
+    cast = two_revisions
+    release_rollback(organization=cast["acme"], team_path=TEAM, to_revision=1, actor=cast["admin"])
+    assert current_revision(cast) == 3
+    # Only a new sibling team appears; platform/ci's policy still says what r2 said.
+    publish(
+        cast["acme"],
+        cast["admin"],
+        CHANGED + "[teams.other]\n",
+    )
+    assert current_revision(cast) == 3
+    # Once platform/ci's own policy changes again, it is released again.
+    publish(
+        cast["acme"],
+        cast["admin"],
+        CHANGED.replace(
+            'web_search = "disabled"', 'web_search = "disabled"\nmodel_reasoning_effort = "high"'
+        ),
+    )
+    assert current_revision(cast) == 4
+
+
+def test_an_aborted_rollout_is_not_released_again_by_an_unrelated_publish(
+    two_revisions: dict[str, Any],
+) -> None:
+    cast = two_revisions
+    release_rollout_start(
+        organization=cast["acme"], team_path=TEAM, percent=30, actor=cast["admin"]
+    )
+    restored = release_rollout_abort(organization=cast["acme"], team_path=TEAM, actor=cast["admin"])
+    assert restored.revision == 1
+    publish(
+        cast["acme"],
+        cast["admin"],
+        CHANGED + "[teams.other]\n",
+    )
+    assert current_revision(cast) == 1

@@ -114,6 +114,11 @@ def test_the_demo_publishes_through_the_worker_and_codex_accepts_every_release(
     assert sorted(r.team_path for r in releases) == sorted(
         Team.objects.filter(organization__slug="acme").values_list("path", flat=True)
     )
+    assert_signed_and_accepted_by_codex(releases, tmp_path)
+
+
+def assert_signed_and_accepted_by_codex(releases: list[Release], tmp_path: Path) -> None:
+    """Every release's signature verifies and its files pass the real Codex binary."""
     folders = []
     for release in releases:
         assert signing.verify(
@@ -155,8 +160,10 @@ def test_two_publishes_at_once_produce_one_consistent_set_of_revisions(
     assert set(Release.objects.filter(current=True).values_list("revision", flat=True)) == {2}
 
 
+@pytest.mark.codex
+@pytest.mark.usefixtures("codex_ready")
 def test_a_reviewed_change_set_publishes_through_the_worker_for_exactly_the_affected_teams(
-    worker: subprocess.Popen[bytes],
+    worker: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:
     from django.contrib.auth import get_user_model
 
@@ -213,6 +220,4 @@ def test_a_reviewed_change_set_publishes_through_the_worker_for_exactly_the_affe
     assert all(r.publish_run == change_set.published_run for r in new)
     for release in new:
         assert 'model_reasoning_effort = "medium"' in release.files["config.toml"]
-        assert signing.verify(
-            release.signing_key.public_key, release.manifest.encode(), release.signature
-        )
+    assert_signed_and_accepted_by_codex(new, tmp_path)
