@@ -63,6 +63,18 @@ class Resolved:
     mcp_servers_from: dict[str, Provenance] = field(default_factory=dict)
     issues: list[Issue] = field(default_factory=list)
 
+    def provenance(self) -> Json:
+        """Which node set every effective value, as plain data (stored with each release)."""
+        return {
+            "requirements": {k: str(v) for k, v in sorted(self.requirements_from.items())},
+            "config": {k: str(v) for k, v in sorted(self.config_from.items())},
+            "profiles": {
+                name: {k: str(v) for k, v in sorted(keys.items())}
+                for name, keys in sorted(self.profiles_from.items())
+            },
+            "mcp_servers": {k: str(v) for k, v in sorted(self.mcp_servers_from.items())},
+        }
+
 
 def resolve(chain: Sequence[tuple[str, Node]]) -> Resolved:
     """Fold the chain (root first) into one effective policy."""

@@ -120,6 +120,10 @@ class Release(models.Model):
     )
     # Set when a staged rollout was aborted; such a release is kept but never current again.
     aborted_at = models.DateTimeField(null=True, blank=True)
+    # Which node set every effective value ("why does this team get Y"), as it was at publish.
+    provenance = models.JSONField(default=dict, blank=True)
+    # The change sets applied by the publish run that made this release.
+    change_sets = models.ManyToManyField("changes.ChangeSet", blank=True, related_name="releases")
 
     class Meta:
         constraints = [

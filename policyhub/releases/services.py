@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -147,7 +148,7 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
     """Apply the due approved change sets, then store a signed release for every team whose files
     changed; (releases created, teams)."""
     organization = Organization.objects.select_for_update().get(pk=run.organization_id)
-    change_sets_publish_due(organization=organization, run=run)
+    applied = change_sets_publish_due(organization=organization, run=run)
     policy = org_policy(organization)
     policy_check(policy)
     key = _signing_key_active(organization=organization, actor=run.requested_by)
@@ -180,6 +181,7 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
                 previous=previous,
                 publish_run=run,
                 created_by=run.requested_by,
+                provenance=rendered.validation.resolved.provenance(),
             )
         )
     changed = [r.team_path for r in new]
@@ -187,6 +189,13 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
         current=False
     )
     Release.objects.bulk_create(new)
+    Release.change_sets.through.objects.bulk_create(
+        [
+            Release.change_sets.through(release_id=release.pk, changeset_id=change_set.pk)
+            for release in new
+            for change_set in applied
+        ]
+    )
     for release in new:
         audit_record(
             organization=organization,
@@ -225,6 +234,7 @@ def _signed_release(
     previous: Release | None,
     publish_run: PublishRun | None,
     created_by: User | None,
+    provenance: dict[str, Any] | None = None,
 ) -> Release:
     """An unsaved, current release of `files` at `revision`, its manifest signed with `key`.
 
@@ -254,6 +264,7 @@ def _signed_release(
         previous=previous,
         publish_run=publish_run,
         created_by=created_by,
+        provenance=provenance if provenance is not None else {},
     )
 
 
@@ -344,6 +355,7 @@ def release_rollback(
         content_digest=target.content_digest,
         key=_signing_key_active(organization=organization, actor=actor),
         previous=current,
+        provenance=target.provenance,
         publish_run=None,
         created_by=actor,
     )

@@ -165,3 +165,14 @@ def test_every_beat_entry_names_a_registered_task() -> None:
         "policyhub.releases.tasks.publish_runs_recover_task",
     }
     assert names <= set(app.tasks)
+
+
+def test_a_release_carries_the_provenance_of_every_value(cast: dict[str, Any]) -> None:
+    apply(cast, POLICY)
+    publish(cast)
+    release = Release.objects.get(team_path="platform/ci", current=True)
+    assert release.provenance["config"]["model"] == "platform/ci"
+    assert release.provenance["config"]["model_provider"] == "platform/ci"
+    platform = Release.objects.get(team_path="platform", current=True)
+    assert platform.provenance["config"]["model"] == "acme (organisation)"
+    assert platform.provenance["config"]["forced_login_method"] == "endpoint openai (derived)"

@@ -220,4 +220,5 @@ def test_a_reviewed_change_set_publishes_through_the_worker_for_exactly_the_affe
     assert all(r.publish_run == change_set.published_run for r in new)
     for release in new:
         assert 'model_reasoning_effort = "medium"' in release.files["config.toml"]
+        assert list(release.change_sets.all()) == [change_set]
     assert_signed_and_accepted_by_codex(new, tmp_path)
