@@ -33,10 +33,12 @@ def edit(cast: dict[str, Any], tmp_path: Path) -> Path:
     return path
 
 
-def test_apply_creates_a_draft_change_set_and_prints_its_id_and_plan(
+def test_apply_draft_creates_a_draft_change_set_and_prints_its_id_and_plan(
     cast: dict[str, Any], edit: Path
 ) -> None:
-    out = run("policy", "apply", "--org", "acme", str(edit), "--as", "admin", "--reason", "why")
+    out = run(
+        "policy", "apply", "--org", "acme", str(edit), "--draft", "--as", "admin", "--reason", "why"
+    )
     change_set = ChangeSet.objects.get()
     assert f"Change set {change_set.pk} (draft) for acme:" in out
     assert "~ team platform/ci config.model: 'codex-ci' -> 'gpt-5.5'" in out
@@ -47,7 +49,32 @@ def test_apply_creates_a_draft_change_set_and_prints_its_id_and_plan(
     )
     assert org_policy(cast["acme"]) == make_policy(POLICY)
     with pytest.raises(CommandError, match="--as USER is required"):
-        run("policy", "apply", "--org", "acme", str(edit))
+        run("policy", "apply", "--org", "acme", str(edit), "--draft")
+
+
+def test_apply_without_flags_applies_where_no_approval_is_required(
+    cast: dict[str, Any], edit: Path
+) -> None:
+    out = run("policy", "apply", "--org", "acme", str(edit))
+    assert "Applied 1 change(s) to acme." in out
+    assert org_policy(cast["acme"]).teams["platform/ci"].node.config["model"] == "gpt-5.5"
+    assert not ChangeSet.objects.exists()
+
+
+def test_an_organisation_requiring_approval_refuses_a_direct_apply(
+    cast: dict[str, Any], edit: Path
+) -> None:
+    organization_settings_update(
+        organization=cast["acme"], actor=cast["owner"], requires_approval=True
+    )
+    for flags in ([], ["--direct"]):
+        with pytest.raises(CommandError, match="requires approval of every change: use --submit"):
+            run("policy", "apply", "--org", "acme", str(edit), "--as", "admin", *flags)
+    assert org_policy(cast["acme"]) == make_policy(POLICY)
+    # Planning is still allowed.
+    assert "~ team platform/ci config.model" in run(
+        "policy", "apply", "--org", "acme", str(edit), "--dry-run"
+    )
 
 
 def test_apply_submit_approves_at_once_where_no_approval_is_required(
@@ -69,8 +96,8 @@ def test_apply_submit_approves_at_once_where_no_approval_is_required(
     assert (
         f"Change set {change_set.pk} is approved, to publish at 2030-01-02T03:04:05+00:00." in out
     )
-    with pytest.raises(CommandError, match="--submit and --publish-at are for change sets"):
-        run("policy", "apply", "--org", "acme", str(edit), "--direct", "--submit")
+    with pytest.raises(CommandError, match="--publish-at schedules a change set"):
+        run("policy", "apply", "--org", "acme", str(edit), "--publish-at", "2030-01-02T03:04:05Z")
 
 
 def test_apply_submit_with_errors_keeps_the_draft_and_names_the_field(

@@ -31,15 +31,18 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         export = sub.add_parser("export", help="print the policy document")
         export.add_argument("--org", required=True)
-        apply = sub.add_parser("apply", help="plan the document as a change set")
+        apply = sub.add_parser("apply", help="show the plan and apply it, or make a change set")
         apply.add_argument("--org", required=True)
         apply.add_argument("file", help="policy document (TOML), or - for standard input")
         mode = apply.add_mutually_exclusive_group()
         mode.add_argument("--dry-run", action="store_true", help="only show the plan")
         mode.add_argument(
-            "--direct", action="store_true", help="write the live policy at once, no change set"
+            "--direct", action="store_true", help="apply to the live policy at once (the default)"
         )
-        apply.add_argument("--submit", action="store_true", help="also submit the change set")
+        mode.add_argument("--draft", action="store_true", help="record a draft change set")
+        mode.add_argument(
+            "--submit", action="store_true", help="record a change set and submit it for approval"
+        )
         apply.add_argument(
             "--publish-at", help="ISO 8601 time to publish the change set at (scheduled publish)"
         )
@@ -59,12 +62,15 @@ class Command(BaseCommand):
             actor = get_user_model().objects.filter(username=options["actor"]).first()
             if actor is None:
                 raise CommandError(f"no user {options['actor']!r}")
-        if not options["dry_run"] and not options["direct"]:
+        if options["draft"] or options["submit"]:
             self._change_set(org, text, actor, options)
             return
-        if options["submit"] or options["publish_at"]:
+        if options["publish_at"]:
+            raise CommandError("--publish-at schedules a change set: add --draft or --submit")
+        if org.requires_approval and not options["dry_run"]:
             raise CommandError(
-                "--submit and --publish-at are for change sets, not --dry-run or --direct"
+                f"{org.slug} requires approval of every change: use --submit to propose this "
+                "document as a change set (or --draft)"
             )
         try:
             wanted = document.parse(text)
