@@ -5,8 +5,6 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -14,8 +12,8 @@ from django.utils.dateparse import parse_datetime
 from policyhub.changes.models import ChangeSet
 from policyhub.changes.selectors import change_set_get, change_set_list, change_set_preview
 from policyhub.changes.services import change_set_approve, change_set_reject, change_set_submit
+from policyhub.cli import organization_arg, user_arg
 from policyhub.errors import ApplicationError
-from policyhub.policies.selectors import organization_get
 
 
 class Command(BaseCommand):
@@ -39,9 +37,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["action"] == "list":
-            org = organization_get(options["org"])
-            if org is None:
-                raise CommandError(f"no organisation {options['org']!r}")
+            org = organization_arg(options["org"])
             for change_set in change_set_list(org):
                 self.stdout.write(_summary(change_set))
             return
@@ -52,7 +48,9 @@ class Command(BaseCommand):
         if options["action"] == "show":
             self._show(change_set)
             return
-        actor = _user(options["actor"])
+        actor = user_arg(options["actor"])
+        if actor is None:
+            raise CommandError("--as USER is required: a decision records who made it")
         try:
             if options["action"] == "submit":
                 publish_at = _datetime(options["publish_at"]) if options["publish_at"] else None
@@ -101,13 +99,6 @@ def _summary(change_set: ChangeSet) -> str:
         f"{change_set.pk}  {change_set.status:<9} {change_set.created_at:%Y-%m-%d %H:%M} "
         f"by {author}{when}  {change_set.title}"
     )
-
-
-def _user(username: str) -> User:
-    user = get_user_model().objects.filter(username=username).first()
-    if user is None:
-        raise CommandError(f"no user {username!r}")
-    return user
 
 
 def _datetime(value: str) -> Any:

@@ -10,16 +10,16 @@ from argparse import ArgumentParser
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from policyhub.changes.selectors import policy_plan_lines
 from policyhub.changes.services import change_set_create, change_set_submit
+from policyhub.cli import organization_arg, user_arg
 from policyhub.errors import ApplicationError
 from policyhub.policies import document
-from policyhub.policies.selectors import org_policy, organization_get
+from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_apply
 from policyhub.policies.validation import validate_policy
 
@@ -50,18 +50,12 @@ class Command(BaseCommand):
         apply.add_argument("--reason", default="", help="why, recorded in the audit trail")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        org = organization_get(options["org"])
-        if org is None:
-            raise CommandError(f"no organisation {options['org']!r}")
+        org = organization_arg(options["org"])
         if options["action"] == "export":
             self.stdout.write(document.dump(org_policy(org)), ending="")
             return
         text = self._read(options["file"])
-        actor = None
-        if options["actor"]:
-            actor = get_user_model().objects.filter(username=options["actor"]).first()
-            if actor is None:
-                raise CommandError(f"no user {options['actor']!r}")
+        actor = user_arg(options["actor"])
         if options["draft"] or options["submit"]:
             self._change_set(org, text, actor, options)
             return

@@ -6,10 +6,9 @@ import time
 from argparse import ArgumentParser
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from policyhub.policies.selectors import organization_get
+from policyhub.cli import organization_arg, user_arg
 from policyhub.releases.models import PublishRun
 from policyhub.releases.selectors import publish_run_get
 from policyhub.releases.services import publish_run_request
@@ -24,14 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        org = organization_get(options["org"])
-        if org is None:
-            raise CommandError(f"no organisation {options['org']!r}")
-        actor = None
-        if options["actor"]:
-            actor = get_user_model().objects.filter(username=options["actor"]).first()
-            if actor is None:
-                raise CommandError(f"no user {options['actor']!r}")
+        org = organization_arg(options["org"])
+        actor = user_arg(options["actor"])
         run = publish_run_request(organization=org, actor=actor)
         deadline = time.monotonic() + options["timeout"]
         finished = (PublishRun.Status.SUCCEEDED, PublishRun.Status.FAILED)

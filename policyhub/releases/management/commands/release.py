@@ -6,13 +6,11 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
 from policyhub.accounts.models import Organization
+from policyhub.cli import organization_arg, user_arg
 from policyhub.errors import ApplicationError
-from policyhub.policies.selectors import organization_get
 from policyhub.releases.models import Release
 from policyhub.releases.selectors import release_list
 from policyhub.releases.services import (
@@ -44,13 +42,11 @@ class Command(BaseCommand):
             write.add_argument("--as", dest="actor", help="username recorded in the audit trail")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        org = organization_get(options["org"])
-        if org is None:
-            raise CommandError(f"no organisation {options['org']!r}")
+        org = organization_arg(options["org"])
         if options["action"] == "list":
             self._list(org, options["team"])
             return
-        actor = self._actor(options["actor"])
+        actor = user_arg(options["actor"])
         team = options["team"]
         try:
             if options["action"] == "rollback":
@@ -106,12 +102,3 @@ class Command(BaseCommand):
         if release.rollout_percent < 100 and release.previous is not None:
             return f"current {release.rollout_percent}% (else r{release.previous.revision})"
         return "current"
-
-    @staticmethod
-    def _actor(username: str | None) -> User | None:
-        if not username:
-            return None
-        actor = get_user_model().objects.filter(username=username).first()
-        if actor is None:
-            raise CommandError(f"no user {username!r}")
-        return actor

@@ -5,9 +5,9 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from policyhub.policies.selectors import organization_get
+from policyhub.cli import organization_arg
 from policyhub.releases.selectors import signing_keys
 from policyhub.releases.services import signing_key_rotate
 
@@ -20,9 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--org", required=True)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        org = organization_get(options["org"])
-        if org is None:
-            raise CommandError(f"no organisation {options['org']!r}")
+        org = organization_arg(options["org"])
         if options["action"] == "rotate":
             key = signing_key_rotate(organization=org, actor=None)
             self.stdout.write(f"new active key {key.key_id}")

@@ -8,7 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from policyhub.policies.selectors import org_policy, organization_get
+from policyhub.cli import organization_arg
+from policyhub.policies.selectors import org_policy
 from policyhub.rendering.render import (
     PROFILE_DIR,
     REVISION_RE,
@@ -36,9 +37,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        org = organization_get(options["org"])
-        if org is None:
-            raise CommandError(f"no organisation {options['org']!r}")
+        org = organization_arg(options["org"])
         try:
             target = codex_target(options["codex_version"])
         except ValueError as exc:

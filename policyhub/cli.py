@@ -1,0 +1,26 @@
+"""What every management command needs: the organisation and the acting user named on the
+command line, or a clear error."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.core.management.base import CommandError
+
+from policyhub.accounts.models import Organization
+
+
+def organization_arg(slug: str) -> Organization:
+    organization = Organization.objects.filter(slug=slug).first()
+    if organization is None:
+        raise CommandError(f"no organisation {slug!r}")
+    return organization
+
+
+def user_arg(username: str | None) -> User | None:
+    """The user `--as USERNAME` names; None when the option was not given."""
+    if not username:
+        return None
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        raise CommandError(f"no user {username!r}")
+    return user
