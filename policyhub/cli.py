@@ -7,6 +7,7 @@ from django.contrib.auth.models import User
 from django.core.management.base import CommandError
 
 from policyhub.accounts.models import Organization
+from policyhub.errors import ApplicationError
 
 
 def organization_arg(slug: str) -> Organization:
@@ -24,3 +25,8 @@ def user_arg(username: str | None) -> User | None:
     if user is None:
         raise CommandError(f"no user {username!r}")
     return user
+
+
+def refused(error: ApplicationError) -> CommandError:
+    """A service's refusal as the command's error, every issue on its own line."""
+    return CommandError("\n".join([error.message, *(f"  {issue}" for issue in error.issues)]))

@@ -34,6 +34,9 @@ INSTALLED_APPS = [
     "policyhub.audit",
     "policyhub.releases",
     "policyhub.changes",
+    "policyhub.fleet",
+    "policyhub.delivery",
+    "rest_framework",
 ]
 
 MIDDLEWARE = [
@@ -138,12 +141,44 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "policyhub.apis.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    # Enrolment tokens are guessed at nowhere near this rate; a script trying is slowed to it.
+    "DEFAULT_THROTTLE_RATES": {"enroll": env_str("ENROLL_RATE", "30/min")},
+}
+
+# Delivery. Device lookups and release bodies are held in each web process and dropped the
+# moment PostgreSQL announces a change (LISTEN/NOTIFY); on SQLite every fetch reads the database.
+DELIVERY_CACHE = env_bool("DELIVERY_CACHE", DATABASES["default"]["ENGINE"].endswith("postgresql"))
+# Even without an announcement, a cached entry is re-read after this long.
+DELIVERY_CACHE_SECONDS = env_int("DELIVERY_CACHE_SECONDS", 300)
+# Fetch counts (last seen, revision served) are written in batches at most this often.
+DELIVERY_FLUSH_SECONDS = env_int("DELIVERY_FLUSH_SECONDS", 2)
+# An agent's status report is a few hundred bytes; anything past this is refused with 413.
+DEVICE_STATUS_MAX_BYTES = env_int("DEVICE_STATUS_MAX_BYTES", 64 * 1024)
+# A device with no fetch or report for this long counts as stale in fleet status.
+FLEET_STALE_AFTER_HOURS = env_int("FLEET_STALE_AFTER_HOURS", 24)
+
 # Policy documents arrive as request bodies later; bound them.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"redact_secrets": {"()": "policyhub.logfilters.RedactSecrets"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]},
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # Django's own handlers (request and development-server lines) without the redaction filter
+    # would print the native channel's URL, credential included.
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }

@@ -8,5 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("policyhub.delivery.urls")),
+    path("", include("policyhub.fleet.urls")),
     path("", include("policyhub.policies.urls")),
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -88,3 +88,13 @@ def codex_ready() -> None:
         codex_binary()
     except CodexBinaryMissing as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def delivery_listener_stopped(django_db_setup: Any) -> Iterator[None]:
+    """Delivery tests start a thread that LISTENs on the test database; it must let go of the
+    database before pytest-django drops it (this fixture is torn down first)."""
+    yield
+    from policyhub.delivery.cache import cache_stop
+
+    cache_stop()

@@ -5,8 +5,10 @@ from __future__ import annotations
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
-from policyhub.accounts.models import Membership, Organization
+from policyhub.accounts.models import Membership, Organization, Role
+from policyhub.errors import ApplicationError
 from policyhub.teams.models import Team
+from providers.base import Issue
 
 
 def organizations_for(user: User | AnonymousUser) -> QuerySet[Organization]:
@@ -23,3 +25,15 @@ def memberships_scoped_to(teams: QuerySet[Team]) -> QuerySet[Membership]:
         .select_related("user", "team")
         .order_by("team__path", "user__username")
     )
+
+
+def require_role(
+    organization: Organization, user: User, roles: tuple[Role, ...], doing: str
+) -> None:
+    """Refuse, naming the roles that may, unless `user` holds one of `roles` in the organisation."""
+    if not Membership.objects.filter(organization=organization, user=user, role__in=roles).exists():
+        allowed = ", ".join(r.value for r in roles)
+        raise ApplicationError(
+            f"{user.get_username()} may not {doing} in {organization.slug}",
+            [Issue("error", "user", f"needs one of the roles {allowed} in {organization.slug}")],
+        )

@@ -14,7 +14,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from policyhub.accounts.models import Membership, Organization, Role
+from policyhub.accounts.models import Organization, Role
+from policyhub.accounts.selectors import require_role
 from policyhub.audit.services import audit_record
 from policyhub.changes.models import ChangeSet
 from policyhub.changes.selectors import live_policy_digest, policy_plan_lines
@@ -35,7 +36,7 @@ def organization_settings_update(
     *, organization: Organization, actor: User, requires_approval: bool
 ) -> Organization:
     """Change the organisation's review setting; only its owners and admins may."""
-    _require_role(organization, actor, SETTINGS_ROLES, "change the organisation's settings")
+    require_role(organization, actor, SETTINGS_ROLES, "change the organisation's settings")
     organization = Organization.objects.select_for_update().get(pk=organization.pk)
     before = {"requires_approval": organization.requires_approval}
     organization.requires_approval = requires_approval
@@ -126,7 +127,7 @@ def change_set_submit(
 def change_set_approve(*, change_set: ChangeSet, approver: User, reason: str = "") -> ChangeSet:
     """Four eyes: an owner, admin or approver other than the author approves a submitted set."""
     change_set = _locked(change_set)
-    _require_role(change_set.organization, approver, APPROVER_ROLES, "approve change sets")
+    require_role(change_set.organization, approver, APPROVER_ROLES, "approve change sets")
     if change_set.author_id is not None and change_set.author_id == approver.pk:
         raise ApplicationError(
             "the author can never approve their own change",
@@ -151,7 +152,7 @@ def change_set_approve(*, change_set: ChangeSet, approver: User, reason: str = "
 def change_set_reject(*, change_set: ChangeSet, approver: User, reason: str) -> ChangeSet:
     """Send a submitted change set back; a rejection always says why."""
     change_set = _locked(change_set)
-    _require_role(change_set.organization, approver, APPROVER_ROLES, "reject change sets")
+    require_role(change_set.organization, approver, APPROVER_ROLES, "reject change sets")
     if not reason.strip():
         raise ApplicationError(
             "a rejection needs a reason", [Issue("error", "reason", "must not be empty")]
@@ -249,17 +250,6 @@ def _locked(change_set: ChangeSet) -> ChangeSet:
         .select_related("organization")
         .get(pk=change_set.pk)
     )
-
-
-def _require_role(
-    organization: Organization, user: User, roles: tuple[Role, ...], doing: str
-) -> None:
-    if not Membership.objects.filter(organization=organization, user=user, role__in=roles).exists():
-        allowed = ", ".join(r.value for r in roles)
-        raise ApplicationError(
-            f"{user.get_username()} may not {doing} in {organization.slug}",
-            [Issue("error", "user", f"needs one of the roles {allowed} in {organization.slug}")],
-        )
 
 
 def _require_status(change_set: ChangeSet, status: str, becoming: str) -> None:

@@ -23,6 +23,12 @@ class SigningKey(models.Model):
     public_key = models.CharField(max_length=64)  # base64 of the raw 32-byte key
     private_key_encrypted = models.BinaryField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # The key that was active when this one was made, and its signature over this key's id and
+    # public half: machines that pinned the older key follow the chain to trust this one.
+    endorsed_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    endorsement = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     retired_at = models.DateTimeField(null=True, blank=True)
 
@@ -99,6 +105,11 @@ class Release(models.Model):
     content_digest = models.CharField(max_length=64)
     manifest = models.TextField()  # the canonical JSON that was signed
     signature = models.CharField(max_length=128)  # base64 Ed25519 signature of the manifest
+    # What machines are sent, built once here (releases/wire.py): the agent's bundle, Codex's
+    # config-server bundle, and their entity tag.
+    etag = models.CharField(max_length=32)
+    agent_body = models.TextField()
+    native_body = models.TextField()
     signing_key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="releases")
     # None for a release made outside a publish run (a rollback).
     publish_run = models.ForeignKey(

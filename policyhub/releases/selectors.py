@@ -15,6 +15,15 @@ def signing_keys(organization: Organization) -> QuerySet[SigningKey]:
     return SigningKey.objects.filter(organization=organization).order_by("status", "-created_at")
 
 
+def signing_keys_by_id(organization_id: int) -> QuerySet[SigningKey]:
+    """What machines pin: every key of the organisation, oldest first, with its endorser."""
+    return (
+        SigningKey.objects.filter(organization_id=organization_id)
+        .select_related("endorsed_by")
+        .order_by("created_at", "id")
+    )
+
+
 def current_releases(organization: Organization) -> QuerySet[Release]:
     return Release.objects.filter(organization=organization, current=True).order_by("team_path")
 

@@ -23,7 +23,7 @@ from policyhub.changes.services import change_sets_publish_due
 from policyhub.errors import ApplicationError
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_check
-from policyhub.releases import signing
+from policyhub.releases import signing, wire
 from policyhub.releases.models import PublishRun, Release, SigningKey
 from policyhub.releases.selectors import current_releases_with_published_digest, last_revisions
 from policyhub.rendering.render import render_team, retitle
@@ -48,6 +48,12 @@ def signing_key_rotate(*, organization: Organization, actor: User | None) -> Sig
         public_key=public_key,
         private_key_encrypted=encrypted,
     )
+    if retired is not None:
+        # Machines pinned the old key; its signature over the new one lets them trust it.
+        key.endorsed_by = retired
+        key.endorsement = signing.sign(
+            retired.private_key_encrypted, signing.endorsement_message(key_id, public_key)
+        )
     key.full_clean()
     key.save()
     audit_record(
@@ -251,15 +257,31 @@ def _signed_release(
             "key_id": key.key_id,
         }
     )
+    texts = {name: data.decode() for name, data in files.items()}
+    signature = signing.sign(key.private_key_encrypted, manifest)
     return Release(
         organization=organization,
         team_path=team_path,
         revision=revision,
-        files={name: data.decode() for name, data in files.items()},
+        files=texts,
         hashes=hashes,
         content_digest=content_digest,
         manifest=manifest.decode(),
-        signature=signing.sign(key.private_key_encrypted, manifest),
+        signature=signature,
+        etag=wire.etag(manifest.decode()),
+        agent_body=wire.agent_body(
+            organization=organization.slug,
+            team_path=team_path,
+            revision=revision,
+            files=texts,
+            hashes=hashes,
+            manifest=manifest.decode(),
+            signature=signature,
+            key_id=key.key_id,
+        ),
+        native_body=wire.native_body(
+            organization=organization.slug, team_path=team_path, revision=revision, files=texts
+        ),
         signing_key=key,
         previous=previous,
         publish_run=publish_run,

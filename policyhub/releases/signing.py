@@ -41,6 +41,13 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def endorsement_message(key_id: str, public_key: str) -> bytes:
+    """What an organisation's previous key signs to vouch for its successor."""
+    return canonical_json(
+        {"key_id": key_id, "public_key": public_key, "purpose": "policyhub-signing-key"}
+    )
+
+
 def sign(private_key_encrypted: bytes | memoryview, message: bytes) -> str:
     private = Ed25519PrivateKey.from_private_bytes(_fernet().decrypt(bytes(private_key_encrypted)))
     return base64.b64encode(private.sign(message)).decode()

@@ -14,6 +14,7 @@ from django.db import transaction
 from policyhub.accounts.models import Organization
 from policyhub.accounts.selectors import memberships_scoped_to
 from policyhub.errors import ApplicationError
+from policyhub.fleet.models import Device
 from policyhub.teams.models import Team
 from policyhub.teams.selectors import team_subtrees
 from providers.base import Issue
@@ -46,6 +47,7 @@ def team_delete_check(*, organization: Organization, paths: Iterable[str]) -> No
     paths = sorted(paths)
     if not paths:
         return
+    _devices_check(organization, paths)
     scoped: dict[str, list[str]] = {}
     scopes = memberships_scoped_to(team_subtrees(organization, paths))
     for path, username in scopes.values_list("team__path", "user__username"):
@@ -72,8 +74,31 @@ def team_delete_check(*, organization: Organization, paths: Iterable[str]) -> No
     )
 
 
+def _devices_check(organization: Organization, paths: list[str]) -> None:
+    """Refuse deleting teams that machines are enrolled in: they would lose their policy."""
+    enrolled: dict[str, int] = {}
+    subtree = team_subtrees(organization, paths)
+    for path in Device.objects.filter(team__in=subtree, revoked_at__isnull=True).values_list(
+        "team__path", flat=True
+    ):
+        enrolled[path] = enrolled.get(path, 0) + 1
+    if enrolled:
+        raise ApplicationError(
+            f"cannot delete team(s) {', '.join(sorted(enrolled))}: devices are enrolled in them; "
+            "move or revoke those devices first",
+            [
+                Issue("error", f"teams.{path}", f"has {count} enrolled device(s)")
+                for path, count in sorted(enrolled.items())
+            ],
+        )
+
+
 @transaction.atomic
 def team_delete(*, team: Team) -> None:
-    """Delete a team, its subtree and their policy nodes; refused while editors are scoped there."""
+    """Delete a team, its subtree and their policy nodes; refused while editors are scoped there
+    or devices are enrolled. Revoked devices of the subtree go with it (their audit trail stays)."""
     team_delete_check(organization=team.organization, paths=[team.path])
+    Device.objects.filter(
+        team__in=team_subtrees(team.organization, [team.path]), revoked_at__isnull=False
+    ).delete()
     team.delete()

@@ -1,0 +1,133 @@
+"""The device API beside the bundle: enrolment, status reports and the signing keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from policyhub.apis import application_error_response
+from policyhub.delivery.authentication import DeviceCredentialAuthentication
+from policyhub.fleet import services as fleet
+from policyhub.releases.models import SigningKey
+from policyhub.releases.selectors import signing_keys_by_id
+from policyhub.validators import plain_text
+
+
+def _text(max_length: int, **kwargs: Any) -> serializers.CharField:
+    return serializers.CharField(max_length=max_length, validators=[plain_text], **kwargs)
+
+
+class KeyOut(serializers.ModelSerializer):
+    endorsed_by = serializers.SlugRelatedField(slug_field="key_id", read_only=True)
+    endorsement = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SigningKey
+        fields = ["key_id", "public_key", "status", "endorsed_by", "endorsement"]
+
+    def get_endorsement(self, key: SigningKey) -> str | None:
+        return key.endorsement or None
+
+
+def _keys(organization_id: int) -> list[dict[str, Any]]:
+    return list(KeyOut(signing_keys_by_id(organization_id), many=True).data)
+
+
+class EnrollIn(serializers.Serializer):
+    token = _text(100)
+    hostname = _text(255, allow_blank=True, required=False, default="")
+    os = _text(128, allow_blank=True, required=False, default="")
+    codex_version = _text(64, allow_blank=True, allow_null=True, required=False, default="")
+
+
+class EnrollApi(APIView):
+    """Trade an enrolment token for a device credential, shown only in this answer."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "enroll"
+
+    def post(self, request: Request) -> Response:
+        data = EnrollIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            device, credential = fleet.device_enroll(
+                token_secret=data.validated_data["token"],
+                hostname=data.validated_data["hostname"],
+                os=data.validated_data["os"],
+                codex_version=data.validated_data["codex_version"] or "",
+            )
+        except fleet.EnrollmentRefused as refused:
+            return application_error_response(refused, 403 if refused.known else 401)
+        return Response(
+            {
+                "device_id": str(device.pk),
+                "credential": credential,
+                "organization": device.organization.slug,
+                "team": device.team.path,
+                "keys": _keys(device.organization_id),
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class StatusIn(serializers.Serializer):
+    applied_revision = serializers.IntegerField(
+        min_value=1, max_value=2**31 - 1, allow_null=True, required=False, default=None
+    )
+    codex_version = _text(64, allow_blank=True, allow_null=True, required=False, default="")
+    os = _text(128, allow_blank=True, required=False, default="")
+    agent_version = _text(64, allow_blank=True, required=False, default="")
+    errors = serializers.ListField(child=_text(2000), max_length=20, required=False, default=list)
+
+
+def _content_length(request: Request) -> int:
+    """The declared body size; an unreadable header counts as too large."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return settings.DEVICE_STATUS_MAX_BYTES + 1
+
+
+class StatusApi(APIView):
+    """What the agent applied, with which Codex, and what went wrong."""
+
+    authentication_classes = [DeviceCredentialAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    def post(self, request: Request) -> Response:
+        if _content_length(request) > settings.DEVICE_STATUS_MAX_BYTES:
+            return Response(
+                {"detail": f"a status report is at most {settings.DEVICE_STATUS_MAX_BYTES} bytes"},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        data = StatusIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        report = data.validated_data
+        fleet.device_report_record(
+            device_id=request.auth.device_id,
+            applied_revision=report["applied_revision"],
+            codex_version=report["codex_version"] or "",
+            os=report["os"],
+            agent_version=report["agent_version"],
+            errors=report["errors"],
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class KeysApi(APIView):
+    """The organisation's public signing keys, each endorsed by the key before it."""
+
+    authentication_classes = [DeviceCredentialAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    def get(self, request: Request) -> Response:
+        return Response({"keys": _keys(request.auth.organization_id)})

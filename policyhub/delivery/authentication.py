@@ -1,0 +1,34 @@
+"""DRF authentication by device credential (`Authorization: Bearer phd_...`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import authentication, exceptions
+
+from policyhub.delivery.cache import DeviceEntry
+from policyhub.delivery.selectors import device_for_credential
+
+
+class DeviceCaller:
+    """request.user for a device: authenticated, and never a person."""
+
+    is_authenticated = True
+    is_anonymous = False
+
+    def __init__(self, device: DeviceEntry) -> None:
+        self.device = device
+
+
+class DeviceCredentialAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request: Any) -> tuple[DeviceCaller, DeviceEntry] | None:
+        scheme, _, credential = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        device = device_for_credential(credential.strip())
+        if device is None:
+            raise exceptions.AuthenticationFailed("unknown or revoked device credential")
+        return DeviceCaller(device), device
+
+    def authenticate_header(self, request: Any) -> str:
+        return 'Bearer realm="policyhub"'

@@ -1,0 +1,76 @@
+"""Reads on the fetch path: which device a credential is, and which release it is served."""
+
+from __future__ import annotations
+
+from policyhub.delivery.cache import DeliveryCache, DeviceEntry, Served, TeamEntry, cache
+from policyhub.fleet import credentials
+from policyhub.fleet.models import Device
+from policyhub.releases.models import Release
+from policyhub.releases.selectors import rollout_includes
+
+
+def _device_load(credential_hash: str) -> DeviceEntry | None:
+    row = (
+        Device.objects.filter(credential_hash=credential_hash, revoked_at__isnull=True)
+        .values_list("pk", "organization_id", "team__path")
+        .first()
+    )
+    return DeviceEntry(str(row[0]), row[1], row[2]) if row else None
+
+
+def device_for_credential(credential: object) -> DeviceEntry | None:
+    """The enrolled, unrevoked device holding `credential`; None for anything else."""
+    if not credentials.well_formed(credential, credentials.DEVICE_PREFIX):
+        return None
+    assert isinstance(credential, str)
+    digest = credentials.secret_hash(credential)
+    state = cache()
+    if state is None:
+        return _device_load(digest)
+    return state.lookup(state.devices, digest, lambda: _device_load(digest))
+
+
+def _served(release: Release | None) -> Served | None:
+    if release is None:
+        return None
+    return Served(
+        release.pk,
+        release.revision,
+        f'"{release.etag}"',
+        release.agent_body.encode(),
+        release.native_body.encode(),
+    )
+
+
+def _team_load(organization_id: int, team_path: str) -> TeamEntry:
+    current = (
+        Release.objects.filter(organization_id=organization_id, team_path=team_path, current=True)
+        .select_related("previous")
+        .only(*_SERVED_FIELDS, "rollout_percent", *(f"previous__{f}" for f in _SERVED_FIELDS))
+        .first()
+    )
+    if current is None:
+        return TeamEntry(None, None, 100)
+    return TeamEntry(_served(current), _served(current.previous), current.rollout_percent)
+
+
+_SERVED_FIELDS = ("id", "revision", "etag", "agent_body", "native_body")
+
+
+def release_served(device: DeviceEntry) -> Served | None:
+    """What the device gets now: its team's current release, or during a staged rollout the
+    previous one when the device is outside the rollout; None when the team has no release."""
+    key = (device.organization_id, device.team_path)
+    state: DeliveryCache | None = cache()
+    if state is None:
+        team = _team_load(*key)
+    else:
+        team = state.lookup(state.teams, key, lambda: _team_load(*key))
+    if team.current is None or team.previous is None or team.rollout_percent >= 100:
+        return team.current
+    inside = rollout_includes(
+        release_id=team.current.release_id,
+        device_id=device.device_id,
+        percent=team.rollout_percent,
+    )
+    return team.current if inside else team.previous

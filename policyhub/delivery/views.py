@@ -1,0 +1,124 @@
+"""The two fetch paths, as plain Django views: every microsecond here is multiplied by the fleet.
+
+* Codex's config-server protocol (SPEC §4): `GET /config-server/<credential>/codex/config/bundle`.
+* The agent's `GET /api/v1/device/bundle` with `Authorization: Bearer <credential>`.
+
+Both answer from delivery/cache.py: no rendering, no database write, normally no query. Both
+honour `If-None-Match` with 304. Anything that is not a valid, unrevoked credential gets 401.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.utils.http import parse_etags
+from django.views.decorators.csrf import csrf_exempt
+
+from policyhub.accounts.selectors import organizations_for
+from policyhub.delivery import exports
+from policyhub.delivery.cache import Served
+from policyhub.delivery.selectors import device_for_credential, release_served
+from policyhub.delivery.services import fetch_record
+from policyhub.fleet.models import Device
+from policyhub.releases.models import Release
+
+JSON = "application/json"
+# A machine must revalidate every time, and no shared cache may keep a device's bundle.
+CACHE_CONTROL = "private, no-cache"
+
+
+def _json_error(status: int, detail: str) -> HttpResponse:
+    body = json.dumps({"detail": detail})
+    response = HttpResponse(body, status=status, content_type=JSON)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="policyhub"'
+    return response
+
+
+def _not_modified(request: HttpRequest, served: Served) -> bool:
+    header = request.META.get("HTTP_IF_NONE_MATCH")
+    if not header:
+        return False
+    tags = parse_etags(header)
+    return served.etag in tags or "*" in tags
+
+
+def _answer(request: HttpRequest, credential: object, channel: str) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        response = _json_error(405, "method not allowed")
+        response["Allow"] = "GET, HEAD"
+        return response
+    device = device_for_credential(credential)
+    if device is None:
+        return _json_error(401, "unknown or revoked device credential")
+    served = release_served(device)
+    fetch_record(
+        device_id=device.device_id,
+        revision=served.revision if served else None,
+        channel=channel,
+    )
+    if served is None:
+        if channel == Device.Channel.NATIVE:
+            # No release yet: an empty bundle, so Codex starts instead of failing closed.
+            return HttpResponse(b"{}", content_type=JSON)
+        return _json_error(404, "this team has no published release yet")
+    if _not_modified(request, served):
+        response = HttpResponse(status=304)
+    else:
+        body = served.native_body if channel == Device.Channel.NATIVE else served.agent_body
+        response = HttpResponse(body, content_type=JSON)
+    response["ETag"] = served.etag
+    response["Cache-Control"] = CACHE_CONTROL
+    return response
+
+
+@csrf_exempt
+def config_server_bundle(request: HttpRequest, credential: str) -> HttpResponse:
+    return _answer(request, credential, Device.Channel.NATIVE)
+
+
+@csrf_exempt
+def device_bundle(request: HttpRequest) -> HttpResponse:
+    scheme, _, credential = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return _json_error(401, "send Authorization: Bearer <device credential>")
+    return _answer(request, credential.strip(), Device.Channel.AGENT)
+
+
+def _current_release(request: HttpRequest, slug: str, path: str) -> Release:
+    """The team's current release, for members of its organisation only (404 for others)."""
+    release = (
+        Release.objects.filter(
+            organization__in=organizations_for(request.user),
+            organization__slug=slug,
+            team_path=path,
+            current=True,
+        )
+        .select_related("organization", "signing_key")
+        .first()
+    )
+    if release is None:
+        raise Http404("no published release for this team")
+    return release
+
+
+def _download(body: bytes, content_type: str, filename: str) -> HttpResponse:
+    response = HttpResponse(body, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@login_required
+def team_mobileconfig(request: HttpRequest, slug: str, path: str) -> HttpResponse:
+    release = _current_release(request, slug, path)
+    name = f"{slug}-{path.replace('/', '-')}-r{release.revision}.mobileconfig"
+    return _download(exports.mobileconfig(release), "application/x-apple-aspen-config", name)
+
+
+@login_required
+def team_files_zip(request: HttpRequest, slug: str, path: str) -> HttpResponse:
+    release = _current_release(request, slug, path)
+    name = f"{slug}-{path.replace('/', '-')}-r{release.revision}.zip"
+    return _download(exports.files_zip(release), "application/zip", name)

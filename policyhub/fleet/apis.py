@@ -1,0 +1,163 @@
+"""The admin API of the fleet: status per team and per device, moving and revoking devices,
+enrolment tokens. Every organisation-scoped view answers 404 to non-members."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from policyhub.accounts.models import Organization
+from policyhub.accounts.selectors import organizations_for
+from policyhub.fleet import selectors, services
+from policyhub.fleet.models import Device, EnrollmentToken
+from policyhub.validators import plain_text
+
+
+def _organization(request: Request, slug: str) -> Organization:
+    found = organizations_for(request.user).filter(slug=slug).first()
+    if found is None:
+        raise Http404("no such organisation")
+    return found
+
+
+def _device(organization: Organization, device_id: str) -> Device:
+    found = selectors.device_get(organization, device_id)
+    if found is None:
+        raise Http404("no such device")
+    return found
+
+
+class DeviceStatusOut(serializers.Serializer):
+    id = serializers.UUIDField(source="device.pk")
+    team = serializers.CharField(source="device.team.path")
+    hostname = serializers.CharField(source="device.hostname")
+    state = serializers.CharField()
+    expected_revision = serializers.IntegerField(allow_null=True)
+    applied_revision = serializers.IntegerField(allow_null=True)
+    revision_served = serializers.IntegerField(source="device.revision_served", allow_null=True)
+    last_activity = serializers.DateTimeField(allow_null=True)
+    last_seen_at = serializers.DateTimeField(source="device.last_seen_at", allow_null=True)
+    last_channel = serializers.CharField(source="device.last_channel")
+    reported_at = serializers.DateTimeField(source="device.reported_at", allow_null=True)
+    codex_version = serializers.CharField(source="device.codex_version")
+    os = serializers.CharField(source="device.os")
+    agent_version = serializers.CharField(source="device.agent_version")
+    errors = serializers.ListField(source="device.errors", child=serializers.CharField())
+    enrolled_at = serializers.DateTimeField(source="device.enrolled_at")
+
+
+class TeamFleetOut(serializers.Serializer):
+    team = serializers.CharField(source="team_path")
+    revision = serializers.IntegerField(allow_null=True)
+    total = serializers.IntegerField()
+    counts = serializers.DictField(child=serializers.IntegerField())
+    rollout = serializers.DictField(allow_null=True)
+
+
+class FleetTeamsApi(APIView):
+    """Per team: devices current, behind, failing, stale or pending, and rollout progress."""
+
+    def get(self, request: Request, slug: str) -> Response:
+        org = _organization(request, slug)
+        return Response({"teams": TeamFleetOut(selectors.team_fleet(org), many=True).data})
+
+
+class FleetDevicesApi(APIView):
+    """Every enrolled device with what it was served, applied and reported."""
+
+    def get(self, request: Request, slug: str) -> Response:
+        org = _organization(request, slug)
+        statuses = selectors.device_statuses(org, team_path=request.query_params.get("team"))
+        state = request.query_params.get("state")
+        if state is not None:
+            if state not in selectors.STATES:
+                raise serializers.ValidationError(
+                    {"state": [f"one of {', '.join(selectors.STATES)}"]}
+                )
+            statuses = [s for s in statuses if s.state == state]
+        return Response({"devices": DeviceStatusOut(statuses, many=True).data})
+
+
+class ReasonIn(serializers.Serializer):
+    reason = serializers.CharField(
+        max_length=2000, allow_blank=True, required=False, default="", validators=[plain_text]
+    )
+
+
+class MoveIn(ReasonIn):
+    team = serializers.CharField(max_length=1024, validators=[plain_text])
+
+
+class DeviceRevokeApi(APIView):
+    def post(self, request: Request, slug: str, device_id: str) -> Response:
+        device = _device(_organization(request, slug), device_id)
+        data = ReasonIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.device_revoke(device=device, actor=request.user, **data.validated_data)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DeviceMoveApi(APIView):
+    def post(self, request: Request, slug: str, device_id: str) -> Response:
+        device = _device(_organization(request, slug), device_id)
+        data = MoveIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        device = services.device_move(
+            device=device,
+            team_path=data.validated_data["team"],
+            actor=request.user,
+            reason=data.validated_data["reason"],
+        )
+        return Response({"id": str(device.pk), "team": device.team.path})
+
+
+class TokenOut(serializers.ModelSerializer):
+    team = serializers.CharField(source="team.path")
+
+    class Meta:
+        model = EnrollmentToken
+        fields = ["id", "team", "prefix", "note", "expires_at", "max_uses", "uses", "revoked_at"]
+
+
+class TokenIn(serializers.Serializer):
+    team = serializers.CharField(max_length=1024, validators=[plain_text])
+    expires = serializers.CharField(max_length=16, required=False, default="7d")
+    uses = serializers.IntegerField(min_value=1, allow_null=True, required=False, default=None)
+    note = serializers.CharField(
+        max_length=200, allow_blank=True, required=False, default="", validators=[plain_text]
+    )
+
+
+class EnrollmentTokensApi(APIView):
+    def get(self, request: Request, slug: str) -> Response:
+        org = _organization(request, slug)
+        return Response({"tokens": TokenOut(selectors.enrollment_tokens(org), many=True).data})
+
+    def post(self, request: Request, slug: str) -> Response:
+        org = _organization(request, slug)
+        data = TokenIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        given: dict[str, Any] = data.validated_data
+        token, secret = services.enrollment_token_create(
+            organization=org,
+            team_path=given["team"],
+            lifetime=services.duration_parse(given["expires"]),
+            max_uses=given["uses"],
+            note=given["note"],
+            actor=request.user,
+        )
+        return Response({**TokenOut(token).data, "token": secret}, status=status.HTTP_201_CREATED)
+
+
+class EnrollmentTokenRevokeApi(APIView):
+    def post(self, request: Request, slug: str, token_id: int) -> Response:
+        token = selectors.enrollment_token_get(_organization(request, slug), token_id)
+        if token is None:
+            raise Http404("no such enrolment token")
+        services.enrollment_token_revoke(token=token, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,32 @@
+"""The secrets handed to machines: enrolment tokens and device credentials.
+
+Both are 256-bit random URL-safe strings with a kind prefix (so a leaked one is recognisable in
+logs and secret scanners); only their sha256 is stored, so a database leak reveals none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+ENROLLMENT_PREFIX = "phe_"
+DEVICE_PREFIX = "phd_"
+# token_urlsafe(32) is 43 characters of [A-Za-z0-9_-].
+_SHAPE = {
+    prefix: re.compile(rf"^{prefix}[A-Za-z0-9_-]{{43}}$")
+    for prefix in (ENROLLMENT_PREFIX, DEVICE_PREFIX)
+}
+
+
+def new_secret(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def well_formed(secret: object, prefix: str) -> bool:
+    """Whether `secret` could be one of ours; anything else is refused before any lookup."""
+    return isinstance(secret, str) and _SHAPE[prefix].match(secret) is not None

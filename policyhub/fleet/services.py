@@ -1,0 +1,277 @@
+"""Writes of the fleet: enrolment tokens, enrolling, moving and revoking devices, and the
+status devices report."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from policyhub.accounts.models import Organization, Role
+from policyhub.accounts.selectors import require_role
+from policyhub.audit.services import audit_record
+from policyhub.delivery.cache import cache
+from policyhub.errors import ApplicationError
+from policyhub.fleet import credentials
+from policyhub.fleet.models import Device, EnrollmentToken
+from policyhub.teams.models import Team
+from providers.base import Issue
+
+MAX_TOKEN_LIFETIME = timedelta(days=365)
+FLEET_ROLES = (Role.OWNER, Role.ADMIN)
+_DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+class EnrollmentRefused(ApplicationError):
+    """An enrolment token that is unknown, expired, used up or revoked."""
+
+    def __init__(self, message: str, *, known: bool) -> None:
+        super().__init__(message, [Issue("error", "token", message)])
+        self.known = known
+
+
+def duration_parse(text: str, *, field: str = "expires") -> timedelta:
+    """`30m`, `12h`, `7d`: the lifetime an admin gives a token."""
+    match = _DURATION_RE.match(text.strip())
+    if not match:
+        raise ApplicationError(
+            f"{field} must be a number followed by m, h or d (e.g. 7d)",
+            [Issue("error", field, f"{text!r} is not a duration like 30m, 12h or 7d")],
+        )
+    value = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if value > MAX_TOKEN_LIFETIME:
+        raise ApplicationError(
+            f"{field} may be at most 365d",
+            [Issue("error", field, f"{text} is longer than 365 days")],
+        )
+    return value
+
+
+def _require_fleet_role(organization: Organization, actor: User | None, doing: str) -> None:
+    """People act as owners or admins; None is the operator at the server's command line."""
+    if actor is not None:
+        require_role(organization, actor, FLEET_ROLES, doing)
+
+
+def _forget(device: Device) -> None:
+    """This process drops the device from its delivery cache at commit; the others hear of it
+    from PostgreSQL (the trigger of delivery migration 0001) at the same moment."""
+    state = cache()
+    if state is not None:
+        transaction.on_commit(lambda: state.invalidate(f"device:{device.credential_hash}"))
+
+
+def _team(organization: Organization, team_path: str, field: str = "team") -> Team:
+    team = Team.objects.filter(organization=organization, path=team_path).first()
+    if team is None:
+        raise ApplicationError(
+            f"no team {team_path!r} in {organization.slug}",
+            [Issue("error", field, f"no team {team_path!r}")],
+        )
+    return team
+
+
+@transaction.atomic
+def enrollment_token_create(
+    *,
+    organization: Organization,
+    team_path: str,
+    lifetime: timedelta = timedelta(days=7),
+    max_uses: int | None = None,
+    note: str = "",
+    actor: User | None,
+) -> tuple[EnrollmentToken, str]:
+    """A new token for the team; returns it with its secret, which is shown only this once."""
+    _require_fleet_role(organization, actor, "create enrolment tokens")
+    team = _team(organization, team_path)
+    if max_uses is not None and max_uses < 1:
+        raise ApplicationError("uses must be at least 1", [Issue("error", "uses", "must be ≥ 1")])
+    if not timedelta(0) < lifetime <= MAX_TOKEN_LIFETIME:
+        raise ApplicationError(
+            "expires must be between 1 minute and 365 days",
+            [Issue("error", "expires", "out of range")],
+        )
+    secret = credentials.new_secret(credentials.ENROLLMENT_PREFIX)
+    token = EnrollmentToken(
+        organization=organization,
+        team=team,
+        token_hash=credentials.secret_hash(secret),
+        prefix=secret[:10],
+        note=note,
+        expires_at=timezone.now() + lifetime,
+        max_uses=max_uses,
+        created_by=actor,
+    )
+    token.full_clean()
+    token.save()
+    audit_record(
+        organization=organization,
+        actor=actor,
+        action="enrollment_token.create",
+        object_type="enrollment_token",
+        object_key=str(token.pk),
+        after=_token_data(token),
+    )
+    return token, secret
+
+
+@transaction.atomic
+def enrollment_token_revoke(*, token: EnrollmentToken, actor: User | None) -> EnrollmentToken:
+    _require_fleet_role(token.organization, actor, "revoke enrolment tokens")
+    token = EnrollmentToken.objects.select_for_update().get(pk=token.pk)
+    if token.revoked_at is None:
+        before = _token_data(token)
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        audit_record(
+            organization=token.organization,
+            actor=actor,
+            action="enrollment_token.revoke",
+            object_type="enrollment_token",
+            object_key=str(token.pk),
+            before=before,
+            after=_token_data(token),
+        )
+    return token
+
+
+def _token_data(token: EnrollmentToken) -> dict[str, Any]:
+    return {
+        "team": token.team.path,
+        "prefix": token.prefix,
+        "note": token.note,
+        "expires_at": token.expires_at.isoformat(),
+        "max_uses": token.max_uses,
+        "uses": token.uses,
+        "revoked": token.revoked_at is not None,
+    }
+
+
+def token_refusal(token: EnrollmentToken | None, now: datetime) -> str | None:
+    """Why this token cannot enrol a machine now, or None if it can."""
+    if token is None:
+        return "unknown enrolment token"
+    if token.revoked_at is not None:
+        return "this enrolment token was revoked"
+    if token.expires_at <= now:
+        return "this enrolment token has expired"
+    if token.max_uses is not None and token.uses >= token.max_uses:
+        return "this enrolment token has been used up"
+    return None
+
+
+@transaction.atomic
+def device_enroll(
+    *, token_secret: str, hostname: str, os: str = "", codex_version: str = ""
+) -> tuple[Device, str]:
+    """Enrol a machine with a team's token; returns the device and its credential, which is
+    shown only this once (only its hash is kept)."""
+    token = None
+    if credentials.well_formed(token_secret, credentials.ENROLLMENT_PREFIX):
+        token = (
+            EnrollmentToken.objects.select_for_update()
+            .select_related("organization", "team")
+            .filter(token_hash=credentials.secret_hash(token_secret))
+            .first()
+        )
+    refusal = token_refusal(token, timezone.now())
+    if refusal is not None or token is None:
+        raise EnrollmentRefused(refusal or "unknown enrolment token", known=token is not None)
+    token.uses += 1
+    token.save(update_fields=["uses"])
+    secret = credentials.new_secret(credentials.DEVICE_PREFIX)
+    device = Device(
+        organization=token.organization,
+        team=token.team,
+        credential_hash=credentials.secret_hash(secret),
+        hostname=hostname,
+        os=os,
+        codex_version=codex_version,
+        enrolled_with=token,
+    )
+    device.full_clean()
+    device.save()
+    audit_record(
+        organization=token.organization,
+        actor=None,
+        action="device.enroll",
+        object_type="device",
+        object_key=str(device.pk),
+        after={"team": token.team.path, "hostname": hostname, "token": token.prefix},
+    )
+    return device, secret
+
+
+@transaction.atomic
+def device_revoke(*, device: Device, actor: User | None, reason: str = "") -> Device:
+    """Both channels refuse the device's credential from the moment this commits."""
+    _require_fleet_role(device.organization, actor, "revoke devices")
+    device = Device.objects.select_for_update().select_related("team").get(pk=device.pk)
+    if device.revoked_at is None:
+        device.revoked_at = timezone.now()
+        device.save(update_fields=["revoked_at"])
+        _forget(device)
+        audit_record(
+            organization=device.organization,
+            actor=actor,
+            action="device.revoke",
+            object_type="device",
+            object_key=str(device.pk),
+            before={"revoked": False},
+            after={"revoked": True, "team": device.team.path, "hostname": device.hostname},
+            reason=reason,
+        )
+    return device
+
+
+@transaction.atomic
+def device_move(*, device: Device, team_path: str, actor: User | None, reason: str = "") -> Device:
+    """Serve the device another team's release from its next fetch on."""
+    _require_fleet_role(device.organization, actor, "move devices")
+    device = Device.objects.select_for_update().select_related("team").get(pk=device.pk)
+    if device.revoked_at is not None:
+        raise ApplicationError(
+            "a revoked device cannot be moved", [Issue("error", "device", "revoked")]
+        )
+    team = _team(device.organization, team_path)
+    if team.pk != device.team_id:
+        before = device.team.path
+        device.team = team
+        device.save(update_fields=["team"])
+        _forget(device)
+        audit_record(
+            organization=device.organization,
+            actor=actor,
+            action="device.move",
+            object_type="device",
+            object_key=str(device.pk),
+            before={"team": before},
+            after={"team": team.path},
+            reason=reason,
+        )
+    return device
+
+
+def device_report_record(
+    *,
+    device_id: Any,
+    applied_revision: int | None,
+    codex_version: str,
+    os: str,
+    agent_version: str,
+    errors: list[str],
+) -> None:
+    """Store an agent's status report. Telemetry, not a change of policy: not audited."""
+    Device.objects.filter(pk=device_id).update(
+        reported_at=timezone.now(),
+        applied_revision=applied_revision,
+        codex_version=codex_version,
+        os=os,
+        agent_version=agent_version,
+        errors=errors,
+    )

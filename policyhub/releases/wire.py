@@ -1,0 +1,72 @@
+"""The two forms in which a release travels to machines, built once when the release is made so
+that serving one is a lookup, never a rendering.
+
+* the agent's bundle: every file, its sha256, the signed manifest and the signature;
+* Codex's own config-server bundle (SPEC §4): requirements and config as `enterprise_managed`
+  fragments. Profiles are not part of that protocol; the agent writes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+
+REQUIREMENTS = "requirements.toml"
+CONFIG = "config.toml"
+
+
+def etag(manifest: str) -> str:
+    """One tag per signed release: the manifest names organisation, team, revision, every file
+    hash and the key, so equal tags mean byte-equal bundles."""
+    return hashlib.sha256(manifest.encode()).hexdigest()[:32]
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def agent_body(
+    *,
+    organization: str,
+    team_path: str,
+    revision: int,
+    files: Mapping[str, str],
+    hashes: Mapping[str, str],
+    manifest: str,
+    signature: str,
+    key_id: str,
+) -> str:
+    return _json(
+        {
+            "organization": organization,
+            "team": team_path,
+            "revision": revision,
+            "files": dict(files),
+            "hashes": dict(hashes),
+            "manifest": manifest,
+            "signature": signature,
+            "key_id": key_id,
+        }
+    )
+
+
+def native_body(
+    *, organization: str, team_path: str, revision: int, files: Mapping[str, str]
+) -> str:
+    """The config-server answer: one fragment per file, highest priority first (we send one
+    fragment each, already resolved from the whole team chain)."""
+    fragment_id = f"policyhub:{organization}/{team_path}@{revision}"
+    name = f"PolicyHub {organization}/{team_path} r{revision}"
+    body = {}
+    if CONFIG in files:
+        body["config_toml"] = {
+            "enterprise_managed": [{"id": fragment_id, "name": name, "contents": files[CONFIG]}]
+        }
+    if REQUIREMENTS in files:
+        body["requirements_toml"] = {
+            "enterprise_managed": [
+                {"id": fragment_id, "name": name, "contents": files[REQUIREMENTS]}
+            ]
+        }
+    return _json(body)

@@ -1,0 +1,75 @@
+"""Delivery tests commit (the cache listens to PostgreSQL, which announces only committed
+changes), so publishing runs its Celery task in-process at commit instead of via the broker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from policyhub.celery import app as celery_app
+from policyhub.delivery.cache import cache
+from policyhub.fleet.models import Device
+from policyhub.fleet.services import device_enroll, enrollment_token_create
+from policyhub.policies.services import policy_apply
+from policyhub.releases.models import PublishRun
+from policyhub.releases.services import publish_run_request
+from tests.conftest import make_policy
+
+POLICY = """
+[config]
+model = "gpt-5.5"
+model_provider = "openai"
+[teams.platform]
+[teams."platform/ci".config]
+model = "codex-ci"
+model_provider = "azure-eng"
+web_search = "disabled"
+[teams."platform/ci".profiles.deep]
+model_reasoning_effort = "high"
+[teams.batch.config]
+model = "openai.gpt-oss-120b"
+model_provider = "bedrock"
+web_search = "disabled"
+"""
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Iterator[None]:
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    state = cache()
+    if state is not None:
+        state.clear()
+    yield
+    celery_app.conf.task_always_eager = eager
+    if state is not None:
+        state.clear()
+
+
+@pytest.fixture
+def publish(cast: dict[str, Any]) -> Callable[..., PublishRun]:
+    """Apply a policy (POLICY by default) to acme and publish it; returns the finished run."""
+
+    def run(text: str = POLICY) -> PublishRun:
+        policy_apply(organization=cast["acme"], wanted=make_policy(text), actor=cast["admin"])
+        requested = publish_run_request(organization=cast["acme"], actor=cast["admin"])
+        requested.refresh_from_db()
+        assert requested.status == "succeeded", requested.error
+        return requested
+
+    return run
+
+
+@pytest.fixture
+def enrol(cast: dict[str, Any]) -> Callable[..., tuple[Device, str]]:
+    """A device enrolled in an acme team; returns it with its credential."""
+
+    def run(team_path: str = "platform/ci", hostname: str = "laptop-1") -> tuple[Device, str]:
+        _, secret = enrollment_token_create(
+            organization=cast["acme"], team_path=team_path, actor=cast["admin"]
+        )
+        return device_enroll(token_secret=secret, hostname=hostname)
+
+    return run
