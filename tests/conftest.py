@@ -98,3 +98,9 @@ def delivery_listener_stopped(django_db_setup: Any) -> Iterator[None]:
     from policyhub.delivery.cache import cache_stop
 
     cache_stop()
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    """The cast's passwords need no key stretching (Django's advice for test suites)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -130,21 +130,39 @@ def _work_root() -> Path:
     return Path(tempfile.gettempdir())
 
 
+@dataclass(frozen=True)
+class Machine:
+    """Where Codex runs when it is not alone: a network namespace it shares with servers (instead
+    of an empty one), a CODEX_HOME that outlives the run (Codex caches fetched bundles there),
+    and extra environment such as CODEX_CA_CERTIFICATE."""
+
+    netns: str | None = None
+    codex_home: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
 @contextmanager
 def _sandbox(
-    file_set: Path, *, version: str, timeout: float, user_config: Path | None
+    file_set: Path,
+    *,
+    version: str,
+    timeout: float,
+    user_config: Path | None,
+    machine: Machine | None = None,
 ) -> Iterator[_Sandbox]:
     """Lay out a private CODEX_HOME and /etc overlay for one run; remove it afterwards."""
     if not file_set.is_dir():
         raise FileSetError(f"{file_set} is not a directory")
+    machine = machine or Machine()
     binary = codex_binary(version)
     work = Path(tempfile.mkdtemp(prefix="policyhub-codex-", dir=_work_root()))
     try:
-        home = work / "home"
+        home = machine.codex_home or work / "home"
         upper = work / "upper"
         overlay_work = work / "overlay-work"
         project = work / "project"
-        for folder in (home, upper / "codex", overlay_work, project):
+        home.mkdir(parents=True, exist_ok=True)
+        for folder in (upper / "codex", overlay_work, project):
             folder.mkdir(parents=True)
         for name in (REQUIREMENTS_FILE, SYSTEM_CONFIG_FILE, MANAGED_CONFIG_FILE):
             if (file_set / name).is_file():
@@ -159,6 +177,7 @@ def _sandbox(
             "HOME": str(work),
             "CODEX_HOME": str(home),
             "LANG": "C.UTF-8",
+            **machine.env,
         }
         # Paths travel as positional parameters, so no shell quoting is involved. mkdtemp names
         # contain no commas, which the overlay option string could not carry.
@@ -167,10 +186,13 @@ def _sandbox(
             'mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1,workdir=$2" /etc && '
             'cd "$3" && shift 3 && exec "$@"'
         )
+        # In a named namespace Codex reaches the servers started there; otherwise nothing.
+        network = ("ip", "netns", "exec", machine.netns) if machine.netns else ()
         prefix = (
+            *network,
             "unshare",
             "--mount",
-            "--net",
+            *(() if machine.netns else ("--net",)),
             # A PID namespace: whatever Codex starts (MCP servers, helpers) dies with it.
             "--pid",
             "--fork",
@@ -211,9 +233,12 @@ def run_codex(
     version: str = DEFAULT_VERSION,
     timeout: float,
     user_config: Path | None = None,
+    machine: Machine | None = None,
 ) -> CodexRun:
     """Run ``codex ARGS`` against ``file_set`` offline and return its output."""
-    with _sandbox(file_set, version=version, timeout=timeout, user_config=user_config) as box:
+    with _sandbox(
+        file_set, version=version, timeout=timeout, user_config=user_config, machine=machine
+    ) as box:
         started = time.monotonic()
         proc = subprocess.Popen(
             [*box.command_prefix, *args],
@@ -285,9 +310,13 @@ def _last_json_object(stdout: str) -> dict[str, Any] | None:
     return None
 
 
-def check_startup(file_set: Path, version: str = DEFAULT_VERSION) -> StartupCheck:
+def check_startup(
+    file_set: Path, version: str = DEFAULT_VERSION, *, machine: Machine | None = None
+) -> StartupCheck:
     """Validate requirements, system/managed config (strictly) and provider resolution."""
-    run = run_codex(file_set, STARTUP_ARGS, version=version, timeout=STARTUP_TIMEOUT)
+    run = run_codex(
+        file_set, STARTUP_ARGS, version=version, timeout=STARTUP_TIMEOUT, machine=machine
+    )
     payload = _last_json_object(run.stdout)
     config_requirements = payload.get("configRequirements") if payload else None
     if run.rc == 0 and isinstance(config_requirements, dict):
@@ -463,6 +492,7 @@ def check_profile(
     user_config: Path | None = None,
     deadline: float = SESSION_DEADLINE,
     grace: float = SESSION_GRACE,
+    machine: Machine | None = None,
 ) -> SessionCheck:
     """Start `codex exec` (optionally with ``--profile``) and judge its header and warnings.
 
@@ -476,7 +506,13 @@ def check_profile(
     if profile is not None:
         args += ["--profile", profile]
     args.append("hi")
-    with _sandbox(file_set, version=version, timeout=deadline + 5, user_config=user_config) as box:
+    with _sandbox(
+        file_set,
+        version=version,
+        timeout=deadline + 5,
+        user_config=user_config,
+        machine=machine,
+    ) as box:
         started = time.monotonic()
         with open(box.work / "stdout", "wb") as stdout:
             proc = subprocess.Popen(

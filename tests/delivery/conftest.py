@@ -1,5 +1,6 @@
-"""Delivery tests commit (the cache listens to PostgreSQL, which announces only committed
-changes), so publishing runs its Celery task in-process at commit instead of via the broker."""
+"""Delivery tests that depend on the cache hearing of changes commit (PostgreSQL announces only
+committed changes); there publishing runs its Celery task in-process at commit instead of via the
+broker. Tests that only read run in a rolled-back transaction as usual."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from policyhub.fleet.models import Device
 from policyhub.fleet.services import device_enroll, enrollment_token_create
 from policyhub.policies.services import policy_apply
 from policyhub.releases.models import PublishRun
-from policyhub.releases.services import publish_run_request
+from policyhub.releases.services import publish_run_execute, publish_run_request
 from tests.conftest import make_policy
 
 POLICY = """
@@ -55,6 +56,8 @@ def publish(cast: dict[str, Any]) -> Callable[..., PublishRun]:
     def run(text: str = POLICY) -> PublishRun:
         policy_apply(organization=cast["acme"], wanted=make_policy(text), actor=cast["admin"])
         requested = publish_run_request(organization=cast["acme"], actor=cast["admin"])
+        # Committed (transactional tests), the eager task has run it; otherwise run it here.
+        publish_run_execute(run_id=requested.pk)
         requested.refresh_from_db()
         assert requested.status == "succeeded", requested.error
         return requested

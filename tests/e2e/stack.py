@@ -1,0 +1,243 @@
+"""A production-shaped PolicyHub for end-to-end tests: gunicorn on the test database behind nginx
+terminating TLS with a throw-away CA, inside a network namespace of its own. A "machine" (the
+agent, Codex) runs in the same namespace and reaches https://127.0.0.1:8443; nothing else can.
+
+gunicorn stays in the host namespace (it needs PostgreSQL on the host's loopback) and listens on
+a Unix socket, which crosses namespaces; nginx proxies to it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from django.db import connection
+
+from tests.codex.harness import REPO_ROOT
+
+PORT = 8443
+
+NGINX_CONF = """
+# Workers as root: they must reach the socket in a private temp folder.
+user root;
+worker_processes 1;
+daemon on;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/body;
+    proxy_temp_path {work}/proxy;
+    fastcgi_temp_path {work}/fastcgi;
+    uwsgi_temp_path {work}/uwsgi;
+    scgi_temp_path {work}/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {work}/server.pem;
+        ssl_certificate_key {work}/server.key;
+        location / {{
+            proxy_pass http://unix:{socket}:;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Proto https;
+        }}
+    }}
+}}
+"""
+
+
+@dataclass(frozen=True)
+class Stack:
+    url: str
+    ca: Path
+    netns: str
+    work: Path
+
+    def run(
+        self, command: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """A command on the machine: inside the namespace, where the server is reachable."""
+        return subprocess.run(
+            ["ip", "netns", "exec", self.netns, *command],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            timeout=timeout,
+            cwd=REPO_ROOT,
+        )
+
+
+def _write_tls(work: Path) -> Path:
+    """A CA and a certificate for 127.0.0.1 signed by it; returns the CA's PEM."""
+    now = dt.datetime.now(dt.UTC)
+
+    def certificate(
+        subject: str,
+        key: ec.EllipticCurvePrivateKey,
+        issuer: x509.Name,
+        signer: ec.EllipticCurvePrivateKey,
+        ca: bool,
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+        else:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                ),
+                critical=False,
+            ).add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "policyhub test CA")])
+    ca_cert = certificate("policyhub test CA", ca_key, ca_name, ca_key, True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = certificate("127.0.0.1", server_key, ca_name, ca_key, False)
+    pem = serialization.Encoding.PEM
+    (work / "ca.pem").write_bytes(ca_cert.public_bytes(pem))
+    (work / "server.pem").write_bytes(server_cert.public_bytes(pem))
+    (work / "server.key").write_bytes(
+        server_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return work / "ca.pem"
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def _wait(check: object, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} did not come up within {timeout:g}s")
+
+
+def _answers(sock: Path) -> bool:
+    if not sock.exists():
+        return False
+    with socket.socket(socket.AF_UNIX) as client:
+        try:
+            client.connect(str(sock))
+        except OSError:
+            return False
+    return True
+
+
+@contextmanager
+def running_stack() -> Iterator[Stack]:
+    """Start gunicorn, nginx and the namespace; tear everything down afterwards."""
+    for tool in ("nginx", "ip"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            raise RuntimeError(f"{tool} is not installed (make test installs it)")
+    # A short path: a Unix socket path may not exceed 107 bytes.
+    work = Path(tempfile.mkdtemp(prefix="ph-e2e-", dir="/tmp"))
+    netns = f"policyhub-{uuid.uuid4().hex[:8]}"
+    sock = work / "app.sock"
+    ca = _write_tls(work)
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "DEBUG": "0",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "1",  # as in production: nginx says the request came over TLS
+    }
+    gunicorn = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"unix:{sock}",
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+            "policyhub.wsgi:application",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "gunicorn.log", "wb"),  # noqa: SIM115 - closed with the process
+        start_new_session=True,
+    )
+    nginx_conf = work / "nginx.conf"
+    nginx_conf.write_text(NGINX_CONF.format(work=work, port=PORT, socket=sock))
+    nginx = [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(nginx_conf), "-p", str(work)]
+    netns_made = False
+    try:
+        _wait(lambda: _answers(sock), "gunicorn")
+        subprocess.run(["ip", "netns", "add", netns], check=True)
+        netns_made = True
+        subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "netns", "exec", netns, *nginx], check=True, capture_output=True)
+        stack = Stack(url=f"https://127.0.0.1:{PORT}", ca=ca, netns=netns, work=work)
+        _wait(
+            lambda: stack.run([sys.executable, "-c", PROBE.format(port=PORT)]).returncode == 0,
+            "nginx",
+        )
+        yield stack
+    finally:
+        if netns_made:
+            subprocess.run(
+                ["ip", "netns", "exec", netns, *nginx, "-s", "stop"], capture_output=True
+            )
+            subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        gunicorn.terminate()
+        try:
+            gunicorn.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(gunicorn.pid, 9)
+            gunicorn.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+PROBE = "import socket; socket.create_connection(('127.0.0.1', {port}), timeout=1).close()"

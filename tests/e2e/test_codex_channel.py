@@ -1,0 +1,212 @@
+"""The whole delivery path with real parts: PostgreSQL, a Celery task, gunicorn behind nginx
+with TLS from a throw-away CA, `policyhub-agent`, and Codex 0.169.0 fetching its bundle from us
+over Codex's own config-server protocol."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from policyhub.celery import app as celery_app
+from policyhub.fleet.models import Device
+from policyhub.fleet.services import device_revoke, enrollment_token_create
+from policyhub.policies import document
+from policyhub.policies.services import policy_apply
+from policyhub.releases.models import Release
+from policyhub.releases.services import publish_run_request
+from tests.codex.harness import REPO_ROOT, Machine, check_profile, check_startup
+from tests.e2e.stack import Stack, running_stack
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.codex,
+    pytest.mark.usefixtures("codex_ready"),
+]
+
+DEMO = (REPO_ROOT / "policyhub" / "policies" / "demo" / "acme.toml").read_text()
+TEAM = "engineering/web"
+# The change a later publish carries: engineering/web may no longer write to the workspace.
+NARROWED = DEMO.replace(
+    f'[teams."{TEAM}".config]\n',
+    f'[teams."{TEAM}".requirements]\nallowed_sandbox_modes = ["read-only"]\n\n'
+    f'[teams."{TEAM}".config]\nsandbox_mode = "read-only"\n',
+)
+
+
+@pytest.fixture
+def stack() -> Iterator[Stack]:
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True  # the publish task runs at commit, in-process
+    try:
+        with running_stack() as running:
+            yield running
+    finally:
+        celery_app.conf.task_always_eager = eager
+
+
+def publish(cast: dict[str, Any], text: str) -> Release:
+    policy_apply(organization=cast["acme"], wanted=document.parse(text), actor=cast["admin"])
+    run = publish_run_request(organization=cast["acme"], actor=cast["admin"])
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    return Release.objects.get(organization=cast["acme"], team_path=TEAM, current=True)
+
+
+class Laptop:
+    """A developer machine: a re-rooted tree the agent writes, Codex reading that tree."""
+
+    def __init__(self, stack: Stack, root: Path) -> None:
+        self.stack, self.root = stack, root
+        self.codex_home = root / "home" / "dev" / ".codex"
+        root.mkdir(parents=True, exist_ok=True)
+
+    def agent(self, *args: str) -> Any:
+        return self.stack.run(
+            [
+                sys.executable,
+                "-m",
+                "policyhub_agent",
+                "--root",
+                str(self.root),
+                "--codex-home",
+                str(self.codex_home),
+                *args,
+            ]
+        )
+
+    def file_set(self, into: Path) -> Path:
+        """What the agent wrote, laid out as the Codex harness reads a file set."""
+        shutil.rmtree(into, ignore_errors=True)
+        (into / "profiles").mkdir(parents=True)
+        for name in ("requirements.toml", "config.toml"):
+            shutil.copyfile(self.root / "etc" / "codex" / name, into / name)
+        for profile in self.codex_home.glob("*.config.toml"):
+            shutil.copyfile(profile, into / "profiles" / profile.name)
+        return into
+
+    @property
+    def machine(self) -> Machine:
+        return Machine(
+            netns=self.stack.netns,
+            codex_home=self.codex_home,
+            env={"CODEX_CA_CERTIFICATE": str(self.stack.ca)},
+        )
+
+    def codex_cache(self) -> list[Path]:
+        return sorted(self.codex_home.glob("managed-config-*.json"))
+
+
+def test_published_policy_reaches_codex_through_the_agent_and_the_native_channel(
+    cast: dict[str, Any], stack: Stack, tmp_path: Path
+) -> None:
+    first = publish(cast, DEMO)
+    _, token = enrollment_token_create(
+        organization=cast["acme"], team_path=TEAM, max_uses=1, actor=cast["admin"]
+    )
+    laptop = Laptop(stack, tmp_path / "laptop")
+    enrolled = laptop.agent(
+        "enroll", "--server", stack.url, "--token", token, "--ca-bundle", str(stack.ca)
+    )
+    assert enrolled.returncode == 0, enrolled.stderr
+    requirements = tomllib.loads((laptop.root / "etc/codex/requirements.toml").read_text())
+    base_url = requirements["config_server"]["base_url"]
+    assert base_url.startswith(f"{stack.url}/config-server/phd_")
+    profiles = sorted(p.name for p in laptop.codex_home.glob("*.config.toml"))
+    assert profiles == sorted(n.removeprefix("profiles/") for n in first.files if "/" in n)
+
+    # Codex starts, fetches the bundle from us over TLS and enforces the published requirements.
+    files = laptop.file_set(tmp_path / "set")
+    started = check_startup(files, machine=laptop.machine)
+    assert started.ok, started.error
+    assert started.requirements is not None
+    assert started.requirements["allowedSandboxModes"] == ["read-only", "workspace-write"]
+    assert laptop.codex_cache(), "Codex cached no bundle: it did not use the config server"
+    # The server counted Codex's fetch (written behind the request, within seconds).
+    device = Device.objects.get(team__path=TEAM)
+    deadline = time.monotonic() + 15
+    while device.last_channel != "native" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        device.refresh_from_db()
+    assert device.last_channel == "native"
+    assert device.revision_served == first.revision
+    for profile in profiles:
+        name = profile.removesuffix(".config.toml")
+        session = check_profile(files, name, machine=laptop.machine)
+        assert session.ok, session.config_errors or session.fallback_warnings
+        wanted_model = tomllib.loads((laptop.codex_home / profile).read_text()).get("model")
+        if wanted_model:
+            assert session.header.get("model") == wanted_model
+
+    # A new publish narrows the team. The agent has not synced yet: Codex gets the change from
+    # the config server as soon as its cached bundle is gone.
+    second = publish(cast, NARROWED)
+    assert second.revision == first.revision + 1
+    cached = check_startup(files, machine=laptop.machine)
+    assert cached.requirements is not None
+    assert cached.requirements["allowedSandboxModes"] == ["read-only", "workspace-write"]
+    for path in laptop.codex_cache():
+        path.unlink()  # what the one-hour expiry does
+    fresh = check_startup(files, machine=laptop.machine)
+    assert fresh.ok, fresh.error
+    assert fresh.requirements is not None
+    assert fresh.requirements["allowedSandboxModes"] == ["read-only"]
+
+    # The agent's next sync brings the files on disk to the new revision too.
+    synced = laptop.agent("sync")
+    assert synced.returncode == 0, synced.stderr
+    assert f"revision {second.revision}" in synced.stdout
+    on_disk = tomllib.loads((laptop.root / "etc/codex/requirements.toml").read_text())
+    assert on_disk["allowed_sandbox_modes"] == ["read-only"]
+    status = json.loads(laptop.agent("status", "--json").stdout)
+    assert status["applied_revision"] == second.revision
+
+
+def test_revoked_device_is_refused_by_both_channels_through_the_real_server(
+    cast: dict[str, Any], stack: Stack, tmp_path: Path
+) -> None:
+    publish(cast, DEMO)
+    _, token = enrollment_token_create(organization=cast["acme"], team_path=TEAM, actor=None)
+    laptop = Laptop(stack, tmp_path / "laptop")
+    assert (
+        laptop.agent(
+            "enroll", "--server", stack.url, "--token", token, "--ca-bundle", str(stack.ca)
+        ).returncode
+        == 0
+    )
+    requirements = tomllib.loads((laptop.root / "etc/codex/requirements.toml").read_text())
+    base_url = requirements["config_server"]["base_url"]
+    credential = base_url.rsplit("/", 1)[1]
+    before = laptop.root.joinpath("etc/codex/requirements.toml").read_bytes()
+
+    device_revoke(device=Device.objects.get(team__path=TEAM), actor=None)
+    curl = [
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--cacert",
+        str(stack.ca),
+    ]
+    native = stack.run([*curl, f"{base_url}/codex/config/bundle"])
+    agent = stack.run(
+        [*curl, "-H", f"Authorization: Bearer {credential}", f"{stack.url}/api/v1/device/bundle"]
+    )
+    assert (native.stdout, agent.stdout) == ("401", "401")
+    synced = laptop.agent("sync")
+    assert synced.returncode == 1
+    assert laptop.root.joinpath("etc/codex/requirements.toml").read_bytes() == before
+    # Codex itself is refused too: it fails closed rather than start without its policy.
+    for path in laptop.codex_cache():
+        path.unlink()
+    refused = check_startup(laptop.file_set(tmp_path / "set"), machine=laptop.machine)
+    assert not refused.ok
