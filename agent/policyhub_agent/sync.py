@@ -1,0 +1,392 @@
+"""Enrolment, sync and clean-up of the Codex files: the agent's workflow over the other modules."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+import tomllib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from policyhub_agent import __version__, device, files, state, verify
+from policyhub_agent.client import Client, normalize_server, valid_etag
+from policyhub_agent.errors import (
+    AgentError,
+    NotEnrolled,
+    UnknownSigningKey,
+    UsageError,
+    VerificationError,
+)
+from policyhub_agent.state import State
+
+# Unreserved URL characters only: the credential goes verbatim into the config-server URL path.
+CREDENTIAL_RE = re.compile(r"phd_[A-Za-z0-9._~-]{1,256}")
+MAX_STATUS_ERRORS = 20
+MAX_STATUS_ERROR_CHARS = 2000
+NATIVE_CHANNEL_HEADER = (
+    "# Added by policyhub-agent: Codex fetches this team's policy from PolicyHub directly.\n"
+    "# The URL holds this device's read-only fetch credential for that policy.\n"
+)
+
+
+@dataclass
+class Output:
+    """Where progress lines and warnings go (stdout and stderr in the CLI)."""
+
+    info: Callable[[str], None]
+    warn: Callable[[str], None]
+
+
+def native_channel_url(server: str, credential: str) -> str:
+    return f"{server}/config-server/{credential}"
+
+
+def _toml_string(value: str) -> str:
+    """A TOML basic string (the values are ASCII URLs; escaping keeps any value one string)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped) + '"'
+
+
+def requirements_text(text: str, *, server: str, credential: str, native: bool) -> str:
+    """The release's requirements, plus Codex's native channel when it is on and the server https.
+
+    The table is appended as text so the signed bytes stay as they are above it; the result is
+    parsed back to prove the append changed no key and set exactly the URL.
+    """
+    if not native or not server.startswith("https://"):
+        return text  # Codex accepts only https config servers
+    original = tomllib.loads(text)
+    if "config_server" in original:
+        raise VerificationError(
+            "the release's requirements.toml already defines config_server; refusing to add the "
+            "native channel (enrol with --no-native-channel to take the release as it is)"
+        )
+    url = native_channel_url(server, credential)
+    separator = "" if not text or text.endswith("\n") else "\n"
+    result = f"{text}{separator}\n{NATIVE_CHANNEL_HEADER}[config_server]\nbase_url = {_toml_string(url)}\n"
+    parsed = tomllib.loads(result)
+    channel = parsed.pop("config_server", None)
+    if parsed != original or channel != {"base_url": url}:
+        raise VerificationError("adding [config_server] would change the release's requirements")
+    return result
+
+
+def _targets(
+    layout: files.Layout, current: State, bundle: verify.Bundle, codex_home: Path
+) -> dict[Path, bytes]:
+    """Every file the bundle puts on this machine, as bytes."""
+    requirements = requirements_text(
+        bundle.files[verify.REQUIREMENTS],
+        server=current.server,
+        credential=current.credential,
+        native=current.native_channel,
+    )
+    targets = {
+        layout.etc_dir / verify.REQUIREMENTS: requirements.encode(),
+        layout.etc_dir / verify.CONFIG: bundle.files[verify.CONFIG].encode(),
+    }
+    for name, text in sorted(bundle.files.items()):
+        profile = verify.profile_name(name)
+        if profile is not None:
+            targets[codex_home / f"{profile}.config.toml"] = text.encode()
+    return targets
+
+
+def _apply(
+    layout: files.Layout, current: State, bundle: verify.Bundle, codex_home: Path, out: Output
+) -> list[str]:
+    """Put the verified bundle's files in place; returns what changed on disk.
+
+    All files are staged (written and fsynced next to their targets) before the first rename,
+    so a failure while writing leaves every previous file as it was.
+    """
+    targets = _targets(layout, current, bundle, codex_home)
+    pending = {path: data for path, data in targets.items() if not files.is_current(path, data)}
+    owned = set(current.written)
+    wanted = {str(path) for path in targets}
+    created: list[str] = []
+    try:
+        for directory in sorted({path.parent for path in pending}):
+            files.ensure_dir(directory, created)
+    finally:
+        current.created_dirs += created
+    for path in pending:
+        if str(path) not in owned and str(path) not in current.backups:
+            saved = files.backup(path)  # someone else's file: put it back when we let go
+            if saved is not None:
+                current.backups[str(path)] = saved
+    staged: list[files.Staged] = []
+    try:
+        for path, data in pending.items():
+            staged.append(files.stage(path, data, files.PUBLIC_MODE))
+        # Own the paths before they change, so a crash right after still lets uninstall clean up.
+        current.written = sorted(owned | wanted)
+        state.save(layout.state_file, current)
+    except BaseException:
+        files.discard(staged)
+        raise
+    files.commit(staged)
+    changed = []
+    for path in pending:
+        out.info(f"wrote {path}")
+        changed.append(str(path))
+    for stale in sorted(owned - wanted):
+        out.info(f"{files.release(Path(stale), current.backups)} {stale}")
+        changed.append(stale)
+    current.written = sorted(wanted)
+    return changed
+
+
+def _verified(raw: bytes, current: State, client: Client) -> tuple[verify.Bundle, dict[str, str]]:
+    """The verified bundle and the pinned keys, after pinning endorsed successors if needed."""
+    try:
+        return verify.verify_bundle(raw, current.keys, current.organization), current.keys
+    except UnknownSigningKey as exc:
+        unknown = exc.key_id
+    offered = verify.parse_keys(client.keys())
+    new, reasons = verify.endorsed_keys(current.keys, offered)
+    pinned = {**current.keys, **new}
+    if unknown not in pinned:
+        why = reasons.get(unknown, "the server does not list it")
+        raise VerificationError(
+            f"the bundle is signed by key {unknown}, which is not pinned and not trusted: {why}"
+        )
+    return verify.verify_bundle(raw, pinned, current.organization), pinned
+
+
+def _pull(
+    layout: files.Layout,
+    current: State,
+    client: Client,
+    codex_version: str | None,
+    out: Output,
+) -> tuple[str, list[str]]:
+    """Fetch, verify and apply; (the result line, notes for the server)."""
+    codex_home = layout.codex_home(current.codex_home)
+    last_good = files.read_bytes(layout.last_good_file)
+    etag = current.etag if last_good is not None else None
+    response = client.bundle(etag=etag, codex_version=codex_version)
+    if response.status == 304 and last_good is not None:
+        try:
+            bundle = verify.verify_bundle(last_good, current.keys, current.organization)
+        except VerificationError as exc:
+            out.warn(f"the last known good bundle no longer verifies ({exc}); downloading again")
+            response = client.bundle(etag=None, codex_version=codex_version)
+        else:
+            restored = _apply(layout, current, bundle, codex_home, out)
+            current.codex_home = str(codex_home)
+            notes = [
+                f"restored {path}: it differed from revision {bundle.revision}" for path in restored
+            ]
+            return f"revision {bundle.revision} unchanged", notes
+    if response.status == 304:
+        raise AgentError("bundle download: the server answered 304 to a request without an etag")
+    if response.status == 404:
+        return f"no release is published for team {current.team} yet; nothing applied", []
+    bundle, pinned = _verified(response.body, current, client)
+    _apply(layout, current, bundle, codex_home, out)
+    # Only now that every file is in place does this bundle become the last known good one.
+    files.write_atomic(layout.last_good_file, response.body, files.PRIVATE_MODE)
+    # A team's revision numbers one release each: the same number is the same release.
+    unchanged = (bundle.revision, bundle.team) == (current.applied_revision, current.team)
+    current.keys = pinned
+    current.etag = valid_etag(response.headers.get("etag"))
+    current.applied_revision = bundle.revision
+    current.team = bundle.team
+    current.codex_home = str(codex_home)
+    return f"revision {bundle.revision} {'unchanged' if unchanged else 'applied'}", []
+
+
+def _plain(text: str) -> str:
+    """One line without control characters: the server stores and shows these verbatim."""
+    return "".join(c if c.isprintable() else " " for c in " ".join(text.split()))
+
+
+def _post_status(
+    client: Client, current: State, codex_version: str | None, errors: list[str], out: Output
+) -> None:
+    """Tell the server what this device runs; a failure here is a warning, not a failed sync."""
+    body: dict[str, Any] = {
+        "applied_revision": current.applied_revision,
+        "codex_version": codex_version,
+        "os": device.os_description(),
+        "agent_version": __version__,
+        "errors": [_plain(error)[:MAX_STATUS_ERROR_CHARS] for error in errors[:MAX_STATUS_ERRORS]],
+    }
+    try:
+        client.post_status(body)
+    except AgentError as exc:
+        out.warn(f"warning: {exc}")
+
+
+def run_sync(layout: files.Layout, current: State, out: Output) -> str:
+    """One sync with the lock held; returns the result line, raises AgentError on failure."""
+    codex_version = device.codex_version(current.codex_bin)
+    client = Client(current.server, current.credential, current.ca_bundle)
+    current.last_attempt = state.now()
+    try:
+        try:
+            message, notes = _pull(layout, current, client, codex_version, out)
+        except OSError as exc:  # a file the agent must read or replace is out of its reach
+            where = f" {exc.filename}" if exc.filename else ""
+            raise AgentError(f"cannot access{where}: {exc.strerror or exc}") from exc
+    except AgentError as exc:
+        current.last_error = str(exc)
+        state.save(layout.state_file, current)
+        if isinstance(exc, VerificationError):
+            # The admin should learn that this device refused what the server sent.
+            _post_status(client, current, codex_version, [f"bundle refused: {exc}"], out)
+        raise
+    current.last_error = None
+    current.last_sync = current.last_attempt
+    state.save(layout.state_file, current)
+    _post_status(client, current, codex_version, notes, out)
+    return message
+
+
+def sync(layout: files.Layout, jitter: float, out: Output) -> str:
+    """`sync`: wait up to `jitter` seconds (spreads a fleet's requests), then sync under the lock."""
+    if not layout.state_file.exists():
+        raise NotEnrolled()
+    if jitter > 0:
+        time.sleep(random.uniform(0, jitter))
+    with files.locked(layout.lock_file):
+        current = state.load(layout.state_file)
+        if current is None:
+            raise NotEnrolled()
+        return run_sync(layout, current, out)
+
+
+def _enrolment(answer: dict[str, Any]) -> tuple[str, str, str, str, dict[str, str]]:
+    """(device id, credential, organisation, team, keys) from the server's answer, checked."""
+    device_id, credential = answer.get("device_id"), answer.get("credential")
+    organization, team = answer.get("organization"), answer.get("team")
+    try:
+        uuid.UUID(str(device_id))
+    except ValueError:
+        raise AgentError("enrolment: the server's answer has no valid device_id") from None
+    if not isinstance(credential, str) or not CREDENTIAL_RE.fullmatch(credential):
+        raise AgentError("enrolment: the server's answer has no valid credential")
+    if not isinstance(organization, str) or not organization:
+        raise AgentError("enrolment: the server's answer names no organisation")
+    if not isinstance(team, str) or not team:
+        raise AgentError("enrolment: the server's answer names no team")
+    try:
+        keys = {key.key_id: key.public_key for key in verify.parse_keys(answer.get("keys"))}
+    except VerificationError as exc:
+        raise AgentError(f"enrolment: the server's signing keys are malformed: {exc}") from exc
+    return str(device_id), credential, organization, team, keys
+
+
+def enroll(
+    layout: files.Layout,
+    *,
+    server: str,
+    token: str,
+    ca_bundle: str | None,
+    native: bool,
+    codex_bin: str | None,
+    out: Output,
+) -> str:
+    """`enroll`: trade the token for a credential, store it, then run the first sync."""
+    server = normalize_server(server)
+    if not token.strip():
+        raise UsageError("--token is empty")
+    if ca_bundle is not None:
+        ca_bundle = os.path.abspath(ca_bundle)
+        if not os.path.isfile(ca_bundle):
+            raise UsageError(f"--ca-bundle {ca_bundle} is not a file")
+    if codex_bin is not None and os.sep in codex_bin:
+        codex_bin = os.path.abspath(codex_bin)
+    # The state directory must be writable before the token is spent on the server.
+    created: list[str] = []
+    ensure_state_dir(layout, created)
+    try:
+        with files.locked(layout.lock_file):
+            return _enroll_locked(layout, server, token, ca_bundle, native, codex_bin, created, out)
+    finally:
+        if not layout.state_file.exists():  # the enrolment failed: leave no trace
+            layout.lock_file.unlink(missing_ok=True)
+            files.remove_dirs(created)
+
+
+def _enroll_locked(
+    layout: files.Layout,
+    server: str,
+    token: str,
+    ca_bundle: str | None,
+    native: bool,
+    codex_bin: str | None,
+    created: list[str],
+    out: Output,
+) -> str:
+    try:
+        previous = state.load(layout.state_file)
+    except AgentError as exc:
+        out.warn(f"warning: replacing the damaged state: {exc}")
+        previous = None
+    client = Client(server, None, ca_bundle)
+    answer = client.enroll(
+        token=token,
+        hostname=device.hostname(),
+        os_name=device.os_description(),
+        codex_version=device.codex_version(codex_bin),
+    )
+    device_id, credential, organization, team, keys = _enrolment(answer)
+    current = State(
+        server=server,
+        device_id=device_id,
+        credential=credential,
+        organization=organization,
+        team=team,
+        keys=keys,
+        ca_bundle=ca_bundle,
+        native_channel=native,
+        codex_bin=codex_bin,
+        codex_home=str(layout.codex_home()),
+        enrolled_at=state.now(),
+        # What an earlier enrolment wrote stays owned, so sync and uninstall still clean it up.
+        written=previous.written if previous else [],
+        backups=previous.backups if previous else {},
+        created_dirs=(previous.created_dirs if previous else []) + created,
+    )
+    layout.last_good_file.unlink(missing_ok=True)
+    state.save(layout.state_file, current)
+    out.info(f"enrolled device {device_id} in organisation {organization}, team {team}")
+    if not keys:
+        out.warn(
+            "warning: the server pinned no signing key (the organisation has published nothing "
+            "yet); no release can be verified until this device enrols again"
+        )
+    if native and not server.startswith("https://"):
+        out.info("native Codex channel not configured: Codex only accepts https config servers")
+    return run_sync(layout, current, out)
+
+
+def ensure_state_dir(layout: files.Layout, created: list[str]) -> None:
+    """The state directory, private to its owner (state.json holds the credential)."""
+    files.ensure_dir(layout.state_dir.parent, created)
+    files.ensure_dir(layout.state_dir, created, 0o700)
+
+
+def forget(layout: files.Layout, current: State | None, out: Output) -> list[str]:
+    """Give back every Codex file the agent wrote and delete its own records; the dirs it made."""
+    created: list[str] = []
+    if current is not None:
+        for path in current.written:
+            out.info(f"{files.release(Path(path), current.backups)} {path}")
+        # Temp files a killed run left next to its targets are the agent's too.
+        for directory in {Path(path).parent for path in current.written}:
+            for temp in directory.glob(f".*{files.TEMP_SUFFIX}"):
+                temp.unlink(missing_ok=True)
+        created = current.created_dirs
+    for own in (layout.last_good_file, layout.state_file, layout.hook_file, layout.lock_file):
+        if own.exists():
+            own.unlink()
+            out.info(f"removed {own}")
+    return created

@@ -1,0 +1,272 @@
+"""Verification of bundles and signing keys: nothing reaches the disk before all of it passes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from policyhub_agent.errors import UnknownSigningKey, VerificationError
+
+MAX_BUNDLE_BYTES = 8 * 1024 * 1024
+REQUIREMENTS = "requirements.toml"
+CONFIG = "config.toml"
+PROFILE_RE = re.compile(r"profiles/([A-Za-z0-9][A-Za-z0-9_-]{0,63})\.config\.toml")
+KEY_ID_RE = re.compile(r"[0-9a-f]{16}")
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+ENDORSEMENT_PURPOSE = "policyhub-signing-key"
+MANIFEST_FIELDS = {"organization", "team", "revision", "files", "content_digest", "key_id"}
+
+
+def canonical_json(value: Any) -> bytes:
+    """The exact bytes the server signs: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def profile_name(file_name: str) -> str | None:
+    """The profile a release file name stands for, None for any other name."""
+    match = PROFILE_RE.fullmatch(file_name)
+    return match.group(1) if match else None
+
+
+def _b64(value: object, size: int, what: str) -> bytes:
+    """Strict base64 of exactly `size` bytes."""
+    if not isinstance(value, str):
+        raise VerificationError(f"{what} is not a base64 string")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise VerificationError(f"{what} is not valid base64") from exc
+    if len(raw) != size:
+        raise VerificationError(f"{what} is {len(raw)} bytes, not {size}")
+    return raw
+
+
+def signature_valid(public_key: str, message: bytes, signature: str) -> bool:
+    """Whether `signature` (base64) is `public_key`'s (base64 raw) Ed25519 signature of `message`."""
+    try:
+        key = Ed25519PublicKey.from_public_bytes(_b64(public_key, 32, "public key"))
+        key.verify(_b64(signature, 64, "signature"), message)
+    except (InvalidSignature, VerificationError, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Key:
+    """One signing key as the server lists it."""
+
+    key_id: str
+    public_key: str
+    status: str
+    endorsed_by: str | None
+    endorsement: str | None
+
+
+def parse_key(value: object) -> Key:
+    """A KEY object, checked: its id is the sha256 prefix of its public key, as the server makes it."""
+    if not isinstance(value, dict):
+        raise VerificationError("a signing key is not a JSON object")
+    key_id, public_key = value.get("key_id"), value.get("public_key")
+    if not isinstance(key_id, str) or not KEY_ID_RE.fullmatch(key_id):
+        raise VerificationError(f"signing key id {key_id!r} is not 16 hex digits")
+    raw = _b64(public_key, 32, f"public key of {key_id}")
+    if hashlib.sha256(raw).hexdigest()[:16] != key_id:
+        raise VerificationError(f"signing key {key_id} does not match its public key")
+    status, endorsed_by, endorsement = (
+        value.get("status"),
+        value.get("endorsed_by"),
+        value.get("endorsement"),
+    )
+    if status not in ("active", "retired"):
+        raise VerificationError(f"signing key {key_id} has unknown status {status!r}")
+    if endorsed_by is not None and (
+        not isinstance(endorsed_by, str) or not KEY_ID_RE.fullmatch(endorsed_by)
+    ):
+        raise VerificationError(f"signing key {key_id} names an invalid endorsing key")
+    if endorsement is not None and not isinstance(endorsement, str):
+        raise VerificationError(f"signing key {key_id} has an invalid endorsement")
+    assert isinstance(public_key, str)
+    return Key(key_id, public_key, status, endorsed_by, endorsement)
+
+
+def parse_keys(value: object) -> list[Key]:
+    if not isinstance(value, list):
+        raise VerificationError("the key list is not a JSON array")
+    return [parse_key(item) for item in value]
+
+
+def endorsement_message(key: Key) -> bytes:
+    """What the endorsing key signed for `key`."""
+    return canonical_json(
+        {"key_id": key.key_id, "public_key": key.public_key, "purpose": ENDORSEMENT_PURPOSE}
+    )
+
+
+def endorsed_keys(
+    pinned: Mapping[str, str], offered: list[Key]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(keys to pin, why each other unpinned key was not trusted).
+
+    A key is trusted only through a chain of endorsements that starts at a pinned key; an
+    unendorsed key is never trusted, and a pinned key id is never re-bound to another key.
+    """
+    trusted = dict(pinned)
+    new: dict[str, str] = {}
+    progress = True
+    while progress:
+        progress = False
+        for key in offered:
+            if key.key_id in trusted or key.endorsed_by not in trusted or key.endorsement is None:
+                continue
+            if signature_valid(trusted[key.endorsed_by], endorsement_message(key), key.endorsement):
+                trusted[key.key_id] = new[key.key_id] = key.public_key
+                progress = True
+    reasons: dict[str, str] = {}
+    for key in offered:
+        if key.key_id in trusted:
+            continue
+        if key.endorsed_by is None or key.endorsement is None:
+            reasons[key.key_id] = "it carries no endorsement by a pinned key"
+        elif key.endorsed_by not in trusted:
+            reasons[key.key_id] = f"its endorsing key {key.endorsed_by} is not trusted"
+        else:
+            reasons[key.key_id] = f"its endorsement by {key.endorsed_by} does not verify"
+    return new, reasons
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle that passed every check."""
+
+    organization: str
+    team: str
+    revision: int
+    files: dict[str, str]
+    key_id: str
+
+
+def _shape(data: object) -> dict[str, Any]:
+    """The bundle's fields, with the types the contract gives them."""
+    if not isinstance(data, dict):
+        raise VerificationError("the bundle is not a JSON object")
+    expected: dict[str, type] = {
+        "organization": str,
+        "team": str,
+        "revision": int,
+        "files": dict,
+        "hashes": dict,
+        "manifest": str,
+        "signature": str,
+        "key_id": str,
+    }
+    for name, kind in expected.items():
+        value = data.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise VerificationError(f"the bundle's {name!r} is missing or not a {kind.__name__}")
+    for name in ("files", "hashes"):
+        for key, value in data[name].items():
+            if not isinstance(value, str):
+                raise VerificationError(f"the bundle's {name}[{key!r}] is not a string")
+    if not KEY_ID_RE.fullmatch(data["key_id"]):
+        raise VerificationError("the bundle's key_id is not 16 hex digits")
+    return data
+
+
+def _names(names: set[str]) -> None:
+    """Only the file names Codex reads: no other path can ever be written."""
+    for name in sorted(names):
+        if name not in (REQUIREMENTS, CONFIG) and profile_name(name) is None:
+            raise VerificationError(f"the bundle holds a file with a disallowed name: {name!r}")
+    for name in (REQUIREMENTS, CONFIG):
+        if name not in names:
+            raise VerificationError(f"the bundle has no {name}")
+
+
+def _manifest(bundle: dict[str, Any], organization: str) -> None:
+    """The signed manifest says exactly what the bundle says, for the enrolled organisation."""
+    text = bundle["manifest"]
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
+        raise VerificationError("the signed manifest is not valid JSON") from exc
+    if not isinstance(manifest, dict) or set(manifest) != MANIFEST_FIELDS:
+        raise VerificationError("the signed manifest does not have the expected fields")
+    if canonical_json(manifest) != text.encode():
+        raise VerificationError("the signed manifest is not canonical JSON")
+    for name in ("organization", "team", "revision", "key_id"):
+        if manifest[name] != bundle[name] or type(manifest[name]) is not type(bundle[name]):
+            raise VerificationError(
+                f"the bundle's {name} {bundle[name]!r} differs from the signed {manifest[name]!r}"
+            )
+    if manifest["organization"] != organization:
+        raise VerificationError(
+            f"the bundle is for organisation {manifest['organization']!r}, "
+            f"this device is enrolled in {organization!r}"
+        )
+    if manifest["files"] != bundle["hashes"]:
+        raise VerificationError("the bundle's file hashes differ from the signed manifest")
+    if not isinstance(manifest["content_digest"], str):
+        raise VerificationError("the signed manifest's content_digest is not a string")
+
+
+def _contents(files: dict[str, str], hashes: dict[str, str]) -> None:
+    """Every file is the signed bytes and parses as TOML."""
+    for name in sorted(files):
+        try:
+            data = files[name].encode()
+        except UnicodeEncodeError as exc:
+            raise VerificationError(f"{name} is not valid Unicode text") from exc
+        if (
+            not SHA256_RE.fullmatch(hashes[name])
+            or hashlib.sha256(data).hexdigest() != hashes[name]
+        ):
+            raise VerificationError(f"{name} does not match its signed sha256")
+        try:
+            tomllib.loads(files[name])
+        except tomllib.TOMLDecodeError as exc:
+            raise VerificationError(f"{name} is not valid TOML: {exc}") from exc
+
+
+def verify_bundle(raw: bytes, pinned: Mapping[str, str], organization: str) -> Bundle:
+    """The bundle in `raw` if every check passes, else VerificationError naming the first failure.
+
+    Raises UnknownSigningKey (before any signature check) when its key is not in `pinned`, so the
+    caller can look for an endorsed successor key and try again.
+    """
+    if len(raw) > MAX_BUNDLE_BYTES:
+        raise VerificationError(f"the bundle is larger than {MAX_BUNDLE_BYTES} bytes")
+    try:
+        data = json.loads(raw.decode())
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise VerificationError(
+            f"the bundle is not valid JSON (incomplete download?): {exc}"
+        ) from exc
+    bundle = _shape(data)
+    names = set(bundle["files"])
+    if names != set(bundle["hashes"]):
+        raise VerificationError("the bundle's files and hashes name different files")
+    _names(names)
+    key_id = bundle["key_id"]
+    if key_id not in pinned:
+        raise UnknownSigningKey(key_id)
+    if not signature_valid(pinned[key_id], bundle["manifest"].encode(), bundle["signature"]):
+        raise VerificationError(f"the manifest's signature by key {key_id} does not verify")
+    _manifest(bundle, organization)
+    _contents(bundle["files"], bundle["hashes"])
+    return Bundle(
+        organization=bundle["organization"],
+        team=bundle["team"],
+        revision=bundle["revision"],
+        files=dict(bundle["files"]),
+        key_id=key_id,
+    )

@@ -1,0 +1,233 @@
+"""The real agent CLI, as a subprocess, against the real PolicyHub server (pytest-django's
+live_server on PostgreSQL): enrol, sync, 304, a new publish, key rotation, revocation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from policyhub.celery import app as celery_app
+from policyhub.delivery.cache import cache
+from policyhub.fleet.models import Device
+from policyhub.fleet.services import device_revoke, enrollment_token_create
+from policyhub.policies.services import policy_apply
+from policyhub.releases.models import Release
+from policyhub.releases.services import publish_run_request, signing_key_rotate
+from tests.agent.support import HOME, MISSING_CODEX, snapshot
+from tests.conftest import make_policy
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+TEAM = "engineering/web"
+POLICY = """
+[config]
+model = "gpt-5.5"
+model_provider = "openai"
+[teams.engineering]
+[teams."engineering/web".config]
+model = "codex-ci"
+model_provider = "azure-eng"
+[teams."engineering/web".profiles.deep]
+model_reasoning_effort = "high"
+[teams."engineering/web".profiles.quick]
+model_reasoning_effort = "low"
+"""
+ETC = "etc/codex"
+CODEX_HOME = "home/dev/.codex"
+STATE = "var/lib/policyhub-agent"
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Iterator[None]:
+    """Publishing runs its task in-process at commit; the delivery cache starts empty."""
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    state = cache()
+    if state is not None:
+        state.clear()
+    yield
+    celery_app.conf.task_always_eager = eager
+    if state is not None:
+        state.clear()
+
+
+@pytest.fixture
+def publish(cast: dict[str, Any]) -> Callable[[str], Release]:
+    """Apply a policy to acme and publish it; returns the team's current release."""
+
+    def run(text: str = POLICY) -> Release:
+        policy_apply(organization=cast["acme"], wanted=make_policy(text), actor=cast["admin"])
+        requested = publish_run_request(organization=cast["acme"], actor=cast["admin"])
+        requested.refresh_from_db()
+        assert requested.status == "succeeded", requested.error
+        return Release.objects.get(organization=cast["acme"], team_path=TEAM, current=True)
+
+    return run
+
+
+@pytest.fixture
+def new_token(cast: dict[str, Any]) -> Callable[[], str]:
+    """A fresh enrolment token for the team (which the policy must have created)."""
+
+    def make() -> str:
+        _, secret = enrollment_token_create(
+            organization=cast["acme"], team_path=TEAM, actor=cast["admin"]
+        )
+        return secret
+
+    return make
+
+
+@dataclass
+class Machine:
+    """A developer machine: an empty root, and the agent run there as a subprocess."""
+
+    root: Path
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "CODEX_HOME"}
+        return subprocess.run(
+            [sys.executable, "-m", "policyhub_agent", "--root", str(self.root), *args],
+            env={**env, "HOME": HOME},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Machine:
+    (tmp_path / "root").mkdir()
+    return Machine(tmp_path / "root")
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+def assert_release_on_disk(root: Path, release: Release) -> None:
+    """The release's files, byte for byte, where Codex reads them, and nothing else."""
+    files = release.files
+    assert (root / ETC / "requirements.toml").read_text() == files["requirements.toml"]
+    assert (root / ETC / "config.toml").read_text() == files["config.toml"]
+    profiles = {
+        name.removeprefix("profiles/"): text
+        for name, text in files.items()
+        if name.startswith("profiles/")
+    }
+    on_disk = {path.name: path.read_text() for path in (root / CODEX_HOME).iterdir()}
+    assert on_disk == profiles
+
+
+def test_enrol_sync_publish_and_revoke_against_the_real_server(
+    live_server: Any,
+    cast: dict[str, Any],
+    publish: Callable[..., Release],
+    new_token: Callable[[], str],
+    agent: Machine,
+) -> None:
+    root = agent.root
+    first = publish()
+    enrolled = agent(
+        "enroll", "--server", live_server.url, "--token", new_token(), "--codex-bin", MISSING_CODEX
+    )
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert last_line(enrolled.stdout) == f"revision {first.revision} applied"
+    assert_release_on_disk(root, first)
+    assert "config_server" not in tomllib.loads((root / ETC / "requirements.toml").read_text())
+    device = Device.objects.get()
+    assert (device.team.path, device.hostname) == (TEAM, os.uname().nodename)
+
+    again = agent("sync")
+    assert again.returncode == 0, again.stderr
+    assert last_line(again.stdout) == f"revision {first.revision} unchanged"
+
+    without_quick = POLICY.replace('[teams."engineering/web".profiles.quick]\n', "")
+    second = publish(without_quick.replace('model_reasoning_effort = "low"\n', ""))
+    assert second.revision == first.revision + 1
+    assert "profiles/quick.config.toml" not in second.files
+    applied = agent("sync")
+    assert applied.returncode == 0, applied.stderr
+    assert last_line(applied.stdout) == f"revision {second.revision} applied"
+    assert_release_on_disk(root, second)
+
+    status = json.loads(agent("status", "--json").stdout)
+    assert (status["organization"], status["team"]) == ("acme", TEAM)
+    assert (status["device_id"], status["applied_revision"]) == (str(device.pk), second.revision)
+    assert status["last_error"] is None
+    text = agent("status").stdout
+    assert f"applied revision: {second.revision}" in text and str(device.pk) in text
+    device.refresh_from_db()
+    assert (device.applied_revision, device.agent_version, device.errors) == (
+        second.revision,
+        "0.1.0",
+        [],
+    )
+    credential = json.loads((root / STATE / "state.json").read_text())["credential"]
+    assert all(credential not in out for out in (enrolled.stdout, enrolled.stderr, text))
+
+    before = snapshot(root, skip=(STATE,))
+    device_revoke(device=device, actor=cast["admin"], reason="laptop lost")
+    refused = agent("sync")
+    assert refused.returncode == 1
+    assert "answered 401: unknown or revoked device credential" in refused.stderr
+    assert snapshot(root, skip=(STATE,)) == before
+
+
+def test_a_rotated_signing_key_is_pinned_through_its_endorsement(
+    live_server: Any,
+    cast: dict[str, Any],
+    publish: Callable[..., Release],
+    new_token: Callable[[], str],
+    agent: Machine,
+) -> None:
+    root = agent.root
+    first = publish()
+    assert agent("enroll", "--server", live_server.url, "--token", new_token()).returncode == 0
+    new_key = signing_key_rotate(organization=cast["acme"], actor=cast["owner"])
+    second = publish(POLICY.replace('"high"', '"medium"'))
+    assert second.signing_key == new_key and first.signing_key != new_key
+    result = agent("sync")
+    assert result.returncode == 0, result.stderr
+    assert last_line(result.stdout) == f"revision {second.revision} applied"
+    assert_release_on_disk(root, second)
+    pinned = json.loads(agent("status", "--json").stdout)["pinned_keys"]
+    assert sorted(pinned) == sorted([first.signing_key.key_id, new_key.key_id])
+
+
+def test_uninstall_after_a_real_enrolment_leaves_an_empty_root(
+    live_server: Any,
+    publish: Callable[..., Release],
+    new_token: Callable[[], str],
+    agent: Machine,
+) -> None:
+    root = agent.root
+    publish()
+    assert agent("enroll", "--server", live_server.url, "--token", new_token()).returncode == 0
+    assert agent("install", "--platform", "linux").returncode == 0
+    done = agent("uninstall")
+    assert done.returncode == 0, done.stderr
+    assert snapshot(root) == {}
+
+
+def test_enrolling_in_a_team_without_a_release_succeeds_and_writes_nothing(
+    live_server: Any,
+    new_token: Callable[[], str],
+    cast: dict[str, Any],
+    agent: Machine,
+) -> None:
+    policy_apply(organization=cast["acme"], wanted=make_policy(POLICY), actor=cast["admin"])
+    root = agent.root
+    done = agent("enroll", "--server", live_server.url, "--token", new_token())
+    assert done.returncode == 0, done.stderr
+    assert f"no release is published for team {TEAM} yet" in done.stdout
+    assert not (root / ETC).exists()
