@@ -11,7 +11,7 @@ TEST_ENV := SECRET_KEY=test-only-not-a-secret SECURE_SSL_REDIRECT=0 DATABASE_URL
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv services codex browser lint check pytest clean
+.PHONY: run test venv services codex browser tools lint check pytest bench clean
 
 ## run: PolicyHub on http://127.0.0.1:8000 with the demo organisation (SQLite and in-process
 ## tasks by default; PostgreSQL, Redis and a Celery worker when DATABASE_URL/REDIS_URL are set).
@@ -27,12 +27,12 @@ run: venv
 
 ## test: lint, type-check, Django checks, then the whole suite on PostgreSQL and Redis with the
 ## real Codex binary.
-test: venv services codex browser lint check pytest
+test: venv services codex browser tools lint check pytest
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml agent/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]' -e ./agent
 	@touch $@
 
 ## services: start PostgreSQL and Redis on loopback if they are down (installing them if missing).
@@ -67,10 +67,20 @@ browser:
 	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 	@chromium --version
 
+## tools: nginx (TLS in front of the app in the end-to-end tests), curl, and wrk (benchmarks).
+tools:
+	@if ! { test -x /usr/sbin/nginx && command -v curl && command -v wrk; } >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends nginx-light curl wrk && \
+		{ /usr/sbin/nginx -s quit 2>/dev/null || true; }; \
+	fi
+	@# (the packaged nginx may start on port 80 of every address at install; it is stopped)
+	@/usr/sbin/nginx -v && wrk --version 2>&1 | head -n1
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(TEST_ENV) $(VENV)/bin/mypy policyhub providers tests bench
+	$(TEST_ENV) $(VENV)/bin/mypy policyhub providers agent tests bench
 
 check: venv
 	$(TEST_ENV) $(PY) manage.py check --fail-level WARNING

@@ -18,6 +18,7 @@ from policyhub.delivery.cache import cache
 from policyhub.errors import ApplicationError
 from policyhub.fleet import credentials
 from policyhub.fleet.models import Device, EnrollmentToken
+from policyhub.releases.services import signing_key_active
 from policyhub.teams.models import Team
 from providers.base import Issue
 
@@ -96,6 +97,9 @@ def enrollment_token_create(
             "expires must be between 1 minute and 365 days",
             [Issue("error", "expires", "out of range")],
         )
+    # Machines pin the organisation's keys when they enrol, before any release may exist: the
+    # key must be there already, or they would have nothing to pin and trust no release.
+    signing_key_active(organization=organization, actor=actor)
     secret = credentials.new_secret(credentials.ENROLLMENT_PREFIX)
     token = EnrollmentToken(
         organization=organization,

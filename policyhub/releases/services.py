@@ -157,7 +157,7 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
     applied = change_sets_publish_due(organization=organization, run=run)
     policy = org_policy(organization)
     policy_check(policy)
-    key = _signing_key_active(organization=organization, actor=run.requested_by)
+    key = signing_key_active(organization=organization, actor=run.requested_by)
     current = {
         r.team_path: r
         for r in current_releases_with_published_digest(organization).defer("files", "manifest")
@@ -221,7 +221,7 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
 # --- rollback and staged rollout ------------------------------------------------------------------
 
 
-def _signing_key_active(*, organization: Organization, actor: User | None) -> SigningKey:
+def signing_key_active(*, organization: Organization, actor: User | None) -> SigningKey:
     """The organisation's active signing key, made on first use."""
     key = SigningKey.objects.filter(
         organization=organization, status=SigningKey.Status.ACTIVE
@@ -375,7 +375,7 @@ def release_rollback(
         revision=revision,
         files=files,
         content_digest=target.content_digest,
-        key=_signing_key_active(organization=organization, actor=actor),
+        key=signing_key_active(organization=organization, actor=actor),
         previous=current,
         provenance=target.provenance,
         publish_run=None,
