@@ -13,6 +13,7 @@ from policyhub.accounts.models import Organization
 from policyhub.accounts.selectors import organizations_for
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.validation import validate_policy, validate_team
+from policyhub.releases.selectors import current_releases
 from policyhub.rendering.render import PolicyInvalid, RenderedTeam, render_team
 
 
@@ -90,5 +91,6 @@ def team_detail(request: HttpRequest, slug: str, path: str) -> HttpResponse:
         "profiles": profiles,
         "issues": validation.issues,
         "files": sorted(files.items()),
+        "published": current_releases(org).filter(team_path=path).first(),
     }
     return render(request, "policies/team.html", context)
