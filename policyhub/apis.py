@@ -7,9 +7,10 @@ from typing import Any
 
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from policyhub.errors import ApplicationError
+from policyhub.errors import ApplicationError, NotPermitted
 
 
 def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -40,7 +41,7 @@ def application_error_response(error: ApplicationError, code: int = 400) -> Resp
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
-        return application_error_response(exc)
+        return application_error_response(exc, 403 if isinstance(exc, NotPermitted) else 400)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -50,3 +51,29 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(response.data, dict) and "detail" in response.data:
         response.data = {"detail": str(response.data["detail"])}
     return response
+
+
+def body_too_large(request: Any, limit: int) -> Response | None:
+    """413 when the declared body exceeds `limit` (an unreadable length counts as too large).
+    DRF's parsers read the stream themselves, past Django's DATA_UPLOAD_MAX_MEMORY_SIZE."""
+    try:
+        size = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        size = limit + 1
+    if size <= limit:
+        return None
+    return Response(
+        {"detail": f"the request body may be at most {limit} bytes"},
+        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    )
+
+
+class ResilientScopedRateThrottle(ScopedRateThrottle):
+    """Rate limits kept in the cache (Redis); when the cache is unreachable the request passes
+    rather than failing: a limit on abuse must not become an outage."""
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except Exception:
+            return True

@@ -14,3 +14,7 @@ class ApplicationError(Exception):
     def __init__(self, message: str, issues: Sequence[Issue] = ()) -> None:
         self.message, self.issues = message, list(issues)
         super().__init__(message)
+
+
+class NotPermitted(ApplicationError):
+    """The request is well formed but the acting user's role does not allow it (HTTP 403)."""

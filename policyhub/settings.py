@@ -74,6 +74,9 @@ DATABASES = {
         conn_max_age=60,
     )
 }
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # An unreachable database fails a request in seconds, not after minutes of TCP retries.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Encrypts signing keys at rest; defaults to SECRET_KEY, set it separately to rotate either alone.
@@ -150,6 +153,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     # Enrolment tokens are guessed at nowhere near this rate; a script trying is slowed to it.
     "DEFAULT_THROTTLE_RATES": {"enroll": env_str("ENROLL_RATE", "30/min")},
+    # Proxies in front of the app (1 behind nginx): the client address for rate limits is the
+    # one the nearest proxy saw, not whatever a client writes into X-Forwarded-For.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
 }
 
 # Delivery. Device lookups and release bodies are held in each web process and dropped the

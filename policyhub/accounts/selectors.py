@@ -6,7 +6,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
 from policyhub.accounts.models import Membership, Organization, Role
-from policyhub.errors import ApplicationError
+from policyhub.errors import NotPermitted
 from policyhub.teams.models import Team
 from providers.base import Issue
 
@@ -33,7 +33,7 @@ def require_role(
     """Refuse, naming the roles that may, unless `user` holds one of `roles` in the organisation."""
     if not Membership.objects.filter(organization=organization, user=user, role__in=roles).exists():
         allowed = ", ".join(r.value for r in roles)
-        raise ApplicationError(
+        raise NotPermitted(
             f"{user.get_username()} may not {doing} in {organization.slug}",
             [Issue("error", "user", f"needs one of the roles {allowed} in {organization.slug}")],
         )

@@ -6,13 +6,13 @@ from typing import Any
 
 from django.conf import settings
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from policyhub.apis import application_error_response
+from policyhub.apis import ResilientScopedRateThrottle, body_too_large
 from policyhub.delivery.authentication import DeviceCredentialAuthentication
 from policyhub.fleet import services as fleet
 from policyhub.releases.models import SigningKey
@@ -40,6 +40,10 @@ def _keys(organization_id: int) -> list[dict[str, Any]]:
     return list(KeyOut(signing_keys_by_id(organization_id), many=True).data)
 
 
+# A token, a host name, an OS and a version: a few hundred bytes.
+ENROLL_MAX_BYTES = 4096
+
+
 class EnrollIn(serializers.Serializer):
     token = _text(100)
     hostname = _text(255, allow_blank=True, required=False, default="")
@@ -52,10 +56,12 @@ class EnrollApi(APIView):
 
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [ResilientScopedRateThrottle]
     throttle_scope = "enroll"
 
     def post(self, request: Request) -> Response:
+        if too_large := body_too_large(request, ENROLL_MAX_BYTES):
+            return too_large
         data = EnrollIn(data=request.data)
         data.is_valid(raise_exception=True)
         try:
@@ -66,7 +72,7 @@ class EnrollApi(APIView):
                 codex_version=data.validated_data["codex_version"] or "",
             )
         except fleet.EnrollmentRefused as refused:
-            return application_error_response(refused, 403 if refused.known else 401)
+            raise PermissionDenied(refused.message) from None
         return Response(
             {
                 "device_id": str(device.pk),
@@ -89,14 +95,6 @@ class StatusIn(serializers.Serializer):
     errors = serializers.ListField(child=_text(2000), max_length=20, required=False, default=list)
 
 
-def _content_length(request: Request) -> int:
-    """The declared body size; an unreadable header counts as too large."""
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return settings.DEVICE_STATUS_MAX_BYTES + 1
-
-
 class StatusApi(APIView):
     """What the agent applied, with which Codex, and what went wrong."""
 
@@ -104,11 +102,8 @@ class StatusApi(APIView):
     permission_classes = [IsAuthenticated]
 
     def post(self, request: Request) -> Response:
-        if _content_length(request) > settings.DEVICE_STATUS_MAX_BYTES:
-            return Response(
-                {"detail": f"a status report is at most {settings.DEVICE_STATUS_MAX_BYTES} bytes"},
-                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
+        if too_large := body_too_large(request, settings.DEVICE_STATUS_MAX_BYTES):
+            return too_large
         data = StatusIn(data=request.data)
         data.is_valid(raise_exception=True)
         report = data.validated_data

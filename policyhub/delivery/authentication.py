@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework import authentication, exceptions
 
 from policyhub.delivery.cache import DeviceEntry
-from policyhub.delivery.selectors import device_for_credential
+from policyhub.delivery.selectors import bearer_credential, device_for_credential
 
 
 class DeviceCaller:
@@ -22,10 +22,10 @@ class DeviceCaller:
 
 class DeviceCredentialAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request: Any) -> tuple[DeviceCaller, DeviceEntry] | None:
-        scheme, _, credential = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if scheme.lower() != "bearer":
+        credential = bearer_credential(request.META)
+        if credential is None:
             return None
-        device = device_for_credential(credential.strip())
+        device = device_for_credential(credential)
         if device is None:
             raise exceptions.AuthenticationFailed("unknown or revoked device credential")
         return DeviceCaller(device), device

@@ -1,15 +1,19 @@
 """What each web process keeps so that serving a fetch is a dictionary lookup.
 
-Two maps: device credential hash -> device (team, revoked), and team -> the bodies of its current
-and previous release. A thread per process LISTENs on PostgreSQL: triggers on the device and
-release tables (delivery migration 0001) announce every change that alters an answer, and the
-thread drops that entry the moment the change commits, so a revoked device gets 401 at once from
-every process. While the thread is not listening (start-up, PostgreSQL down) entries are re-read
-on use, and if PostgreSQL cannot answer the last known entry is served: fetches keep working
-with the last published release through a database outage.
+Maps: device credential hash -> device (team), credential hashes known to be no device, and
+team -> the bodies of its current and previous release. A thread per process LISTENs on
+PostgreSQL: triggers on the device and release tables (delivery migration 0001) announce every
+change that alters an answer, and the thread drops that entry the moment the change commits, so a
+revoked device gets 401 at once from every process.
 
-The same thread writes fetch counts (last seen, revision served) in one batched UPDATE every
-DELIVERY_FLUSH_SECONDS, so the request path never writes.
+Entries are trusted only while the thread is listening and only if they were read after it last
+(re)connected: announcements missed in between are unknown, so such entries are re-read on use.
+If PostgreSQL cannot answer, the last known entry is served instead, without retrying the
+database for DATABASE_RETRY_SECONDS: fetches keep working with the last published release through
+a database outage.
+
+A second connection, in the same thread, writes fetch counts (last seen, revision served) in one
+batched UPDATE every DELIVERY_FLUSH_SECONDS, so the request path never writes.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -30,8 +34,21 @@ from django.db import connections
 log = logging.getLogger(__name__)
 
 CHANNEL = "policyhub_delivery"
-# A bound on memory if someone sprays random credentials: past it the device map starts over.
-MAX_DEVICE_ENTRIES = 500_000
+# Bounds on memory if someone sprays random credentials: past them a map starts over. Negative
+# answers live apart, so spraying never evicts the real devices' entries.
+MAX_DEVICE_ENTRIES = 1_000_000
+MAX_UNKNOWN_ENTRIES = 20_000
+# After a failed read, the database is left alone this long (answers come from memory).
+DATABASE_RETRY_SECONDS = 5.0
+# Dead connections (a failover, a cut network) are noticed within about this many seconds.
+_CONNECTION_OPTIONS = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 20_000,
+}
 
 T = TypeVar("T")
 
@@ -61,11 +78,14 @@ class TeamEntry:
     rollout_percent: int
 
 
+Row = tuple[float, int | None, str, int]
+
+
 class Pending:
     """Fetches not yet written: device id -> (last seen, revision served, channel, count)."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, tuple[float, int | None, str, int]] = {}
+        self.rows: dict[str, Row] = {}
         self.lock = threading.Lock()
 
     def add(self, device_id: str, revision: int | None, channel: str) -> None:
@@ -74,12 +94,12 @@ class Pending:
             count = previous[3] + 1 if previous else 1
             self.rows[device_id] = (time.time(), revision, channel, count)
 
-    def take(self) -> dict[str, tuple[float, int | None, str, int]]:
+    def take(self) -> dict[str, Row]:
         with self.lock:
             rows, self.rows = self.rows, {}
         return rows
 
-    def give_back(self, rows: dict[str, tuple[float, int | None, str, int]]) -> None:
+    def give_back(self, rows: dict[str, Row]) -> None:
         """Rows a failed write took: merged back so no fetch is lost."""
         with self.lock:
             for device_id, (seen, revision, channel, count) in rows.items():
@@ -95,9 +115,13 @@ class DeliveryCache:
 
     def __init__(self) -> None:
         self.devices: dict[str, tuple[float, DeviceEntry | None]] = {}
+        self.unknown: dict[str, tuple[float, DeviceEntry | None]] = {}
         self.teams: dict[tuple[int, str], tuple[float, TeamEntry]] = {}
         self.pending = Pending()
         self.listening = threading.Event()
+        # Entries read before this moment may have missed an announcement.
+        self._valid_since = float("inf")
+        self._database_down_until = 0.0
         self._generation = 0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -108,27 +132,47 @@ class DeliveryCache:
     def lookup(self, table: dict[Any, tuple[float, T]], key: Any, load: Callable[[], T]) -> T:
         """The cached value for `key`, loading it when missing, old or unconfirmed."""
         hit = table.get(key)
-        if (
-            hit is not None
-            and self.listening.is_set()
-            and time.monotonic() - hit[0] < settings.DELIVERY_CACHE_SECONDS
+        now = time.monotonic()
+        if hit is not None and (
+            (
+                self.listening.is_set()
+                and hit[0] >= self._valid_since
+                and now - hit[0] < settings.DELIVERY_CACHE_SECONDS
+            )
+            or now < self._database_down_until
         ):
             return hit[1]
         generation = self._generation
         try:
             value = load()
         except Exception:
-            if hit is not None:
-                log.warning("database unavailable; serving the last known delivery answer")
-                return hit[1]
-            raise
+            if hit is None:
+                raise
+            if now >= self._database_down_until:
+                log.warning("database unavailable: serving last known delivery answers")
+            self._database_down_until = now + DATABASE_RETRY_SECONDS
+            return hit[1]
         with self._lock:
             # An invalidation that arrived while we read may concern what we read: keep nothing.
             if generation == self._generation:
-                if table is self.devices and len(table) >= MAX_DEVICE_ENTRIES:
+                limit = MAX_UNKNOWN_ENTRIES if table is self.unknown else MAX_DEVICE_ENTRIES
+                if len(table) >= limit:
                     table.clear()
-                table[key] = (time.monotonic(), value)
+                table[key] = (now, value)
         return value
+
+    def device(
+        self, credential_hash: str, load: Callable[[], DeviceEntry | None]
+    ) -> DeviceEntry | None:
+        """The device holding this credential (hash); unknown ones are remembered apart."""
+        if credential_hash in self.unknown:
+            return self.lookup(self.unknown, credential_hash, load)
+        found = self.lookup(self.devices, credential_hash, load)
+        if found is None:
+            with self._lock:
+                self.devices.pop(credential_hash, None)
+                self.unknown[credential_hash] = (time.monotonic(), None)
+        return found
 
     # Invalidation ------------------------------------------------------------------------------
 
@@ -139,16 +183,25 @@ class DeliveryCache:
             self._generation += 1
             if kind == "device":
                 self.devices.pop(rest, None)
+                self.unknown.pop(rest, None)
             elif kind == "team":
                 org_id, _, path = rest.partition(":")
                 if org_id.isdigit():
                     self.teams.pop((int(org_id), path), None)
             else:
                 self.devices.clear()
+                self.unknown.clear()
                 self.teams.clear()
 
     def clear(self) -> None:
         self.invalidate("*")
+
+    def _listening_from_now(self) -> None:
+        """(Re)connected: older entries stay as a fallback but are re-read before being trusted."""
+        with self._lock:
+            self._generation += 1
+            self._valid_since = time.monotonic()
+        self.listening.set()
 
     # The listening thread ----------------------------------------------------------------------
 
@@ -161,42 +214,50 @@ class DeliveryCache:
             atexit.register(self._flush_at_exit)
 
     def stop(self) -> None:
-        """Write what is pending and close the listening connection (tests, shutdown)."""
+        """Write what is pending and close the connections (tests, shutdown)."""
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=settings.DELIVERY_FLUSH_SECONDS + 5)
             self._thread = None
         self.listening.clear()
 
-    def _run(self) -> None:
+    def _connect(self) -> Any:
         import psycopg
 
-        params = connections["default"].get_connection_params()
+        params = {**connections["default"].get_connection_params(), **_CONNECTION_OPTIONS}
+        return psycopg.connect(**params, autocommit=True)
+
+    def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(**params, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    # Whatever changed while nobody listened is unknown: start over.
-                    self.clear()
-                    self.listening.set()
+                with self._connect() as listener:
+                    listener.execute(f"LISTEN {CHANNEL}")
+                    self._listening_from_now()
                     while not self._stopping.is_set():
-                        for note in conn.notifies(timeout=settings.DELIVERY_FLUSH_SECONDS):
+                        for note in listener.notifies(timeout=settings.DELIVERY_FLUSH_SECONDS):
                             self.invalidate(note.payload)
-                        self._flush(conn)
+                        # A heartbeat: a silently dead connection fails here, not never.
+                        listener.execute("SELECT 1")
+                        self._flush()
+                    self._flush()
             except Exception:
                 self.listening.clear()
                 log.warning("delivery listener lost PostgreSQL; retrying", exc_info=True)
                 self._stopping.wait(1.0)
 
-    def _flush(self, conn: Any) -> None:
+    def _flush(self) -> None:
+        """Write pending fetch counts on a connection of their own: a failed write (a lock
+        timeout, say) costs a retry later, never the LISTEN connection."""
         rows = self.pending.take()
         if not rows:
             return
         try:
-            conn.execute(FLUSH_SQL, _flush_params(rows))
+            with self._connect() as writer:
+                writer.execute("SET lock_timeout = '2s'")
+                writer.execute(FLUSH_SQL, _flush_params(rows))
         except Exception:
             self.pending.give_back(rows)
-            raise
+            log.warning("could not write %d fetch count(s); will retry", len(rows))
 
     def _flush_at_exit(self) -> None:
         rows = self.pending.take()
@@ -208,19 +269,26 @@ class DeliveryCache:
                 log.warning("could not write %d fetch count(s) at exit", len(rows))
 
 
+# Rows are sorted by id so two processes writing overlapping batches lock them in the same order
+# (no deadlock); an older fetch never overwrites what a newer one recorded.
 FLUSH_SQL = """
 UPDATE fleet_device AS d
-SET last_seen_at = GREATEST(d.last_seen_at, v.seen), revision_served = v.rev,
-    last_channel = v.ch, fetch_count = d.fetch_count + v.n
+SET last_seen_at = GREATEST(d.last_seen_at, v.seen),
+    revision_served = CASE WHEN d.last_seen_at IS NULL OR v.seen >= d.last_seen_at
+                           THEN v.rev ELSE d.revision_served END,
+    last_channel = CASE WHEN d.last_seen_at IS NULL OR v.seen >= d.last_seen_at
+                        THEN v.ch ELSE d.last_channel END,
+    fetch_count = d.fetch_count + v.n
 FROM unnest(%s::uuid[], %s::timestamptz[], %s::integer[], %s::text[], %s::bigint[])
     AS v(id, seen, rev, ch, n)
 WHERE d.id = v.id
 """
 
 
-def _flush_params(rows: dict[str, tuple[float, int | None, str, int]]) -> list[list[Any]]:
+def _flush_params(rows: Mapping[str, Row]) -> list[list[Any]]:
     ids, seen, revisions, channels, counts = [], [], [], [], []
-    for device_id, (at, revision, channel, count) in rows.items():
+    for device_id in sorted(rows):
+        at, revision, channel, count = rows[device_id]
         ids.append(device_id)
         seen.append(datetime.fromtimestamp(at, tz=UTC))
         revisions.append(revision)
@@ -230,23 +298,40 @@ def _flush_params(rows: dict[str, tuple[float, int | None, str, int]]) -> list[l
 
 
 _cache: DeliveryCache | None = None
-_cache_pid: int | None = None
+_cache_lock = threading.Lock()
+
+
+def _forget_after_fork() -> None:
+    """A forked worker starts its own cache and listener: threads do not survive fork."""
+    global _cache, _cache_lock
+    _cache, _cache_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def cache() -> DeliveryCache | None:
+    """This process's cache, its listener started; None when caching is off (SQLite)."""
+    global _cache
+    if not settings.DELIVERY_CACHE:
+        return None
+    if _cache is None:
+        with _cache_lock:
+            if _cache is None:
+                _cache = DeliveryCache()
+                _cache.start()
+    return _cache
+
+
+def cache_running() -> DeliveryCache | None:
+    """This process's cache if it serves fetches already; never starts one (management
+    commands and workers change devices without serving them)."""
+    return _cache
 
 
 def cache_stop() -> None:
     """Stop this process's listener, if it runs; the next `cache()` starts a new one."""
     global _cache
-    if _cache is not None and _cache_pid == os.getpid():
+    if _cache is not None:
         _cache.stop()
     _cache = None
-
-
-def cache() -> DeliveryCache | None:
-    """This process's cache, its listener started; None when caching is off (SQLite)."""
-    global _cache, _cache_pid
-    if not settings.DELIVERY_CACHE:
-        return None
-    if _cache is None or _cache_pid != os.getpid():  # a forked worker starts its own
-        _cache, _cache_pid = DeliveryCache(), os.getpid()
-        _cache.start()
-    return _cache

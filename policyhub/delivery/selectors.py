@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from policyhub.delivery.cache import DeliveryCache, DeviceEntry, Served, TeamEntry, cache
 from policyhub.fleet import credentials
 from policyhub.fleet.models import Device
 from policyhub.releases.models import Release
-from policyhub.releases.selectors import rollout_includes
+from policyhub.releases.selectors import rollout_serves_current
 
 
 def _device_load(credential_hash: str) -> DeviceEntry | None:
@@ -18,16 +21,22 @@ def _device_load(credential_hash: str) -> DeviceEntry | None:
     return DeviceEntry(str(row[0]), row[1], row[2]) if row else None
 
 
+def bearer_credential(meta: Mapping[str, Any]) -> str | None:
+    """The credential of an `Authorization: Bearer <credential>` header; None without one."""
+    scheme, _, credential = str(meta.get("HTTP_AUTHORIZATION", "")).partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" else None
+
+
 def device_for_credential(credential: object) -> DeviceEntry | None:
     """The enrolled, unrevoked device holding `credential`; None for anything else."""
     if not credentials.well_formed(credential, credentials.DEVICE_PREFIX):
         return None
-    assert isinstance(credential, str)
+    assert isinstance(credential, str)  # for the type checker: well_formed saw to it
     digest = credentials.secret_hash(credential)
     state = cache()
     if state is None:
         return _device_load(digest)
-    return state.lookup(state.devices, digest, lambda: _device_load(digest))
+    return state.device(digest, lambda: _device_load(digest))
 
 
 def _served(release: Release | None) -> Served | None:
@@ -66,11 +75,12 @@ def release_served(device: DeviceEntry) -> Served | None:
         team = _team_load(*key)
     else:
         team = state.lookup(state.teams, key, lambda: _team_load(*key))
-    if team.current is None or team.previous is None or team.rollout_percent >= 100:
-        return team.current
-    inside = rollout_includes(
+    if team.current is None:
+        return None
+    serves_current = rollout_serves_current(
         release_id=team.current.release_id,
-        device_id=device.device_id,
         percent=team.rollout_percent,
+        has_previous=team.previous is not None,
+        device_id=device.device_id,
     )
-    return team.current if inside else team.previous
+    return team.current if serves_current else team.previous

@@ -5,6 +5,8 @@
 
 Both answer from delivery/cache.py: no rendering, no database write, normally no query. Both
 honour `If-None-Match` with 304. Anything that is not a valid, unrevoked credential gets 401.
+
+And the downloads of a team's current release for admins: the MDM profile and the zip.
 """
 
 from __future__ import annotations
@@ -12,17 +14,19 @@ from __future__ import annotations
 import json
 
 from django.contrib.auth.decorators import login_required
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.http import parse_etags
 from django.views.decorators.csrf import csrf_exempt
 
-from policyhub.accounts.selectors import organizations_for
 from policyhub.delivery import exports
 from policyhub.delivery.cache import Served
-from policyhub.delivery.selectors import device_for_credential, release_served
+from policyhub.delivery.selectors import bearer_credential, device_for_credential, release_served
 from policyhub.delivery.services import fetch_record
 from policyhub.fleet.models import Device
 from policyhub.releases.models import Release
+from policyhub.releases.selectors import current_release_of_member_team
+from policyhub.validators import is_plain_text
 
 JSON = "application/json"
 # A machine must revalidate every time, and no shared cache may keep a device's bundle.
@@ -30,18 +34,19 @@ CACHE_CONTROL = "private, no-cache"
 
 
 def _json_error(status: int, detail: str) -> HttpResponse:
-    body = json.dumps({"detail": detail})
-    response = HttpResponse(body, status=status, content_type=JSON)
+    response = HttpResponse(json.dumps({"detail": detail}), status=status, content_type=JSON)
     if status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="policyhub"'
     return response
 
 
 def _not_modified(request: HttpRequest, served: Served) -> bool:
+    """If-None-Match, compared weakly (RFC 9110 §13.1.2): a proxy that compresses the body may
+    hand the client `W/"<tag>"`, which must still match."""
     header = request.META.get("HTTP_IF_NONE_MATCH")
     if not header:
         return False
-    tags = parse_etags(header)
+    tags = [tag.removeprefix("W/") for tag in parse_etags(header)]
     return served.etag in tags or "*" in tags
 
 
@@ -50,10 +55,16 @@ def _answer(request: HttpRequest, credential: object, channel: str) -> HttpRespo
         response = _json_error(405, "method not allowed")
         response["Allow"] = "GET, HEAD"
         return response
-    device = device_for_credential(credential)
+    try:
+        device = device_for_credential(credential)
+        served = release_served(device) if device is not None else None
+    except DatabaseError:
+        # Nothing known about this device yet and the database cannot tell: try again later.
+        response = _json_error(503, "temporarily unavailable")
+        response["Retry-After"] = "5"
+        return response
     if device is None:
         return _json_error(401, "unknown or revoked device credential")
-    served = release_served(device)
     fetch_record(
         device_id=device.device_id,
         revision=served.revision if served else None,
@@ -81,24 +92,19 @@ def config_server_bundle(request: HttpRequest, credential: str) -> HttpResponse:
 
 @csrf_exempt
 def device_bundle(request: HttpRequest) -> HttpResponse:
-    scheme, _, credential = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if scheme.lower() != "bearer":
+    credential = bearer_credential(request.META)
+    if credential is None:
         return _json_error(401, "send Authorization: Bearer <device credential>")
-    return _answer(request, credential.strip(), Device.Channel.AGENT)
+    return _answer(request, credential, Device.Channel.AGENT)
 
 
 def _current_release(request: HttpRequest, slug: str, path: str) -> Release:
     """The team's current release, for members of its organisation only (404 for others)."""
-    release = (
-        Release.objects.filter(
-            organization__in=organizations_for(request.user),
-            organization__slug=slug,
-            team_path=path,
-            current=True,
+    release = None
+    if is_plain_text(path):
+        release = current_release_of_member_team(
+            request.user, organization_slug=slug, team_path=path
         )
-        .select_related("organization", "signing_key")
-        .first()
-    )
     if release is None:
         raise Http404("no published release for this team")
     return release

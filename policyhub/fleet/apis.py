@@ -67,19 +67,23 @@ class FleetTeamsApi(APIView):
         return Response({"teams": TeamFleetOut(selectors.team_fleet(org), many=True).data})
 
 
+class DevicesQuery(serializers.Serializer):
+    team = serializers.CharField(max_length=1024, required=False, validators=[plain_text])
+    state = serializers.ChoiceField(choices=selectors.STATES, required=False)
+
+
 class FleetDevicesApi(APIView):
     """Every enrolled device with what it was served, applied and reported."""
 
     def get(self, request: Request, slug: str) -> Response:
         org = _organization(request, slug)
-        statuses = selectors.device_statuses(org, team_path=request.query_params.get("team"))
-        state = request.query_params.get("state")
-        if state is not None:
-            if state not in selectors.STATES:
-                raise serializers.ValidationError(
-                    {"state": [f"one of {', '.join(selectors.STATES)}"]}
-                )
-            statuses = [s for s in statuses if s.state == state]
+        query = DevicesQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        statuses = selectors.device_statuses(
+            org,
+            team_path=query.validated_data.get("team"),
+            state=query.validated_data.get("state"),
+        )
         return Response({"devices": DeviceStatusOut(statuses, many=True).data})
 
 

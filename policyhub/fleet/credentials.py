@@ -14,7 +14,7 @@ ENROLLMENT_PREFIX = "phe_"
 DEVICE_PREFIX = "phd_"
 # token_urlsafe(32) is 43 characters of [A-Za-z0-9_-].
 _SHAPE = {
-    prefix: re.compile(rf"^{prefix}[A-Za-z0-9_-]{{43}}$")
+    prefix: re.compile(rf"{prefix}[A-Za-z0-9_-]{{43}}")
     for prefix in (ENROLLMENT_PREFIX, DEVICE_PREFIX)
 }
 
@@ -29,4 +29,4 @@ def secret_hash(secret: str) -> str:
 
 def well_formed(secret: object, prefix: str) -> bool:
     """Whether `secret` could be one of ours; anything else is refused before any lookup."""
-    return isinstance(secret, str) and _SHAPE[prefix].match(secret) is not None
+    return isinstance(secret, str) and _SHAPE[prefix].fullmatch(secret) is not None

@@ -15,7 +15,7 @@ from django.utils import timezone
 from policyhub.accounts.models import Organization
 from policyhub.fleet.models import Device, EnrollmentToken
 from policyhub.releases.models import Release
-from policyhub.releases.selectors import rollout_includes
+from policyhub.releases.selectors import rollout_serves_current
 
 STATES = ("current", "behind", "failing", "stale", "pending")
 
@@ -26,6 +26,19 @@ def enrollment_tokens(organization: Organization) -> QuerySet[EnrollmentToken]:
 
 def enrollment_token_get(organization: Organization, token_id: int) -> EnrollmentToken | None:
     return enrollment_tokens(organization).filter(pk=token_id).first()
+
+
+def token_refusal(token: EnrollmentToken | None, now: datetime) -> str | None:
+    """Why this token cannot enrol a machine now, or None if it can."""
+    if token is None:
+        return "unknown enrolment token"
+    if token.revoked_at is not None:
+        return "this enrolment token was revoked"
+    if token.expires_at <= now:
+        return "this enrolment token has expired"
+    if token.max_uses is not None and token.uses >= token.max_uses:
+        return "this enrolment token has been used up"
+    return None
 
 
 def devices(
@@ -57,12 +70,17 @@ class _TeamRelease:
 
     def expected_for(self, device_id: str) -> int:
         """The revision a device of the team should have now (staged rollouts included)."""
-        if self.rollout_percent >= 100 or self.previous_revision is None:
-            return self.revision
-        inside = rollout_includes(
-            release_id=self.release_id, device_id=device_id, percent=self.rollout_percent
+        serves_current = rollout_serves_current(
+            release_id=self.release_id,
+            percent=self.rollout_percent,
+            has_previous=self.previous_revision is not None,
+            device_id=device_id,
         )
-        return self.revision if inside else self.previous_revision
+        return (
+            self.revision
+            if serves_current or self.previous_revision is None
+            else (self.previous_revision)
+        )
 
 
 def _team_releases(organization: Organization) -> dict[str, _TeamRelease]:
@@ -100,7 +118,7 @@ def _state(
 
 
 def device_statuses(
-    organization: Organization, *, team_path: str | None = None
+    organization: Organization, *, team_path: str | None = None, state: str | None = None
 ) -> list[DeviceStatus]:
     """Every enrolled (unrevoked) device with its state; one query for devices, one for
     releases, whatever the fleet's size."""
@@ -111,8 +129,9 @@ def device_statuses(
     for device in devices(organization, team_path=team_path):
         team_release = releases.get(device.team.path)
         expected = team_release.expected_for(str(device.pk)) if team_release else None
-        state, applied, last = _state(device, expected, now, stale_after)
-        out.append(DeviceStatus(device, state, expected, applied, last))
+        found, applied, last = _state(device, expected, now, stale_after)
+        if state is None or found == state:
+            out.append(DeviceStatus(device, found, expected, applied, last))
     return out
 
 

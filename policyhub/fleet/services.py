@@ -4,7 +4,7 @@ status devices report."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -14,10 +14,11 @@ from django.utils import timezone
 from policyhub.accounts.models import Organization, Role
 from policyhub.accounts.selectors import require_role
 from policyhub.audit.services import audit_record
-from policyhub.delivery.cache import cache
+from policyhub.delivery.cache import cache_running
 from policyhub.errors import ApplicationError
 from policyhub.fleet import credentials
 from policyhub.fleet.models import Device, EnrollmentToken
+from policyhub.fleet.selectors import token_refusal
 from policyhub.releases.services import signing_key_active
 from policyhub.teams.models import Team
 from providers.base import Issue
@@ -31,9 +32,8 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 class EnrollmentRefused(ApplicationError):
     """An enrolment token that is unknown, expired, used up or revoked."""
 
-    def __init__(self, message: str, *, known: bool) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message, [Issue("error", "token", message)])
-        self.known = known
 
 
 def duration_parse(text: str, *, field: str = "expires") -> timedelta:
@@ -60,9 +60,9 @@ def _require_fleet_role(organization: Organization, actor: User | None, doing: s
 
 
 def _forget(device: Device) -> None:
-    """This process drops the device from its delivery cache at commit; the others hear of it
-    from PostgreSQL (the trigger of delivery migration 0001) at the same moment."""
-    state = cache()
+    """A process that serves fetches drops the device from its cache at commit, without waiting
+    for PostgreSQL's announcement (delivery migration 0001) that tells every other process."""
+    state = cache_running()
     if state is not None:
         transaction.on_commit(lambda: state.invalidate(f"device:{device.credential_hash}"))
 
@@ -131,6 +131,7 @@ def enrollment_token_revoke(*, token: EnrollmentToken, actor: User | None) -> En
     if token.revoked_at is None:
         before = _token_data(token)
         token.revoked_at = timezone.now()
+        token.full_clean()
         token.save(update_fields=["revoked_at"])
         audit_record(
             organization=token.organization,
@@ -156,19 +157,6 @@ def _token_data(token: EnrollmentToken) -> dict[str, Any]:
     }
 
 
-def token_refusal(token: EnrollmentToken | None, now: datetime) -> str | None:
-    """Why this token cannot enrol a machine now, or None if it can."""
-    if token is None:
-        return "unknown enrolment token"
-    if token.revoked_at is not None:
-        return "this enrolment token was revoked"
-    if token.expires_at <= now:
-        return "this enrolment token has expired"
-    if token.max_uses is not None and token.uses >= token.max_uses:
-        return "this enrolment token has been used up"
-    return None
-
-
 @transaction.atomic
 def device_enroll(
     *, token_secret: str, hostname: str, os: str = "", codex_version: str = ""
@@ -185,8 +173,9 @@ def device_enroll(
         )
     refusal = token_refusal(token, timezone.now())
     if refusal is not None or token is None:
-        raise EnrollmentRefused(refusal or "unknown enrolment token", known=token is not None)
+        raise EnrollmentRefused(refusal or "unknown enrolment token")
     token.uses += 1
+    token.full_clean()
     token.save(update_fields=["uses"])
     secret = credentials.new_secret(credentials.DEVICE_PREFIX)
     device = Device(
@@ -218,6 +207,7 @@ def device_revoke(*, device: Device, actor: User | None, reason: str = "") -> De
     device = Device.objects.select_for_update().select_related("team").get(pk=device.pk)
     if device.revoked_at is None:
         device.revoked_at = timezone.now()
+        device.full_clean()
         device.save(update_fields=["revoked_at"])
         _forget(device)
         audit_record(
@@ -246,6 +236,7 @@ def device_move(*, device: Device, team_path: str, actor: User | None, reason: s
     if team.pk != device.team_id:
         before = device.team.path
         device.team = team
+        device.full_clean()
         device.save(update_fields=["team"])
         _forget(device)
         audit_record(

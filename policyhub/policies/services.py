@@ -59,7 +59,7 @@ def policy_apply(
         organization.full_clean()
         organization.save(update_fields=["name"])
     _write_endpoints(organization, current, wanted)
-    teams = _write_teams(organization, current, wanted)
+    teams = _write_teams(organization, current, wanted, actor)
     _write_node(organization, None, current.root, wanted.root)
     for path, spec in wanted.teams.items():
         old = current.teams[path].node if path in current.teams else Node()
@@ -94,7 +94,7 @@ def _write_endpoints(organization: Organization, current: OrgPolicy, wanted: Org
 
 
 def _write_teams(
-    organization: Organization, current: OrgPolicy, wanted: OrgPolicy
+    organization: Organization, current: OrgPolicy, wanted: OrgPolicy, actor: User | None
 ) -> dict[str, Team]:
     teams = {t.path: t for t in Team.objects.filter(organization=organization)}
     gone = set(current.teams) - set(wanted.teams)
@@ -102,7 +102,7 @@ def _write_teams(
     for path in sorted(gone):
         spec = current.teams[path]
         if spec.parent_path not in gone:
-            team_delete(team=teams[path])
+            team_delete(team=teams[path], actor=actor)
     teams = {path: team for path, team in teams.items() if path not in gone}
     # Shallowest first, so parents exist before their children.
     for path in sorted(wanted.teams, key=lambda p: p.count("/")):

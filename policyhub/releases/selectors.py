@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from django.db.models import Max, OuterRef, QuerySet, Subquery
 
 from policyhub.accounts.models import Organization
+from policyhub.accounts.selectors import organizations_for
 from policyhub.releases.models import PublishRun, Release, SigningKey
 
 
@@ -73,6 +75,32 @@ def rollout_includes(*, release_id: int, device_id: str, percent: int) -> bool:
     return int.from_bytes(digest[:8], "big") % 100 < percent
 
 
+def rollout_serves_current(
+    *, release_id: int, percent: int, has_previous: bool, device_id: str
+) -> bool:
+    """Whether a device of a team gets the team's current release (else the one it replaced):
+    the one rule both fetch channels and fleet status follow."""
+    if percent >= 100 or not has_previous:
+        return True
+    return rollout_includes(release_id=release_id, device_id=device_id, percent=percent)
+
+
+def current_release_of_member_team(
+    user: Any, *, organization_slug: str, team_path: str
+) -> Release | None:
+    """A team's current release, if `user` is a member of its organisation (else None)."""
+    return (
+        Release.objects.filter(
+            organization__in=organizations_for(user),
+            organization__slug=organization_slug,
+            team_path=team_path,
+            current=True,
+        )
+        .select_related("organization", "signing_key")
+        .first()
+    )
+
+
 def release_for_device(
     *, organization: Organization, team_path: str, device_id: str
 ) -> Release | None:
@@ -83,10 +111,12 @@ def release_for_device(
         .select_related("previous")
         .first()
     )
-    if current is None or current.rollout_percent >= 100 or current.previous is None:
-        return current
-    if rollout_includes(
-        release_id=current.pk, device_id=device_id, percent=current.rollout_percent
-    ):
-        return current
-    return current.previous
+    if current is None:
+        return None
+    serves_current = rollout_serves_current(
+        release_id=current.pk,
+        percent=current.rollout_percent,
+        has_previous=current.previous is not None,
+        device_id=device_id,
+    )
+    return current if serves_current else current.previous

@@ -56,17 +56,13 @@ def native_body(
 ) -> str:
     """The config-server answer: one fragment per file, highest priority first (we send one
     fragment each, already resolved from the whole team chain)."""
-    fragment_id = f"policyhub:{organization}/{team_path}@{revision}"
-    name = f"PolicyHub {organization}/{team_path} r{revision}"
-    body = {}
-    if CONFIG in files:
-        body["config_toml"] = {
-            "enterprise_managed": [{"id": fragment_id, "name": name, "contents": files[CONFIG]}]
-        }
-    if REQUIREMENTS in files:
-        body["requirements_toml"] = {
-            "enterprise_managed": [
-                {"id": fragment_id, "name": name, "contents": files[REQUIREMENTS]}
-            ]
-        }
+    fragment = {
+        "id": f"policyhub:{organization}/{team_path}@{revision}",
+        "name": f"PolicyHub {organization}/{team_path} r{revision}",
+    }
+    body = {
+        key: {"enterprise_managed": [{**fragment, "contents": files[name]}]}
+        for key, name in (("config_toml", CONFIG), ("requirements_toml", REQUIREMENTS))
+        if name in files
+    }
     return _json(body)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from policyhub.accounts.models import Organization
 from policyhub.accounts.selectors import memberships_scoped_to
+from policyhub.audit.services import audit_record
 from policyhub.errors import ApplicationError
-from policyhub.fleet.models import Device
+from policyhub.fleet.models import Device, EnrollmentToken
 from policyhub.teams.models import Team
 from policyhub.teams.selectors import team_subtrees
 from providers.base import Issue
@@ -94,11 +96,26 @@ def _devices_check(organization: Organization, paths: list[str]) -> None:
 
 
 @transaction.atomic
-def team_delete(*, team: Team) -> None:
+def team_delete(*, team: Team, actor: User | None = None) -> None:
     """Delete a team, its subtree and their policy nodes; refused while editors are scoped there
-    or devices are enrolled. Revoked devices of the subtree go with it (their audit trail stays)."""
-    team_delete_check(organization=team.organization, paths=[team.path])
-    Device.objects.filter(
-        team__in=team_subtrees(team.organization, [team.path]), revoked_at__isnull=False
-    ).delete()
+    or devices are enrolled. Revoked devices and enrolment tokens of the subtree go with it, each
+    with an audit event (their earlier events stay)."""
+    organization = team.organization
+    team_delete_check(organization=organization, paths=[team.path])
+    subtree = team_subtrees(organization, [team.path])
+    for kind, rows in (
+        ("device", Device.objects.filter(team__in=subtree, revoked_at__isnull=False)),
+        ("enrollment_token", EnrollmentToken.objects.filter(team__in=subtree)),
+    ):
+        for key, path in rows.values_list("pk", "team__path"):
+            audit_record(
+                organization=organization,
+                actor=actor,
+                action=f"{kind}.delete",
+                object_type=kind,
+                object_key=str(key),
+                before={"team": path},
+                reason=f"team {team.path} deleted",
+            )
+        rows.delete()
     team.delete()

@@ -8,8 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
 
+from policyhub.delivery.cache import FLUSH_SQL, _flush_params
 from policyhub.fleet.models import Device
 from policyhub.fleet.services import device_move, device_revoke
 from policyhub.policies.services import policy_apply
@@ -86,6 +88,8 @@ def test_matching_etag_gets_304_and_a_stale_one_the_body(
     assert unchanged["ETag"] == etag
     listed = channel(client, credential, **{"If-None-Match": f'"other", {etag}'})
     assert listed.status_code == 304
+    weak = channel(client, credential, **{"If-None-Match": f"W/{etag}"})
+    assert weak.status_code == 304  # as a compressing proxy hands the tag on
     stale = channel(client, credential, **{"If-None-Match": '"0123"'})
     assert stale.status_code == 200 and stale.content
 
@@ -172,3 +176,18 @@ def test_fetches_are_counted_per_device_behind_the_request(
     assert device.fetch_count == 3
     assert device.revision_served == current(cast, "platform/ci").revision
     assert device.last_channel == "agent" and device.last_seen_at is not None
+
+
+def test_an_older_fetch_written_late_never_overwrites_a_newer_one(
+    publish: Callable[..., Any], enrol: Enrol
+) -> None:
+    publish()
+    device, _ = enrol("batch")
+    now = time.time()
+    newer = {str(device.pk): (now, 6, "agent", 1)}
+    older = {str(device.pk): (now - 1, 5, "native", 2)}
+    with connection.cursor() as cursor:
+        cursor.execute(FLUSH_SQL, _flush_params(newer))  # one worker writes first...
+        cursor.execute(FLUSH_SQL, _flush_params(older))  # ...another, with an older fetch, later
+    device.refresh_from_db()
+    assert (device.revision_served, device.last_channel, device.fetch_count) == (6, "agent", 3)

@@ -197,10 +197,11 @@ BAD_ENROLMENTS: list[tuple[str, bytes, int]] = [
     ("empty", b"{}", 400),
     ("not json", b"token=abc", 400),
     ("not utf-8", b'{"token": "\xff"}', 400),
-    ("token a number", b'{"token": 5}', 401),  # read as the text "5": an unknown token
-    ("token oversize", json.dumps({"token": "phe_" + "A" * 5000}).encode(), 400),
-    ("unknown token", json.dumps({"token": "phe_" + "A" * 43}).encode(), 401),
-    ("device credential as token", json.dumps({"token": "phd_" + "A" * 43}).encode(), 401),
+    ("token a number", b'{"token": 5}', 403),  # read as the text "5": an unknown token
+    ("token too long", json.dumps({"token": "phe_" + "A" * 200}).encode(), 400),
+    ("unknown token", json.dumps({"token": "phe_" + "A" * 43}).encode(), 403),
+    ("device credential as token", json.dumps({"token": "phd_" + "A" * 43}).encode(), 403),
+    ("oversize body", json.dumps({"token": "phe_x", "os": "x" * 10_000}).encode(), 413),
     ("NUL in hostname", json.dumps({"token": "phe_x", "hostname": "a\x00"}).encode(), 400),
 ]
 
@@ -217,3 +218,19 @@ def test_bad_enrolment_is_refused_and_creates_no_device(
     assert response.status_code == status, response.content
     assert "credential" not in response.json()
     assert not Device.objects.exists()
+
+
+@pytest.mark.parametrize("path", ["%00", "a%00b", "platform/%1b"])
+def test_control_characters_in_download_paths_get_404(
+    path: str, cast: dict[str, Any], publish: Callable[..., Any], client: Client
+) -> None:
+    publish()
+    client.force_login(cast["admin"])
+    for suffix in ("files.zip", "codex.mobileconfig"):
+        assert client.get(f"/orgs/acme/teams/{path}/{suffix}").status_code == 404
+
+
+def test_control_characters_in_fleet_filters_get_400(cast: dict[str, Any], client: Client) -> None:
+    client.force_login(cast["admin"])
+    response = client.get("/api/v1/orgs/acme/fleet/devices", {"team": "a\x00"})
+    assert response.status_code == 400 and "team" in response.json()["errors"]

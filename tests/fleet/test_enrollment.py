@@ -62,9 +62,8 @@ def test_token_use_limit_is_enforced(cast: dict[str, Any]) -> None:
     _, secret = token(cast, max_uses=2)
     device_enroll(token_secret=secret, hostname="a")
     device_enroll(token_secret=secret, hostname="b")
-    with pytest.raises(EnrollmentRefused, match="used up") as refused:
+    with pytest.raises(EnrollmentRefused, match="used up"):
         device_enroll(token_secret=secret, hostname="c")
-    assert refused.value.known
     assert Device.objects.count() == 2
 
 
@@ -80,9 +79,8 @@ def test_expired_and_revoked_tokens_enrol_nothing(cast: dict[str, Any]) -> None:
     enrollment_token_revoke(token=revoked, actor=cast["admin"])
     with pytest.raises(EnrollmentRefused, match="revoked"):
         device_enroll(token_secret=revoked_secret, hostname="a")
-    with pytest.raises(EnrollmentRefused, match="unknown") as unknown:
+    with pytest.raises(EnrollmentRefused, match="unknown"):
         device_enroll(token_secret="phe_" + "A" * 43, hostname="a")
-    assert not unknown.value.known
     assert not Device.objects.exists()
 
 

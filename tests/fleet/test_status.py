@@ -122,7 +122,7 @@ def test_fleet_api_answers_members_and_hides_the_organisation_from_others(
     assert bad.status_code == 400 and "state" in bad.json()["errors"]
     # An auditor reads but may not revoke.
     refused = client.post(f"/api/v1/orgs/acme/devices/{device.pk}/revoke", {}, "application/json")
-    assert refused.status_code == 400 and "user" in refused.json()["errors"]
+    assert refused.status_code == 403 and "user" in refused.json()["errors"]
     client.force_login(cast["outsider"])
     for path in (
         "/api/v1/orgs/acme/fleet/teams",

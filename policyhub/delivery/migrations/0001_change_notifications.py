@@ -7,12 +7,18 @@ from django.db import migrations
 FORWARD = """
 CREATE FUNCTION policyhub_delivery_device_changed() RETURNS trigger AS $$
 BEGIN
-    PERFORM pg_notify('policyhub_delivery', 'device:' || OLD.credential_hash);
+    IF TG_OP <> 'INSERT' THEN
+        PERFORM pg_notify('policyhub_delivery', 'device:' || OLD.credential_hash);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM pg_notify('policyhub_delivery', 'device:' || NEW.credential_hash);
+    END IF;
     RETURN NULL;
 END $$ LANGUAGE plpgsql;
 
 CREATE TRIGGER policyhub_delivery_device
-AFTER UPDATE OF team_id, revoked_at, credential_hash OR DELETE ON fleet_device
+AFTER INSERT OR UPDATE OF team_id, revoked_at, credential_hash, organization_id
+OR DELETE ON fleet_device
 FOR EACH ROW EXECUTE FUNCTION policyhub_delivery_device_changed();
 
 CREATE FUNCTION policyhub_delivery_release_changed() RETURNS trigger AS $$
@@ -27,7 +33,10 @@ BEGIN
 END $$ LANGUAGE plpgsql;
 
 CREATE TRIGGER policyhub_delivery_release
-AFTER INSERT OR UPDATE OF current, rollout_percent, aborted_at OR DELETE ON releases_release
+AFTER INSERT
+OR UPDATE OF current, rollout_percent, aborted_at, previous_id, etag, agent_body, native_body,
+    team_path, organization_id
+OR DELETE ON releases_release
 FOR EACH ROW EXECUTE FUNCTION policyhub_delivery_release_changed();
 """
 

@@ -5,7 +5,10 @@ from django.db import migrations, models
 
 
 def fill_bodies(apps, schema_editor):
-    """Releases stored before this migration get the bodies a new release would have."""
+    """Releases stored before this migration get the bodies a new release would have.
+
+    Deliberately the live `wire` module, not a frozen copy: the bodies must be what the server
+    of this version serves."""
     from policyhub.releases import wire
 
     Release = apps.get_model("releases", "Release")

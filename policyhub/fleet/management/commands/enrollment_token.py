@@ -10,12 +10,11 @@ from django.utils import timezone
 
 from policyhub.cli import organization_arg, refused, user_arg
 from policyhub.errors import ApplicationError
-from policyhub.fleet.selectors import enrollment_token_get, enrollment_tokens
+from policyhub.fleet.selectors import enrollment_token_get, enrollment_tokens, token_refusal
 from policyhub.fleet.services import (
     duration_parse,
     enrollment_token_create,
     enrollment_token_revoke,
-    token_refusal,
 )
 
 
