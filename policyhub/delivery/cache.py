@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing.util
 import os
 import threading
 import time
@@ -212,6 +213,9 @@ class DeliveryCache:
             )
             self._thread.start()
             atexit.register(self._flush_at_exit)
+            # Some servers' workers end without running atexit hooks (granian's do); this
+            # finaliser runs there too, so a worker's last fetch counts are written when it stops.
+            multiprocessing.util.Finalize(None, self._flush_at_exit, exitpriority=10)
 
     def stop(self) -> None:
         """Write what is pending and close the connections (tests, shutdown)."""

@@ -166,7 +166,7 @@ def device_enroll(
     token = None
     if credentials.well_formed(token_secret, credentials.ENROLLMENT_PREFIX):
         token = (
-            EnrollmentToken.objects.select_for_update()
+            EnrollmentToken.objects.select_for_update(of=("self",))
             .select_related("organization", "team")
             .filter(token_hash=credentials.secret_hash(token_secret))
             .first()
@@ -204,7 +204,7 @@ def device_enroll(
 def device_revoke(*, device: Device, actor: User | None, reason: str = "") -> Device:
     """Both channels refuse the device's credential from the moment this commits."""
     _require_fleet_role(device.organization, actor, "revoke devices")
-    device = Device.objects.select_for_update().select_related("team").get(pk=device.pk)
+    device = Device.objects.select_for_update(of=("self",)).select_related("team").get(pk=device.pk)
     if device.revoked_at is None:
         device.revoked_at = timezone.now()
         device.full_clean()
@@ -227,7 +227,7 @@ def device_revoke(*, device: Device, actor: User | None, reason: str = "") -> De
 def device_move(*, device: Device, team_path: str, actor: User | None, reason: str = "") -> Device:
     """Serve the device another team's release from its next fetch on."""
     _require_fleet_role(device.organization, actor, "move devices")
-    device = Device.objects.select_for_update().select_related("team").get(pk=device.pk)
+    device = Device.objects.select_for_update(of=("self",)).select_related("team").get(pk=device.pk)
     if device.revoked_at is not None:
         raise ApplicationError(
             "a revoked device cannot be moved", [Issue("error", "device", "revoked")]

@@ -1,8 +1,8 @@
-"""A production-shaped PolicyHub for end-to-end tests: gunicorn on the test database behind nginx
+"""A production-shaped PolicyHub for end-to-end tests: granian on the test database behind nginx
 terminating TLS with a throw-away CA, inside a network namespace of its own. A "machine" (the
 agent, Codex) runs in the same namespace and reaches https://127.0.0.1:8443; nothing else can.
 
-gunicorn stays in the host namespace (it needs PostgreSQL on the host's loopback) and listens on
+The app server stays in the host namespace (it needs PostgreSQL on the host's loopback) and listens on
 a Unix socket, which crosses namespaces; nginx proxies to it.
 """
 
@@ -33,6 +33,8 @@ from django.db import connection
 from tests.codex.harness import REPO_ROOT
 
 PORT = 8443
+# The production server as docker/Dockerfile runs it (granian; bench/fetch.py chose it).
+PRODUCTION_SERVER_ARGS = ["--interface", "wsgi", "--workers", "2", "--blocking-threads", "2"]
 
 NGINX_CONF = """
 # Workers as root: they must reach the socket in a private temp folder.
@@ -235,8 +237,8 @@ class TcpProxy:
 
 @contextmanager
 def running_stack(*, database_port: int | None = None) -> Iterator[Stack]:
-    """Start gunicorn, nginx and the namespace; tear everything down afterwards. With
-    `database_port`, gunicorn reaches PostgreSQL through that port (a TcpProxy)."""
+    """Start server, nginx and the namespace; tear everything down afterwards. With
+    `database_port`, server reaches PostgreSQL through that port (a TcpProxy)."""
     for tool in ("nginx", "ip"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             raise RuntimeError(f"{tool} is not installed (make test installs it)")
@@ -252,15 +254,14 @@ def running_stack(*, database_port: int | None = None) -> Iterator[Stack]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SECURE_SSL_REDIRECT": "1",  # as in production: nginx says the request came over TLS
     }
-    gunicorn = subprocess.Popen(
+    server = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"unix:{sock}",
-            "--workers",
-            "2",
+            str(Path(sys.executable).with_name("granian")),
+            *PRODUCTION_SERVER_ARGS,
+            "--uds",
+            str(sock),
+            "--uds-permissions",
+            "0o600",
             "--log-level",
             "warning",
             "policyhub.wsgi:application",
@@ -268,7 +269,7 @@ def running_stack(*, database_port: int | None = None) -> Iterator[Stack]:
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=open(work / "gunicorn.log", "wb"),  # noqa: SIM115 - closed with the process
+        stderr=open(work / "server.log", "wb"),  # noqa: SIM115 - closed with the process
         start_new_session=True,
     )
     nginx_conf = work / "nginx.conf"
@@ -276,7 +277,7 @@ def running_stack(*, database_port: int | None = None) -> Iterator[Stack]:
     nginx = [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(nginx_conf), "-p", str(work)]
     netns_made = False
     try:
-        _wait(lambda: _answers(sock), "gunicorn")
+        _wait(lambda: _answers(sock), "server")
         subprocess.run(["ip", "netns", "add", netns], check=True)
         netns_made = True
         subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"], check=True)
@@ -293,12 +294,12 @@ def running_stack(*, database_port: int | None = None) -> Iterator[Stack]:
                 ["ip", "netns", "exec", netns, *nginx, "-s", "stop"], capture_output=True
             )
             subprocess.run(["ip", "netns", "del", netns], capture_output=True)
-        gunicorn.terminate()
+        server.terminate()
         try:
-            gunicorn.wait(timeout=15)
+            server.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            os.killpg(gunicorn.pid, 9)
-            gunicorn.wait()
+            os.killpg(server.pid, 9)
+            server.wait()
         shutil.rmtree(work, ignore_errors=True)
 
 

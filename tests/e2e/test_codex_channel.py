@@ -1,4 +1,4 @@
-"""The whole delivery path with real parts: PostgreSQL, a Celery task, gunicorn behind nginx
+"""The whole delivery path with real parts: PostgreSQL, a Celery task, granian behind nginx
 with TLS from a throw-away CA, `policyhub-agent`, and Codex 0.169.0 fetching its bundle from us
 over Codex's own config-server protocol."""
 

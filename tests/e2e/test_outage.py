@@ -48,7 +48,7 @@ def test_fetches_survive_a_database_outage(cast: dict[str, Any], database: TcpPr
     native = f"/config-server/{credential}/codex/config/bundle"
     bearer = f"Authorization: Bearer {credential}"
     with running_stack(database_port=database.port) as stack:
-        # Both gunicorn workers learn the answers (each request may land on either).
+        # Both server workers learn the answers (each request may land on either).
         for _ in range(6):
             assert fetch(stack, native)[0] == "200"
             assert fetch(stack, "/api/v1/device/bundle", bearer)[0] == "200"

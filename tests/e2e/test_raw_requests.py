@@ -1,4 +1,4 @@
-"""Bytes no HTTP client library would send, straight to the production server (gunicorn): each
+"""Bytes no HTTP client library would send, straight to the production server (granian): each
 gets a 4xx and never a bundle."""
 
 from __future__ import annotations
