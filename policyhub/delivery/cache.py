@@ -197,10 +197,27 @@ class DeliveryCache:
         self.invalidate("*")
 
     def _listening_from_now(self) -> None:
-        """(Re)connected: older entries stay as a fallback but are re-read before being trusted."""
+        """(Re)connected: older entries stay as a fallback but are re-read before being trusted.
+        Then every device and team is read at once, so that this process can answer any device
+        through a later database outage, not only the devices it happened to serve. Changes made
+        meanwhile are announced on the listening connection and applied right after."""
         with self._lock:
             self._generation += 1
             self._valid_since = time.monotonic()
+        from django.db import connection
+
+        from policyhub.delivery.selectors import delivery_snapshot  # it imports this module
+
+        try:
+            devices, teams = delivery_snapshot()
+        finally:
+            connection.close()  # this thread's own; it is not used again until the next warm-up
+        loaded = time.monotonic()
+        with self._lock:
+            for digest, entry in devices.items():
+                self.devices[digest] = (loaded, entry)
+            for key, team in teams.items():
+                self.teams[key] = (loaded, team)
         self.listening.set()
 
     # The listening thread ----------------------------------------------------------------------

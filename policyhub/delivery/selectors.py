@@ -84,3 +84,29 @@ def release_served(device: DeviceEntry) -> Served | None:
         device_id=device.device_id,
     )
     return team.current if serves_current else team.previous
+
+
+def delivery_snapshot() -> tuple[dict[str, DeviceEntry], dict[tuple[int, str], TeamEntry]]:
+    """Every unrevoked device and every team's current release, as the cache holds them."""
+    devices = {
+        digest: DeviceEntry(str(pk), organization_id, path)
+        for digest, pk, organization_id, path in Device.objects.filter(revoked_at__isnull=True)
+        .values_list("credential_hash", "pk", "organization_id", "team__path")
+        .iterator(chunk_size=5000)
+    }
+    teams = {
+        (current.organization_id, current.team_path): TeamEntry(
+            _served(current), _served(current.previous), current.rollout_percent
+        )
+        for current in Release.objects.filter(current=True)
+        .select_related("previous")
+        .only(
+            *_SERVED_FIELDS,
+            "organization_id",
+            "team_path",
+            "rollout_percent",
+            *(f"previous__{f}" for f in _SERVED_FIELDS),
+        )
+        .iterator(chunk_size=500)
+    }
+    return devices, teams

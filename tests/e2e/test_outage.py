@@ -45,6 +45,8 @@ def test_fetches_survive_a_database_outage(cast: dict[str, Any], database: TcpPr
     release = Release.objects.get(team_path="web", current=True)
     _, token = enrollment_token_create(organization=cast["acme"], team_path="web", actor=None)
     device, credential = device_enroll(token_secret=token, hostname="laptop")
+    _, token = enrollment_token_create(organization=cast["acme"], team_path="web", actor=None)
+    _, unseen = device_enroll(token_secret=token, hostname="never-fetched-before")
     native = f"/config-server/{credential}/codex/config/bundle"
     bearer = f"Authorization: Bearer {credential}"
     with running_stack(database_port=database.port) as stack:
@@ -66,6 +68,11 @@ def test_fetches_survive_a_database_outage(cast: dict[str, Any], database: TcpPr
             assert json.loads(body)["revision"] == release.revision
             etag = f'If-None-Match: "{release.etag}"'
             assert fetch(stack, "/api/v1/device/bundle", bearer, etag)[0] == "304"
+
+        # Every worker read every device when it started listening, so even a device that no
+        # worker has served yet gets its release during the outage.
+        status, body = fetch(stack, "/api/v1/device/bundle", f"Authorization: Bearer {unseen}")
+        assert status == "200", body
 
         # Back: the workers listen again, so a revocation takes effect as usual.
         database.mend()
