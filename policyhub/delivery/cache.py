@@ -171,6 +171,8 @@ class DeliveryCache:
         if found is None:
             with self._lock:
                 self.devices.pop(credential_hash, None)
+                if len(self.unknown) >= MAX_UNKNOWN_ENTRIES:
+                    self.unknown.clear()
                 self.unknown[credential_hash] = (time.monotonic(), None)
         return found
 

@@ -8,15 +8,13 @@ import os
 import subprocess
 import sys
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from policyhub.celery import app as celery_app
-from policyhub.delivery.cache import cache
 from policyhub.fleet.models import Device
 from policyhub.fleet.services import device_revoke, enrollment_token_create
 from policyhub.policies.services import policy_apply
@@ -24,6 +22,9 @@ from policyhub.releases.models import Release
 from policyhub.releases.services import publish_run_request, signing_key_rotate
 from tests.agent.support import HOME, MISSING_CODEX, snapshot
 from tests.conftest import make_policy
+from tests.delivery.conftest import fresh_cache
+
+__all__ = ["fresh_cache"]  # autouse: publishing runs at commit, the delivery cache starts empty
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -44,20 +45,6 @@ model_reasoning_effort = "low"
 ETC = "etc/codex"
 CODEX_HOME = "home/dev/.codex"
 STATE = "var/lib/policyhub-agent"
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    """Publishing runs its task in-process at commit; the delivery cache starts empty."""
-    eager = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    state = cache()
-    if state is not None:
-        state.clear()
-    yield
-    celery_app.conf.task_always_eager = eager
-    if state is not None:
-        state.clear()
 
 
 @pytest.fixture
