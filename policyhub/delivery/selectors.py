@@ -31,7 +31,6 @@ def device_for_credential(credential: object) -> DeviceEntry | None:
     """The enrolled, unrevoked device holding `credential`; None for anything else."""
     if not credentials.well_formed(credential, credentials.DEVICE_PREFIX):
         return None
-    assert isinstance(credential, str)  # for the type checker: well_formed saw to it
     digest = credentials.secret_hash(credential)
     state = cache()
     if state is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from typing import TypeGuard
 
 ENROLLMENT_PREFIX = "phe_"
 DEVICE_PREFIX = "phd_"
@@ -27,6 +28,6 @@ def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def well_formed(secret: object, prefix: str) -> bool:
+def well_formed(secret: object, prefix: str) -> TypeGuard[str]:
     """Whether `secret` could be one of ours; anything else is refused before any lookup."""
     return isinstance(secret, str) and _SHAPE[prefix].fullmatch(secret) is not None
