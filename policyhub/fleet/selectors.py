@@ -70,17 +70,14 @@ class _TeamRelease:
 
     def expected_for(self, device_id: str) -> int:
         """The revision a device of the team should have now (staged rollouts included)."""
-        serves_current = rollout_serves_current(
+        if self.previous_revision is None or rollout_serves_current(
             release_id=self.release_id,
             percent=self.rollout_percent,
-            has_previous=self.previous_revision is not None,
+            has_previous=True,
             device_id=device_id,
-        )
-        return (
-            self.revision
-            if serves_current or self.previous_revision is None
-            else (self.previous_revision)
-        )
+        ):
+            return self.revision
+        return self.previous_revision
 
 
 def _team_releases(organization: Organization) -> dict[str, _TeamRelease]:
