@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -22,18 +23,28 @@ def _redact(text: str) -> str:
     return _CREDENTIAL.sub("phd_<redacted>", text)
 
 
+def _printable(text: str) -> str:
+    """Server-supplied text as the terminal may show it: no escape sequences, no lone
+    surrogates (which would make print raise)."""
+    return (
+        "".join(c if c.isprintable() or c in "\n\t" else "\ufffd" for c in text)
+        .encode("utf-8", "replace")
+        .decode("utf-8")
+    )
+
+
 def _print(text: str) -> None:
-    print(_redact(text), flush=True)
+    print(_printable(_redact(text)), flush=True)
 
 
 def _print_err(text: str) -> None:
-    print(_redact(text), file=sys.stderr, flush=True)
+    print(_printable(_redact(text)), file=sys.stderr, flush=True)
 
 
 def _non_negative(value: str) -> float:
     number = float(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
+    if not math.isfinite(number) or number < 0:
+        raise argparse.ArgumentTypeError("must be a finite number of seconds, not negative")
     return number
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import shutil
 import socket
+import stat
 import subprocess
 
 CODEX_VERSION_RE = re.compile(r"codex-cli (\d+\.\d+\.\d+(?:[-+.][0-9A-Za-z.+-]*)?)")
@@ -22,10 +24,22 @@ def os_description() -> str:
     return platform.platform()[:MAX_OS]
 
 
+def _safe_to_run(executable: str) -> bool:
+    """As root, run only a binary no one else could have changed: owned by root, not writable by
+    group or others (npm and Homebrew installs are often the user's to write)."""
+    if os.geteuid() != 0:
+        return True
+    try:
+        info = os.stat(executable)
+    except OSError:
+        return False
+    return info.st_uid == 0 and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
 def codex_version(codex_bin: str | None) -> str | None:
     """X.Y.Z from `codex --version` ('codex-cli X.Y.Z'); None when Codex is not found or silent."""
     executable = shutil.which(codex_bin or "codex")
-    if executable is None:
+    if executable is None or not _safe_to_run(executable):
         return None
     try:
         result = subprocess.run(

@@ -183,6 +183,10 @@ def write_atomic(target: Path, data: bytes, mode: int = PUBLIC_MODE) -> None:
     commit([stage(target, data, mode)])
 
 
+# Codex's files are kilobytes; a file at their place larger than this is not one of them.
+MAX_BACKUP_BYTES = 1024 * 1024
+
+
 def read_bytes(path: Path) -> bytes | None:
     """The file's bytes, or None when it does not exist."""
     try:
@@ -212,9 +216,19 @@ def backup(path: Path) -> dict[str, Any] | None:
         return {"symlink": os.readlink(path)}
     if not stat.S_ISREG(info.st_mode):
         raise AgentError(f"{path} exists and is not a regular file; refusing to replace it")
+    if info.st_size > MAX_BACKUP_BYTES:
+        raise AgentError(f"{path} is larger than any Codex file; refusing to replace it")
+    # O_NOFOLLOW: a symlink swapped in after the lstat above is refused, not followed.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise AgentError(f"{path} is not a regular file; refusing to replace it")
+        data = handle.read(MAX_BACKUP_BYTES + 1)
     return {
-        "mode": stat.S_IMODE(info.st_mode),
-        "data": base64.b64encode(path.read_bytes()).decode(),
+        # Permission bits only: a setuid or setgid bit planted by someone else must never come
+        # back on a file the agent (perhaps running as root) writes.
+        "mode": stat.S_IMODE(info.st_mode) & 0o777,
+        "data": base64.b64encode(data[:MAX_BACKUP_BYTES]).decode(),
     }
 
 
@@ -231,7 +245,7 @@ def release(path: Path, backups: MutableMapping[str, dict[str, Any]]) -> str:
         os.symlink(saved["symlink"], path)
         fsync_dir(path.parent)
     else:
-        write_atomic(path, base64.b64decode(saved["data"]), int(saved["mode"]))
+        write_atomic(path, base64.b64decode(saved["data"]), int(saved["mode"]) & 0o777)
     return "restored"
 
 

@@ -190,6 +190,11 @@ def _names(names: set[str]) -> None:
     for name in (REQUIREMENTS, CONFIG):
         if name not in names:
             raise VerificationError(f"the bundle has no {name}")
+    # On a case-insensitive disk (macOS) `Dev` and `dev` are one file: two such profiles would
+    # overwrite each other, and dropping one would delete the other.
+    folded = [name.casefold() for name in names]
+    if len(set(folded)) != len(folded):
+        raise VerificationError("the bundle holds file names that differ only in case")
 
 
 def _manifest(bundle: dict[str, Any], organization: str) -> None:

@@ -405,6 +405,7 @@ REFUSALS = {
     "path traversal": (_named("profiles/../../x.config.toml"), "disallowed name"),
     "absolute path": (_named("/etc/passwd"), "disallowed name"),
     "not a profile": (_named("profiles/ci.toml"), "disallowed name"),
+    "names differing only in case": (_named("profiles/FAST.config.toml"), "only in case"),
     "invalid TOML": (_invalid_toml, "profiles/ci.config.toml is not valid TOML"),
     "truncated JSON": (_truncated_json, "not valid JSON"),
     "other organisation": (_other_organisation, "for organisation 'other'"),
@@ -431,6 +432,29 @@ def test_a_bundle_failing_verification_is_refused_and_the_previous_files_stay(
     assert current["applied_revision"] == 1 and reason in current["last_error"]
     assert reason in hub.requests(STATUS)[-1].body["errors"][0]
     assert "bundle refused" in hub.requests(STATUS)[-1].body["errors"][0]
+
+
+def test_a_file_put_back_never_regains_a_setuid_bit(
+    root: Path, hub: FakeHub, signer: Signer
+) -> None:
+    home = root / CODEX_HOME
+    home.mkdir(parents=True)
+    planted = home / "fast.config.toml"
+    planted.write_text("#!/bin/sh\n")
+    planted.chmod(0o4755)
+    assert enroll(root, hub).code == 0
+    files = default_files()
+    del files["profiles/fast.config.toml"]
+    hub.publish(bundle(signer, revision=2, files=files))
+    assert run(root, "sync").code == 0
+    assert planted.read_text() == "#!/bin/sh\n"
+    assert mode(planted) == 0o755
+
+
+@pytest.mark.parametrize("jitter", ["nan", "inf", "-1"])
+def test_a_jitter_that_is_no_duration_is_a_usage_error(root: Path, jitter: str) -> None:
+    result = run(root, "sync", "--jitter", jitter)
+    assert result.code == 2 and "Traceback" not in result.err
 
 
 def test_a_new_key_endorsed_by_the_pinned_key_is_pinned_and_its_release_applied(
