@@ -11,7 +11,7 @@ TEST_ENV := SECRET_KEY=test-only-not-a-secret SECURE_SSL_REDIRECT=0 DATABASE_URL
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv services codex browser tools lint check pytest bench clean
+.PHONY: run test venv services codex browser tools lint check pytest clean
 
 ## run: PolicyHub on http://127.0.0.1:8000 with the demo organisation (SQLite and in-process
 ## tasks by default; PostgreSQL, Redis and a Celery worker when DATABASE_URL/REDIS_URL are set).
