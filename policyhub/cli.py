@@ -27,6 +27,8 @@ def user_arg(username: str | None) -> User | None:
     return user
 
 
-def refused(error: ApplicationError) -> CommandError:
-    """A service's refusal as the command's error, every issue on its own line."""
-    return CommandError("\n".join([error.message, *(f"  {issue}" for issue in error.issues)]))
+def refused(error: ApplicationError, consequence: str = "") -> CommandError:
+    """A service's refusal as the command's error, every issue on its own line; `consequence`
+    says what that means for the command ("nothing was applied")."""
+    first = f"{error.message}; {consequence}" if consequence else error.message
+    return CommandError("\n".join([first, *(f"  {issue}" for issue in error.issues)]))

@@ -12,7 +12,7 @@ from django.utils.dateparse import parse_datetime
 from policyhub.changes.models import ChangeSet
 from policyhub.changes.selectors import change_set_get, change_set_list, change_set_preview
 from policyhub.changes.services import change_set_approve, change_set_reject, change_set_submit
-from policyhub.cli import organization_arg, user_arg
+from policyhub.cli import organization_arg, refused, user_arg
 from policyhub.errors import ApplicationError
 
 
@@ -66,8 +66,7 @@ class Command(BaseCommand):
                     change_set=change_set, approver=actor, reason=options["reason"]
                 )
         except ApplicationError as exc:
-            lines = [exc.message, *(f"  {issue}" for issue in exc.issues)]
-            raise CommandError("\n".join(lines)) from None
+            raise refused(exc) from None
         self.stdout.write(_summary(change_set))
 
     def _show(self, change_set: ChangeSet) -> None:

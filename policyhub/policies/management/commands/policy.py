@@ -16,7 +16,7 @@ from django.utils.dateparse import parse_datetime
 
 from policyhub.changes.selectors import policy_plan_lines
 from policyhub.changes.services import change_set_create, change_set_submit
-from policyhub.cli import organization_arg, user_arg
+from policyhub.cli import organization_arg, refused, user_arg
 from policyhub.errors import ApplicationError
 from policyhub.policies import document
 from policyhub.policies.selectors import org_policy
@@ -76,9 +76,7 @@ class Command(BaseCommand):
                 reason=options["reason"],
             )
         except ApplicationError as exc:
-            raise CommandError(
-                self._issues(exc.message + "; nothing was applied", exc.issues)
-            ) from None
+            raise refused(exc, "nothing was applied") from None
         for path, issues in validate_policy(wanted).items():
             for issue in issues:
                 self.stderr.write(f"{path or org.slug}: {issue}")
@@ -106,9 +104,7 @@ class Command(BaseCommand):
                 publish_at=publish_at,
             )
         except ApplicationError as exc:
-            raise CommandError(
-                self._issues(exc.message + "; no change set was created", exc.issues)
-            ) from None
+            raise refused(exc, "no change set was created") from None
         for path, issues in validate_policy(wanted).items():
             for issue in issues:
                 self.stderr.write(f"{path or org.slug}: {issue}")
@@ -119,11 +115,7 @@ class Command(BaseCommand):
             try:
                 change_set = change_set_submit(change_set=change_set, actor=actor)
             except ApplicationError as exc:
-                raise CommandError(
-                    self._issues(
-                        exc.message + f"; change set {change_set.pk} stays a draft", exc.issues
-                    )
-                ) from None
+                raise refused(exc, f"change set {change_set.pk} stays a draft") from None
         when = (
             f", to publish at {change_set.publish_at.isoformat()}" if change_set.publish_at else ""
         )
@@ -140,10 +132,6 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read {name}: {exc.strerror}") from None
         except UnicodeDecodeError:
             raise CommandError(f"{name} is not UTF-8 text") from None
-
-    @staticmethod
-    def _issues(message: str, issues: list[Any]) -> str:
-        return "\n".join([message, *(f"  {issue}" for issue in issues)])
 
 
 def _datetime(value: str) -> Any:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from policyhub.accounts.models import Organization
-from policyhub.cli import organization_arg, user_arg
+from policyhub.cli import organization_arg, refused, user_arg
 from policyhub.errors import ApplicationError
 from policyhub.releases.models import Release
 from policyhub.releases.selectors import release_list
@@ -77,9 +77,7 @@ class Command(BaseCommand):
                 restored = release_rollout_abort(organization=org, team_path=team, actor=actor)
                 line = f"{team} rollout aborted; r{restored.revision} is current for every device"
         except ApplicationError as exc:
-            raise CommandError(
-                "\n".join([exc.message, *(f"  {issue}" for issue in exc.issues)])
-            ) from None
+            raise refused(exc) from None
         self.stdout.write(line)
 
     def _list(self, org: Organization, team: str | None) -> None:
