@@ -39,6 +39,23 @@ region = "us-chicago-1"
 auth_command = "oci-codex-token"
 """
 
+# Three teams on three providers (OpenAI at the root, Azure for platform/ci, Bedrock for batch):
+# the policy the change, publish and delivery tests work on.
+THREE_TEAMS = """
+[config]
+model = "gpt-5.5"
+model_provider = "openai"
+[teams.platform]
+[teams."platform/ci".config]
+model = "codex-ci"
+model_provider = "azure-eng"
+web_search = "disabled"
+[teams.batch.config]
+model = "openai.gpt-oss-120b"
+model_provider = "bedrock"
+web_search = "disabled"
+"""
+
 
 def make_policy(extra: str = "", base: str = BASE) -> OrgPolicy:
     """A policy built from the base organisation plus a TOML snippet (teams, sections...)."""

@@ -24,22 +24,9 @@ from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_apply
 from policyhub.releases.models import PublishRun, Release
 from policyhub.releases.services import publish_run_execute, publish_run_request
-from tests.conftest import BASE, make_policy
+from tests.conftest import BASE, THREE_TEAMS, make_policy
 
-POLICY = """
-[config]
-model = "gpt-5.5"
-model_provider = "openai"
-[teams.platform]
-[teams."platform/ci".config]
-model = "codex-ci"
-model_provider = "azure-eng"
-web_search = "disabled"
-[teams.batch.config]
-model = "openai.gpt-oss-120b"
-model_provider = "bedrock"
-web_search = "disabled"
-"""
+POLICY = THREE_TEAMS
 CI_EDIT = POLICY.replace('model = "codex-ci"', 'model = "gpt-5.5"')
 
 

@@ -16,24 +16,16 @@ from policyhub.fleet.services import device_enroll, enrollment_token_create
 from policyhub.policies.services import policy_apply
 from policyhub.releases.models import PublishRun
 from policyhub.releases.services import publish_run_execute, publish_run_request
-from tests.conftest import make_policy
+from tests.conftest import THREE_TEAMS, make_policy
 
-POLICY = """
-[config]
-model = "gpt-5.5"
-model_provider = "openai"
-[teams.platform]
-[teams."platform/ci".config]
-model = "codex-ci"
-model_provider = "azure-eng"
-web_search = "disabled"
+# platform/ci gets a profile: the agent writes profiles, the native channel leaves them out.
+POLICY = (
+    THREE_TEAMS
+    + """
 [teams."platform/ci".profiles.deep]
 model_reasoning_effort = "high"
-[teams.batch.config]
-model = "openai.gpt-oss-120b"
-model_provider = "bedrock"
-web_search = "disabled"
 """
+)
 
 
 @pytest.fixture(autouse=True)

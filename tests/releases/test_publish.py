@@ -12,22 +12,9 @@ from policyhub.policies.services import policy_apply
 from policyhub.releases import signing
 from policyhub.releases.models import PublishRun, Release, SigningKey
 from policyhub.releases.services import publish_run_execute, publish_run_request, signing_key_rotate
-from tests.conftest import make_policy
+from tests.conftest import THREE_TEAMS, make_policy
 
-POLICY = """
-[config]
-model = "gpt-5.5"
-model_provider = "openai"
-[teams.platform]
-[teams."platform/ci".config]
-model = "codex-ci"
-model_provider = "azure-eng"
-web_search = "disabled"
-[teams.batch.config]
-model = "openai.gpt-oss-120b"
-model_provider = "bedrock"
-web_search = "disabled"
-"""
+POLICY = THREE_TEAMS
 
 
 def apply(cast: dict[str, Any], text: str) -> None:
