@@ -12,8 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 
-REQUIREMENTS = "requirements.toml"
-CONFIG = "config.toml"
+from policyhub.rendering.render import CONFIG, REQUIREMENTS
 
 
 def etag(manifest: str) -> str:
