@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-CODEX_VERSIONS := 0.169.0
+CODEX_VERSIONS := 0.125.0 0.140.0 0.169.0
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 # Settings for everything that loads Django outside `make run` (checks, mypy, tests).

@@ -16,6 +16,9 @@ class Organization(models.Model):
     name = models.CharField(max_length=200)
     # Four eyes: a submitted change set waits for an owner, admin or approver other than its author.
     requires_approval = models.BooleanField(default=False)
+    # The Codex versions its machines run (policies.domain.CodexWindow; empty: the default).
+    # Part of the policy: written by `policy_apply`, audited and diffed like the rest.
+    codex_window = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

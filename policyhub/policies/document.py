@@ -5,6 +5,7 @@
     [requirements] [config]             the organisation root node
     [profiles.<name>] [mcp_servers.<name>]
     [teams."<slug path>"]               name, and the same four sections per team
+    [codex]                             min_version, max_version, accept_unenforced, managed_pins
 
 `parse` refuses a document whole, with field paths; `dump` is deterministic and
 `parse(dump(p)) == p`; `plan` lists every create, change and delete between two policies.
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policyhub.errors import ApplicationError
-from policyhub.policies.domain import Endpoint, Json, Node, OrgPolicy, TeamSpec
+from policyhub.policies.domain import CodexWindow, Endpoint, Json, Node, OrgPolicy, TeamSpec
 from policyhub.policies.schema import NAME_RE, check_str
 from policyhub.policies.tomlio import canonical, toml_text
 from providers import KINDS
@@ -47,7 +48,7 @@ def parse(text: str) -> OrgPolicy:
     except tomllib.TOMLDecodeError as exc:
         raise DocumentInvalid([Issue("error", "", f"is not valid TOML: {exc}")]) from None
     issues: list[Issue] = []
-    known = {"organization", "providers", "teams", *NODE_SECTIONS}
+    known = {"organization", "providers", "teams", "codex", *NODE_SECTIONS}
     issues += [Issue("error", k, "is not a known section") for k in raw if k not in known]
 
     org = _table(raw, "organization", issues)
@@ -117,9 +118,38 @@ def parse(text: str) -> OrgPolicy:
             issues.append(
                 Issue("error", f"teams.{path}", f"has no parent team {parent!r} in the document")
             )
+    codex = _codex(_table(raw, "codex", issues), issues)
     if issues:
         raise DocumentInvalid(issues)
-    return OrgPolicy(str(slug), str(name), endpoints, root, teams)
+    return OrgPolicy(str(slug), str(name), endpoints, root, teams, codex)
+
+
+def _codex(raw: Mapping[str, Any], issues: list[Issue]) -> CodexWindow:
+    """The `[codex]` table's shape; what the values mean is checked with the rest of the policy."""
+    defaults = CodexWindow()
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        where = f"codex.{key}"
+        if key in ("min_version", "max_version"):
+            if isinstance(value, str):
+                values[key] = value
+            else:
+                issues.append(Issue("error", where, 'must be a version string such as "0.169.0"'))
+        elif key in ("accept_unenforced", "managed_pins"):
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                values[key] = tuple(value)
+            else:
+                issues.append(Issue("error", where, "must be an array of requirement key names"))
+        else:
+            issues.append(
+                Issue(
+                    "error",
+                    where,
+                    "is not a known key (known: min_version, max_version, accept_unenforced, "
+                    "managed_pins)",
+                )
+            )
+    return CodexWindow(**{**defaults.__dict__, **values})
 
 
 def _table(
@@ -165,12 +195,34 @@ def to_dict(policy: OrgPolicy) -> Json:
             if ep.capabilities:
                 entry["capabilities"] = canonical(dict(ep.capabilities))
             doc["providers"][name] = entry
+    if not policy.codex.is_default():
+        doc["codex"] = codex_dict(policy.codex)
     doc.update(_node_dict(policy.root))
     if policy.teams:
         doc["teams"] = {
             p: {"name": t.name, **_node_dict(t.node)} for p, t in sorted(policy.teams.items())
         }
     return doc
+
+
+def codex_dict(window: CodexWindow) -> Json:
+    """The window as stored and written: versions always, the lists when not empty."""
+    out: Json = {"min_version": window.min_version, "max_version": window.max_version}
+    for key in ("accept_unenforced", "managed_pins"):
+        if getattr(window, key):
+            out[key] = list(getattr(window, key))
+    return out
+
+
+def codex_window(stored: Mapping[str, Any]) -> CodexWindow:
+    """The window from its stored form (an empty mapping is the default window)."""
+    default = CodexWindow()
+    return CodexWindow(
+        min_version=str(stored.get("min_version", default.min_version)),
+        max_version=str(stored.get("max_version", default.max_version)),
+        accept_unenforced=tuple(stored.get("accept_unenforced", ())),
+        managed_pins=tuple(stored.get("managed_pins", ())),
+    )
 
 
 def dump(policy: OrgPolicy) -> str:
@@ -219,6 +271,8 @@ def plan(current: OrgPolicy, wanted: OrgPolicy) -> list[Change]:
     old_eps = {n: _endpoint_dict(e) for n, e in current.endpoints.items()}
     new_eps = {n: _endpoint_dict(e) for n, e in wanted.endpoints.items()}
     changes += _diff_objects("provider", old_eps, new_eps)
+    window = _diff_keys("codex", "", codex_dict(current.codex), codex_dict(wanted.codex))
+    changes += [Change(c.action, c.object, c.key.lstrip("."), c.before, c.after) for c in window]
     changes += _diff_node("organization", current.root, wanted.root)
     for path in sorted(set(current.teams) | set(wanted.teams)):
         old, new = current.teams.get(path), wanted.teams.get(path)

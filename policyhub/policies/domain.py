@@ -55,6 +55,33 @@ class TeamSpec:
         return self.path.rsplit("/", 1)[0] if "/" in self.path else None
 
 
+DEFAULT_CODEX_VERSION = "0.169.0"
+# Requirement keys whose pin can be written into managed_config.toml, which every Codex version
+# enforces over user config and `-c` (shared VERSIONS.md note M).
+MANAGED_PIN_KEYS = (
+    "model_provider",
+    "allowed_login_methods",
+    "allowed_chatgpt_workspaces",
+    "cli_auth_credentials_store",
+)
+
+
+@dataclass(frozen=True)
+class CodexWindow:
+    """The Codex versions an organisation's machines run, and how keys some of them ignore are
+    handled: backed by a managed_config.toml pin, or accepted as unenforced there."""
+
+    min_version: str = DEFAULT_CODEX_VERSION
+    max_version: str = DEFAULT_CODEX_VERSION
+    # Requirement keys (or `features.<name>`) the admin accepts to go unenforced where ignored.
+    accept_unenforced: tuple[str, ...] = ()
+    # Requirement keys (of MANAGED_PIN_KEYS) also written into managed_config.toml.
+    managed_pins: tuple[str, ...] = ()
+
+    def is_default(self) -> bool:
+        return self == CodexWindow()
+
+
 @dataclass(frozen=True)
 class OrgPolicy:
     """Everything an organisation governs: endpoints, the root node and the team tree."""
@@ -64,6 +91,7 @@ class OrgPolicy:
     endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
     root: Node = field(default_factory=Node)
     teams: Mapping[str, TeamSpec] = field(default_factory=dict)
+    codex: CodexWindow = field(default_factory=CodexWindow)
 
     @property
     def root_label(self) -> str:

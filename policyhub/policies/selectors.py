@@ -7,6 +7,7 @@ from collections import defaultdict
 from django.db.models import QuerySet
 
 from policyhub.accounts.models import Organization
+from policyhub.policies.document import codex_window
 from policyhub.policies.domain import Endpoint, Json, Node, OrgPolicy, TeamSpec
 from policyhub.policies.models import McpServer, PolicyNode, Profile, ProviderEndpoint
 from policyhub.teams.models import Team
@@ -41,5 +42,10 @@ def org_policy(organization: Organization) -> OrgPolicy:
         for t in Team.objects.filter(organization=organization).order_by("path")
     }
     return OrgPolicy(
-        organization.slug, organization.name, endpoints, nodes.get(None, Node()), teams
+        organization.slug,
+        organization.name,
+        endpoints,
+        nodes.get(None, Node()),
+        teams,
+        codex_window(organization.codex_window),
     )

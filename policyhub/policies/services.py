@@ -13,7 +13,7 @@ from django.db import transaction
 from policyhub.accounts.models import Organization
 from policyhub.audit.services import audit_record
 from policyhub.errors import ApplicationError
-from policyhub.policies.document import Change, plan
+from policyhub.policies.document import Change, codex_dict, plan
 from policyhub.policies.domain import Json, Node, OrgPolicy
 from policyhub.policies.models import McpServer, PolicyNode, Profile, ProviderEndpoint
 from policyhub.policies.selectors import org_policy
@@ -54,10 +54,11 @@ def policy_apply(
     if dry_run or not changes:
         return changes
 
-    if organization.name != wanted.name:
-        organization.name = wanted.name
+    window = {} if wanted.codex.is_default() else codex_dict(wanted.codex)
+    if organization.name != wanted.name or organization.codex_window != window:
+        organization.name, organization.codex_window = wanted.name, window
         organization.full_clean()
-        organization.save(update_fields=["name"])
+        organization.save(update_fields=["name", "codex_window"])
     _write_endpoints(organization, current, wanted)
     teams = _write_teams(organization, current, wanted, actor)
     _write_node(organization, None, current.root, wanted.root)

@@ -9,13 +9,14 @@ Errors block, warnings are shown. Three layers, each naming node, field path and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from policyhub.policies import schema
+from policyhub.policies import schema, window
 from policyhub.policies.domain import Endpoint, Json, Node, OrgPolicy
 from policyhub.policies.resolution import Provenance, Resolved, allowed_values, resolve
+from policyhub.policies.window import Segment
 from providers import KINDS
 from providers.base import CapabilityMatrix, Issue, Severity, capability_override_issues
 
@@ -331,8 +332,17 @@ def _check_provider_ids(policy: OrgPolicy, resolved: Resolved, path: str) -> lis
     ]
 
 
-def validate_team(policy: OrgPolicy, path: str, *, nodes_checked: bool = False) -> TeamValidation:
-    """Resolve one team ("" for the organisation root alone) and check its whole chain."""
+def validate_team(
+    policy: OrgPolicy,
+    path: str,
+    *,
+    nodes_checked: bool = False,
+    versions: Sequence[Segment] | None = None,
+) -> TeamValidation:
+    """Resolve one team ("" for the organisation root alone) and check its whole chain.
+
+    Checked for every Codex version of the organisation's window, or only for `versions`.
+    """
     chain = policy.chain(path)
     if not nodes_checked:
         issues = [i for label, node in chain for i in validate_node(node, label)]
@@ -371,6 +381,14 @@ def validate_team(policy: OrgPolicy, path: str, *, nodes_checked: bool = False) 
     issues += _check_requirement_conflicts(resolved)
     issues += _check_mcp(resolved)
     issues += _check_provider_ids(policy, resolved, path)
+    found = window.window_issues(policy.codex)
+    if errors_of(found):
+        # Reported once for the organisation by validate_policy; alone, the team carries them.
+        issues += [] if nodes_checked else found
+    else:
+        if versions is None:
+            versions = window.window_segments(policy, window.features_used(resolved))
+        issues += window.team_window_issues(policy, resolved, versions, path or policy.root_label)
     return TeamValidation(path, resolved, _dedupe(issues))
 
 
@@ -382,7 +400,11 @@ def validate_policy(policy: OrgPolicy) -> dict[str, list[Issue]]:
     """
     root = validate_node(policy.root, policy.root_label)
     found: dict[str, list[Issue]] = {
-        "": [*(i for e in policy.endpoints.values() for i in validate_endpoint(e)), *root]
+        "": [
+            *window.window_issues(policy.codex),
+            *(i for e in policy.endpoints.values() for i in validate_endpoint(e)),
+            *root,
+        ]
     }
     broken = {policy.root_label} if errors_of(root) else set()
     if not broken and not errors_of(found[""]):

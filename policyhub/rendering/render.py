@@ -8,8 +8,9 @@ with what was meant: a value can never add a key. Same policy -> same bytes -> s
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,12 +19,28 @@ from policyhub.policies import schema
 from policyhub.policies.domain import Json, OrgPolicy
 from policyhub.policies.tomlio import RenderError, canonical, toml_text
 from policyhub.policies.validation import TeamValidation, validate_team
-from policyhub.rendering.targets import CodexTarget, codex_target
+from policyhub.policies.window import (
+    ALLOWLIST_VALUES,
+    ENUM_CONFIG_KEYS,
+    features_used,
+    managed_pins,
+    window_segments,
+)
 from providers import KINDS
 from providers.base import Issue
+from providers.codex_versions import (
+    BEDROCK_PROVIDER_ID,
+    CodexCapabilities,
+    Span,
+    Version,
+    capabilities,
+    version_segment,
+    version_text,
+)
 
 REQUIREMENTS = "requirements.toml"
 CONFIG = "config.toml"
+MANAGED_CONFIG = "managed_config.toml"
 PROFILE_DIR = "profiles"
 REVISION_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -58,28 +75,146 @@ class RenderedTeam:
 
 
 def render_team(
-    policy: OrgPolicy, path: str, *, revision: str = "draft", target: CodexTarget | None = None
+    policy: OrgPolicy,
+    path: str,
+    *,
+    revision: str = "draft",
+    target: CodexCapabilities | None = None,
 ) -> RenderedTeam:
-    """Validate one team and render its files; raises PolicyInvalid on any error."""
+    """Validate one team and render its files for one Codex version; raises PolicyInvalid.
+
+    Without a target: checked across the organisation's whole window, rendered for its newest
+    version (what the team page and the change-set preview show).
+    """
+    _check_revision(revision)
+    if target is None:
+        validation = validate_team(policy, path)
+        target = capabilities(policy.codex.max_version)
+    else:
+        validation = validate_team(policy, path, versions=[version_segment(target.version)])
+    if validation.errors:
+        raise PolicyInvalid(path, validation.errors)
+    return _render(policy, path, validation, target, revision)
+
+
+@dataclass
+class RenderedVariant:
+    """One distinct file set of a release and the Codex versions it is for."""
+
+    spans: list[Span]
+    team: RenderedTeam
+    # The first of these versions that fetches from a config server: from it on, the agent adds
+    # the native channel ([config_server]) to requirements.toml. None: none of them does.
+    native_from: Version | None = None
+
+    @property
+    def codex(self) -> Json:
+        """What the signed manifest says about the Codex versions this set is for."""
+        return {
+            "versions": [
+                [version_text(start), version_text(until) if until else None]
+                for start, until in self.spans
+            ],
+            "native_channel_from": version_text(self.native_from) if self.native_from else None,
+        }
+
+    def serves(self, version: Version) -> bool:
+        return any(
+            start <= version and (until is None or version < until) for start, until in self.spans
+        )
+
+
+@dataclass
+class RenderedRelease:
+    """A team's file sets for every Codex version of the window: one per distinct content."""
+
+    path: str
+    validation: TeamValidation
+    variants: list[RenderedVariant]
+
+    @property
+    def primary(self) -> RenderedVariant:
+        """The set for the window's newest versions (open-ended)."""
+        return next(v for v in self.variants if any(u is None for _, u in v.spans))
+
+    @property
+    def content_digest(self) -> str:
+        """The one set's digest, or one sha256 over every set and its versions."""
+        if len(self.variants) == 1:
+            return self.variants[0].team.content_digest
+        return variants_digest((v.codex, v.team.content_digest) for v in self.variants)
+
+
+def variants_digest(variants: Iterable[tuple[Json, str]]) -> str:
+    """One sha256 over several file sets: what each is for, and its content digest."""
+    listing = "".join(
+        f"{json.dumps(codex, sort_keys=True, separators=(',', ':'))}\0{digest}\n"
+        for codex, digest in variants
+    )
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def render_release(policy: OrgPolicy, path: str, *, revision: str) -> RenderedRelease:
+    """Validate one team across the window and render one file set per distinct variant.
+
+    The window is cut where Codex changes (providers/codex_versions.py); each cut is rendered
+    for its first version, and cuts with equal files and channel share one set.
+    """
+    _check_revision(revision)
+    validation = validate_team(policy, path)
+    if validation.errors:
+        raise PolicyInvalid(path, validation.errors)
+    variants: dict[str, RenderedVariant] = {}
+    for segment in window_segments(policy, features_used(validation.resolved)):
+        caps = capabilities(segment[0])
+        team = _render(policy, path, validation, caps, revision)
+        variant = variants.setdefault(team.content_digest, RenderedVariant([], team))
+        if variant.spans and variant.spans[-1][1] == segment[0]:
+            variant.spans[-1] = (variant.spans[-1][0], segment[1])  # adjacent: one span
+        else:
+            variant.spans.append(segment)
+        if caps.config_server and variant.native_from is None:
+            variant.native_from = segment[0]
+    return RenderedRelease(path, validation, list(variants.values()))
+
+
+def _check_revision(revision: str) -> None:
     if not REVISION_RE.match(revision):
         # It goes into a comment line of every file: a line break would start TOML of its own.
         raise ApplicationError(
             "the revision must be letters, digits, '.', '_' or '-'",
             [Issue("error", "revision", f"{revision!r} is not a plain revision label")],
         )
-    target = target or codex_target()
-    validation = validate_team(policy, path)
-    if validation.errors:
-        raise PolicyInvalid(path, validation.errors)
+
+
+def _render(
+    policy: OrgPolicy,
+    path: str,
+    validation: TeamValidation,
+    target: CodexCapabilities,
+    revision: str,
+) -> RenderedTeam:
     resolved = validation.resolved
     label = f"{policy.slug}/{path}"
+    profiles = {
+        name: _ordered(_provider_ids(policy, resolved.profiles[name]), schema.PROFILE_KEYS)
+        for name in sorted(resolved.profiles)
+    }
     documents: dict[str, Json] = {
         REQUIREMENTS: requirements_document(policy, resolved.requirements, target),
         CONFIG: config_document(policy, resolved, target),
     }
-    for name in sorted(resolved.profiles):
-        profile = _provider_ids(policy, resolved.profiles[name])
-        documents[f"{PROFILE_DIR}/{name}.config.toml"] = _ordered(profile, schema.PROFILE_KEYS)
+    if target.profile_files:
+        for name, profile in profiles.items():
+            documents[f"{PROFILE_DIR}/{name}.config.toml"] = profile
+    elif profiles:
+        # Before 0.134 a profile is a table of config.toml, selected with --profile <name>.
+        documents[CONFIG]["profiles"] = profiles
+    managed = managed_document(policy, resolved.requirements)
+    if managed:
+        documents[MANAGED_CONFIG] = managed
+    for document in documents.values():
+        _refuse_fatal(document, target)
     bodies = {name: toml_text(doc) for name, doc in documents.items()}
     content_hashes = {
         name: hashlib.sha256(body.encode()).hexdigest() for name, body in bodies.items()
@@ -92,10 +227,9 @@ def render_team(
     return RenderedTeam(path, files, validation, hashes, content_hashes)
 
 
-def requirements_document(policy: OrgPolicy, requirements: Json, target: CodexTarget) -> Json:
-    unknown = set(requirements) - target.requirement_keys
-    if unknown:
-        raise RenderError(f"Codex {target.version} does not enforce {', '.join(sorted(unknown))}")
+def requirements_document(policy: OrgPolicy, requirements: Json, target: CodexCapabilities) -> Json:
+    """Every requirement, also those `target` ignores: harmless there, and enforced as soon as
+    the machine upgrades Codex (validation decided whether ignoring them is acceptable)."""
     doc = _ordered(requirements, schema.REQUIREMENT_KEYS)
     pinned = requirements.get("model_provider")
     if pinned:
@@ -104,11 +238,21 @@ def requirements_document(policy: OrgPolicy, requirements: Json, target: CodexTa
         table = _provider_table(policy, pinned)
         if table is not None:
             doc["model_providers"] = {endpoint.provider_id: table}
+    for key, config_key in ALLOWLIST_VALUES.items():
+        if key in target.requirement_keys:
+            for value in doc.get(key, []):
+                if not target.accepts_value(config_key, value):
+                    raise RenderError(f"Codex {target.label} cannot read {key} value {value!r}")
     return doc
 
 
-def config_document(policy: OrgPolicy, resolved: Any, target: CodexTarget) -> Json:
+def config_document(policy: OrgPolicy, resolved: Any, target: CodexCapabilities) -> Json:
     doc = _ordered(_provider_ids(policy, resolved.config), schema.CONFIG_KEYS)
+    if "features" in doc:
+        # A default the version does not know: strict validation refuses it, others ignore it.
+        doc["features"] = {k: v for k, v in doc["features"].items() if k in target.features}
+        if not doc["features"]:
+            del doc["features"]
     used = [
         resolved.config.get("model_provider"),
         *(p.get("model_provider") for p in resolved.profiles.values()),
@@ -126,6 +270,31 @@ def config_document(policy: OrgPolicy, resolved: Any, target: CodexTarget) -> Js
             for name in sorted(resolved.mcp_servers)
         }
     return doc
+
+
+def managed_document(policy: OrgPolicy, requirements: Json) -> Json:
+    """managed_config.toml: the pins every Codex version enforces over user config and `-c`
+    (codex.managed_pins); empty when the team has none."""
+    pins, _ = managed_pins(policy.codex, requirements)
+    doc: Json = {pin.key: pin.value for pin in pins}
+    if "model_provider" in doc:
+        endpoint = policy.endpoints[str(doc["model_provider"])]
+        doc["model_provider"] = endpoint.provider_id
+        table = _provider_table(policy, endpoint.name)
+        if table is not None:
+            doc["model_providers"] = {endpoint.provider_id: table}
+    return doc
+
+
+def _refuse_fatal(document: Json, target: CodexCapabilities) -> None:
+    """The last guard: a value `target` refuses to start on is never written for it."""
+    layers = [document, *document.get("profiles", {}).values()]
+    for layer in layers:
+        for key in ENUM_CONFIG_KEYS:
+            if key in layer and target.config_value_fatal(key, layer[key]):
+                raise RenderError(f"Codex {target.label} refuses {key} = {layer[key]!r}")
+    if not target.bedrock_aws and BEDROCK_PROVIDER_ID in document.get("model_providers", {}):
+        raise RenderError(f"Codex {target.label} cannot read the amazon-bedrock [aws] table")
 
 
 def with_header(body: str, *, team: str, revision: str, digest: str) -> bytes:
@@ -149,11 +318,7 @@ def retitle(data: bytes, *, team: str, revision: str) -> bytes:
     Refuses a file without a PolicyHub header or whose body no longer matches the sha256 in it,
     so a damaged stored file is never signed again under a new revision.
     """
-    if not REVISION_RE.match(revision):
-        raise ApplicationError(
-            "the revision must be letters, digits, '.', '_' or '-'",
-            [Issue("error", "revision", f"{revision!r} is not a plain revision label")],
-        )
+    _check_revision(revision)
     text = data.decode()
     header = HEADER_RE.match(text)
     if header is None:
@@ -191,4 +356,15 @@ def _ordered(values: Mapping[str, Any], schema_keys: Mapping[str, Any]) -> Json:
     return {k: canonical(values[k]) for k in schema_keys if k in values}
 
 
-__all__ = ["CONFIG", "REQUIREMENTS", "PolicyInvalid", "RenderedTeam", "render_team", "retitle"]
+__all__ = [
+    "CONFIG",
+    "MANAGED_CONFIG",
+    "REQUIREMENTS",
+    "PolicyInvalid",
+    "RenderedRelease",
+    "RenderedTeam",
+    "RenderedVariant",
+    "render_release",
+    "render_team",
+    "retitle",
+]

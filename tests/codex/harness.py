@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from providers.codex_versions import capabilities
+
 DEFAULT_VERSION = "0.169.0"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BINARY_ROOT = REPO_ROOT / ".codex-bin"
@@ -90,15 +92,21 @@ def codex_binary(version: str = DEFAULT_VERSION) -> Path:
 
 
 def profile_names(file_set: Path) -> list[str]:
-    """Names of the profiles in ``file_set/profiles/<name>.config.toml``, sorted."""
+    """Names of the profiles: ``file_set/profiles/<name>.config.toml`` files (Codex 0.134 and
+    later) or ``[profiles.<name>]`` tables of config.toml (before 0.134), sorted."""
     folder = file_set / PROFILES_DIR
-    if not folder.is_dir():
+    if folder.is_dir():
+        return sorted(
+            path.name.removesuffix(PROFILE_SUFFIX)
+            for path in folder.iterdir()
+            if path.is_file() and path.name.endswith(PROFILE_SUFFIX)
+        )
+    config = file_set / SYSTEM_CONFIG_FILE
+    try:
+        tables = tomllib.loads(config.read_text(encoding="utf-8")).get("profiles", {})
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
         return []
-    return sorted(
-        path.name.removesuffix(PROFILE_SUFFIX)
-        for path in folder.iterdir()
-        if path.is_file() and path.name.endswith(PROFILE_SUFFIX)
-    )
+    return sorted(tables) if isinstance(tables, dict) else []
 
 
 # --- running Codex -------------------------------------------------------------------------------
@@ -167,9 +175,10 @@ def _sandbox(
         for name in (REQUIREMENTS_FILE, SYSTEM_CONFIG_FILE, MANAGED_CONFIG_FILE):
             if (file_set / name).is_file():
                 shutil.copyfile(file_set / name, upper / "codex" / name)
-        for name in profile_names(file_set):
+        profiles = file_set / PROFILES_DIR
+        for name in profile_names(file_set) if profiles.is_dir() else ():
             profile_file = f"{name}{PROFILE_SUFFIX}"
-            shutil.copyfile(file_set / PROFILES_DIR / profile_file, home / profile_file)
+            shutil.copyfile(profiles / profile_file, home / profile_file)
         if user_config is not None:
             shutil.copyfile(user_config, home / "config.toml")
         env = {
@@ -313,7 +322,13 @@ def _last_json_object(stdout: str) -> dict[str, Any] | None:
 def check_startup(
     file_set: Path, version: str = DEFAULT_VERSION, *, machine: Machine | None = None
 ) -> StartupCheck:
-    """Validate requirements, system/managed config (strictly) and provider resolution."""
+    """Validate requirements, system/managed config (strictly) and provider resolution.
+
+    With `app-server --print-startup-config` where the version has it (0.164 and later), else
+    with the session-free `exec` check (`check_without_session`).
+    """
+    if not capabilities(version).print_startup_config:
+        return check_without_session(file_set, version, machine=machine)
     run = run_codex(
         file_set, STARTUP_ARGS, version=version, timeout=STARTUP_TIMEOUT, machine=machine
     )
@@ -334,6 +349,41 @@ def check_startup(
         error = str(detail or payload["error"].get("message") or "")
     if not error:
         error = "\n".join(meaningful_lines(run.stderr)) or f"rc={run.rc}, no JSON on stdout"
+    if run.timed_out:
+        error = f"timed out after {STARTUP_TIMEOUT:g}s; {error}"
+    return StartupCheck(ok=False, requirements=None, error=error, run=run)
+
+
+NO_PROMPT = "No prompt provided via stdin."
+
+
+def session_free_args(version: str, profile: str | None = None) -> list[str]:
+    """`exec` that loads the whole stack and stops before any model call (VERSIONS.md note V)."""
+    strict = ["--strict-config"] if capabilities(version).strict_config else []
+    selected = ["--profile", profile] if profile else []
+    return ["exec", *strict, "--skip-git-repo-check", *selected]
+
+
+def check_without_session(
+    file_set: Path,
+    version: str = DEFAULT_VERSION,
+    *,
+    profile: str | None = None,
+    machine: Machine | None = None,
+) -> StartupCheck:
+    """Every version's own check: `exec ... </dev/null` says `No prompt provided via stdin.` when
+    the files load and `Error...` when they do not (both exit 1). No requirements are reported."""
+    run = run_codex(
+        file_set,
+        session_free_args(version, profile),
+        version=version,
+        timeout=STARTUP_TIMEOUT,
+        machine=machine,
+    )
+    lines = meaningful_lines(run.stderr)
+    if NO_PROMPT in lines and not any(_CONFIG_ERROR.match(line.strip()) for line in lines):
+        return StartupCheck(ok=True, requirements=None, error=None, run=run)
+    error = "\n".join(lines) or f"rc={run.rc}, nothing on stderr"
     if run.timed_out:
         error = f"timed out after {STARTUP_TIMEOUT:g}s; {error}"
     return StartupCheck(ok=False, requirements=None, error=error, run=run)
@@ -360,10 +410,11 @@ class SessionCheck:
     duration: float
     killed: bool
 
+    args: tuple[str, ...] = ()
+
     @property
     def command(self) -> str:
-        profile = f" --profile {self.profile}" if self.profile else ""
-        return f"exec --strict-config --skip-git-repo-check{profile} hi"
+        return " ".join(self.args)
 
 
 def _read_session_stderr(
@@ -438,6 +489,9 @@ def _requested_approval_policy(
             document = tomllib.loads(layer.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError):
             return None  # Codex reports the broken file itself.
+        table = document.get("profiles", {}).get(profile, {}) if profile else {}
+        if isinstance(table, dict) and "approval_policy" in table:
+            return table["approval_policy"]  # a profile table (before 0.134) beats its file
         if "approval_policy" in document:
             requested: object = document["approval_policy"]
             return requested
@@ -501,11 +555,8 @@ def check_profile(
     the header.
     """
     if profile is not None and profile not in profile_names(file_set):
-        raise FileSetError(f"{file_set} has no {PROFILES_DIR}/{profile}{PROFILE_SUFFIX}")
-    args = ["exec", "--strict-config", "--skip-git-repo-check"]
-    if profile is not None:
-        args += ["--profile", profile]
-    args.append("hi")
+        raise FileSetError(f"{file_set} has no profile {profile}")
+    args = [*session_free_args(version, profile), "hi"]
     with _sandbox(
         file_set,
         version=version,
@@ -556,6 +607,7 @@ def check_profile(
         stderr="\n".join(lines),
         duration=duration,
         killed=killed,
+        args=tuple(args),
     )
 
 
@@ -617,7 +669,7 @@ def check_file_set(file_set: Path, version: str = DEFAULT_VERSION) -> FileSetRes
     startup = check_startup(file_set, version)
     if not startup.ok:
         problems.append(
-            f"- codex {' '.join(STARTUP_ARGS)}: rc={startup.run.rc}\n    {startup.error}"
+            f"- codex {' '.join(startup.run.args)}: rc={startup.run.rc}\n    {startup.error}"
         )
     sessions = [
         check_profile(file_set, profile, version) for profile in [None, *profile_names(file_set)]

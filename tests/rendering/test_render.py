@@ -14,7 +14,7 @@ from policyhub.errors import ApplicationError
 from policyhub.policies.document import NODE_SECTIONS
 from policyhub.policies.domain import Node, OrgPolicy
 from policyhub.rendering.render import CONFIG, REQUIREMENTS, PolicyInvalid, render_team
-from policyhub.rendering.targets import codex_target
+from providers.codex_versions import capabilities
 from tests.conftest import make_policy
 
 POLICY = """
@@ -157,8 +157,10 @@ def test_an_invalid_team_renders_nothing() -> None:
 
 
 def test_unsupported_codex_version_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match=r"0\.118\.0"):
-        codex_target("0.118.0")
+    with pytest.raises(ValueError, match=r"0\.117\.0 is older than .*0\.118\.0"):
+        capabilities("0.117.0")
+    with pytest.raises(ValueError, match="'latest' is not a Codex version"):
+        capabilities("latest")
 
 
 def test_an_empty_policy_renders_valid_empty_files() -> None:

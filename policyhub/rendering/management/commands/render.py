@@ -1,4 +1,5 @@
-"""`render --org ORG (--team PATH | --all) --out DIR`: write the files Codex reads."""
+"""`render --org ORG (--team PATH | --all) --out DIR [--codex-version V]`: write the files Codex
+reads, as Codex V reads them (profile tables before 0.134, profile files from 0.134)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from policyhub.rendering.render import (
     RenderedTeam,
     render_team,
 )
-from policyhub.rendering.targets import DEFAULT_CODEX_VERSION, codex_target
+from providers.codex_versions import capabilities, parse_version
 
 
 class Command(BaseCommand):
@@ -31,20 +32,38 @@ class Command(BaseCommand):
             "--all", action="store_true", help="every team, one folder per slug path"
         )
         parser.add_argument("--out", required=True, type=Path)
-        parser.add_argument("--codex-version", default=DEFAULT_CODEX_VERSION)
+        parser.add_argument(
+            "--codex-version",
+            help="the Codex version to render for (default: the newest of the organisation's "
+            "support window)",
+        )
         parser.add_argument(
             "--revision", default="draft", help="revision named in the file headers"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         org = organization_arg(options["org"])
-        try:
-            target = codex_target(options["codex_version"])
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
         if not REVISION_RE.match(options["revision"]):
             raise CommandError("--revision must be letters, digits, '.', '_' or '-'")
         policy = org_policy(org)
+        try:
+            target = capabilities(options["codex_version"] or policy.codex.max_version)
+        except ValueError as exc:
+            raise CommandError(f"--codex-version: {exc}") from None
+        window = policy.codex
+        try:
+            inside = (
+                parse_version(window.min_version)
+                <= target.version
+                <= parse_version(window.max_version)
+            )
+        except ValueError:
+            inside = False
+        if not inside:
+            self.stderr.write(
+                f"note: Codex {target.label} is outside the support window of {org.slug} "
+                f"({window.min_version} to {window.max_version}); checked for it alone"
+            )
         paths = sorted(policy.teams) if options["all"] else [options["team"]]
         missing = [p for p in paths if p not in policy.teams]
         if missing:
@@ -67,9 +86,7 @@ class Command(BaseCommand):
             self._write(out / team.path if options["all"] else out, team)
             for issue in team.validation.warnings:
                 self.stderr.write(f"{team.path}: {issue}")
-        self.stdout.write(
-            f"Rendered {len(rendered)} team(s) for Codex {target.version} into {out}."
-        )
+        self.stdout.write(f"Rendered {len(rendered)} team(s) for Codex {target.label} into {out}.")
 
     @staticmethod
     def _write(folder: Path, team: RenderedTeam) -> None:

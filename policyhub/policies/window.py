@@ -1,0 +1,292 @@
+"""Validation across the organisation's Codex support window (`[codex]` of the policy).
+
+A policy whose effect would differ between the Codex versions an organisation runs is flagged
+before anything is published, naming the versions and the keys (shared VERSIONS.md):
+
+* a requirement key (or feature pin) some versions ignore fails open there: an error, unless it is
+  backed by a managed_config.toml pin every version enforces (`managed_pins`, note M) or the admin
+  accepts it (`accept_unenforced`), which leaves a warning;
+* a value some version refuses to start on (an enum value it does not know, a value it made
+  fatal, Bedrock's `aws` table before 0.123) is an error;
+* a config default some version does not know is a warning: it is left out of that version's files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from policyhub.policies import schema
+from policyhub.policies.domain import MANAGED_PIN_KEYS, CodexWindow, Json, OrgPolicy
+from policyhub.policies.resolution import Resolved
+from providers import KINDS
+from providers.base import Issue
+from providers.codex_versions import (
+    BEDROCK_PROVIDER_ID,
+    NEWEST_MEASURED,
+    OLDEST,
+    CodexCapabilities,
+    Version,
+    capabilities,
+    parse_version,
+    segments,
+    span_text,
+    version_text,
+)
+
+Segment = tuple[Version, Version | None]
+# Requirement allow-lists whose values are the values of a config key.
+ALLOWLIST_VALUES = {
+    "allowed_approval_policies": "approval_policy",
+    "allowed_approvals_reviewers": "approvals_reviewer",
+    "allowed_web_search_modes": "web_search",
+}
+# Config keys whose values some releases refuse to start on.
+ENUM_CONFIG_KEYS = ("approval_policy", "approvals_reviewer", "web_search", "service_tier")
+# What managed_config.toml carries for each pin (single-valued allow-lists become the forced value).
+MANAGED_KEY = {
+    "model_provider": "model_provider",
+    "allowed_login_methods": "forced_login_method",
+    "allowed_chatgpt_workspaces": "forced_chatgpt_workspace_id",
+    "cli_auth_credentials_store": "cli_auth_credentials_store",
+}
+
+
+def window_issues(window: CodexWindow) -> list[Issue]:
+    """What is wrong with the `[codex]` table itself."""
+    issues: list[Issue] = []
+    versions: dict[str, Version] = {}
+    for key in ("min_version", "max_version"):
+        value = getattr(window, key)
+        try:
+            versions[key] = parse_version(value)
+        except ValueError as exc:
+            issues.append(Issue("error", f"codex.{key}", str(exc)))
+            continue
+        if versions[key] < OLDEST:
+            issues.append(
+                Issue(
+                    "error",
+                    f"codex.{key}",
+                    f"{value} is older than {version_text(OLDEST)}, the oldest Codex release "
+                    "PolicyHub renders for",
+                )
+            )
+    low, high = versions.get("min_version"), versions.get("max_version")
+    if low and high and low > high:
+        issues.append(
+            Issue("error", "codex.max_version", f"{window.max_version} is below min_version")
+        )
+    if high and high > NEWEST_MEASURED:
+        issues.append(
+            Issue(
+                "warning",
+                "codex.max_version",
+                f"Codex after {version_text(NEWEST_MEASURED)} has not been measured; it is "
+                f"rendered for as {version_text(NEWEST_MEASURED)} is",
+            )
+        )
+    for key in ("accept_unenforced", "managed_pins"):
+        listed = getattr(window, key)
+        if len(set(listed)) != len(listed):
+            issues.append(Issue("error", f"codex.{key}", "names a key twice"))
+    for name in window.accept_unenforced:
+        feature = name.removeprefix("features.")
+        if name not in schema.REQUIREMENT_KEYS and not (
+            name.startswith("features.") and schema.FEATURE_RE.match(feature)
+        ):
+            issues.append(
+                Issue(
+                    "error",
+                    "codex.accept_unenforced",
+                    f"{name!r} is not a requirement key (or features.<name>)",
+                )
+            )
+    for name in window.managed_pins:
+        if name not in MANAGED_PIN_KEYS:
+            issues.append(
+                Issue(
+                    "error",
+                    "codex.managed_pins",
+                    f"{name!r} cannot be pinned in managed_config.toml "
+                    f"(possible: {', '.join(MANAGED_PIN_KEYS)})",
+                )
+            )
+    return issues
+
+
+def window_segments(policy: OrgPolicy, features: Iterable[str] = ()) -> list[Segment]:
+    """The organisation's window cut where Codex changes (the window must be valid)."""
+    return segments(
+        parse_version(policy.codex.min_version), parse_version(policy.codex.max_version), features
+    )
+
+
+def features_used(resolved: Resolved) -> set[str]:
+    names = set(resolved.requirements.get("features", {}))
+    names |= set(resolved.config.get("features", {}))
+    return names
+
+
+@dataclass(frozen=True)
+class ManagedPin:
+    """One requirement pin written into managed_config.toml as `key = value`."""
+
+    requirement: str
+    key: str
+    value: object
+
+
+def managed_pins(window: CodexWindow, requirements: Json) -> tuple[list[ManagedPin], list[Issue]]:
+    """The pins this team's managed_config.toml carries, and why some requested pin cannot be."""
+    pins, issues = [], []
+    for name in window.managed_pins:
+        if name not in requirements or name not in MANAGED_KEY:
+            continue
+        value = requirements[name]
+        if isinstance(value, list):
+            if len(value) != 1:
+                issues.append(
+                    Issue(
+                        "error",
+                        f"requirements.{name}",
+                        f"lists {len(value)} values; managed_config.toml can pin it only as "
+                        f"{MANAGED_KEY[name]}, so it must allow exactly one (codex.managed_pins)",
+                    )
+                )
+                continue
+            value = value[0]
+        pins.append(ManagedPin(name, MANAGED_KEY[name], value))
+    return pins, issues
+
+
+def _spans(found: Sequence[Segment]) -> str:
+    """Adjacent segments joined: "0.125.0 up to 0.156.0 (not included)"."""
+    merged: list[list[Version | None]] = []
+    for start, until in found:
+        if merged and merged[-1][1] == start:
+            merged[-1][1] = until
+        else:
+            merged.append([start, until])
+    return ", ".join(span_text(start, until) for start, until in merged)  # type: ignore[arg-type]
+
+
+def team_window_issues(
+    policy: OrgPolicy, resolved: Resolved, found_segments: Sequence[Segment], node: str
+) -> list[Issue]:
+    """Everything in one team's effective policy that some version of the window would not do."""
+    window = policy.codex
+    requirements = resolved.requirements
+    ignored: dict[str, list[Segment]] = {}
+    fatal: dict[tuple[str, str], list[Segment]] = {}
+    dropped: dict[str, list[Segment]] = {}
+    sessions = {"config": resolved.config} | {
+        f"profiles.{name}": profile for name, profile in resolved.profiles.items()
+    }
+    for segment in found_segments:
+        caps = capabilities(segment[0])
+        for key in requirements:
+            if key not in caps.requirement_keys:
+                ignored.setdefault(key, []).append(segment)
+        if "features" in caps.requirement_keys:
+            for name in requirements.get("features", {}):
+                if name not in caps.features:
+                    ignored.setdefault(f"features.{name}", []).append(segment)
+        for key, reason in _fatal_values(policy, requirements, sessions, caps):
+            fatal.setdefault((key, reason), []).append(segment)
+        for name in resolved.config.get("features", {}):
+            if name not in caps.features:
+                dropped.setdefault(f"config.features.{name}", []).append(segment)
+
+    def origin(key: str) -> str:
+        found = resolved.requirements_from.get(key)
+        return found.node if found else node
+
+    pins, issues = managed_pins(window, requirements)
+    issues = [Issue(i.severity, i.path, i.message, origin(i.path.split(".", 1)[1])) for i in issues]
+    backed = {pin.requirement for pin in pins} | ({"model_providers"} & set(ignored))
+    for key, where in sorted(ignored.items()):
+        if key in backed or key == "model_providers":
+            continue
+        versions = _spans(where)
+        if key in window.accept_unenforced:
+            issues.append(
+                Issue(
+                    "warning",
+                    f"requirements.{key}",
+                    f"is not enforced by Codex {versions} (accepted in codex.accept_unenforced)",
+                    origin(key),
+                )
+            )
+            continue
+        remedy = "accept it in codex.accept_unenforced"
+        if key in MANAGED_KEY:
+            remedy = f"back it with managed_config.toml (codex.managed_pins) or {remedy}"
+        issues.append(
+            Issue(
+                "error",
+                f"requirements.{key}",
+                f"is ignored by Codex {versions}, which the support window includes: those "
+                f"machines would not enforce it (it fails open); {remedy}",
+                origin(key),
+            )
+        )
+    for (key, reason), where in sorted(fatal.items()):
+        issues.append(
+            Issue("error", key, f"{reason} on Codex {_spans(where)} (in the window)", node)
+        )
+    for key, where in sorted(dropped.items()):
+        issues.append(
+            Issue(
+                "warning",
+                key,
+                f"is not a feature of Codex {_spans(where)}; it is left out of their config.toml",
+                node,
+            )
+        )
+    return issues
+
+
+def _fatal_values(
+    policy: OrgPolicy, requirements: Json, sessions: dict[str, Json], caps: CodexCapabilities
+) -> list[tuple[str, str]]:
+    """(field path, reason) of every value this version refuses to start on."""
+    found = []
+    for key, config_key in ALLOWLIST_VALUES.items():
+        if key not in caps.requirement_keys:
+            continue  # ignored as a whole there (reported as such)
+        for value in requirements.get(key, []):
+            if not caps.accepts_value(config_key, value):
+                found.append(
+                    (
+                        f"requirements.{key}",
+                        f"lists {value!r}, which stops Codex from starting",
+                    )
+                )
+    for where, settings in sessions.items():
+        for key in ENUM_CONFIG_KEYS:
+            if key in settings and caps.config_value_fatal(key, settings[key]):
+                found.append((f"{where}.{key}", f"{settings[key]!r} stops Codex from starting"))
+        endpoint = policy.endpoints.get(settings.get("model_provider") or "")
+        if endpoint is not None and _needs_bedrock(endpoint.provider_id, caps):
+            found.append(
+                (
+                    f"{where}.model_provider",
+                    f"{endpoint.name} ({KINDS[endpoint.kind].label}) needs the built-in "
+                    "amazon-bedrock provider, whose [aws] table stops Codex from starting",
+                )
+            )
+    pinned = policy.endpoints.get(requirements.get("model_provider") or "")
+    if pinned is not None and _needs_bedrock(pinned.provider_id, caps):
+        found.append(
+            (
+                "requirements.model_provider",
+                f"{pinned.name} needs the built-in amazon-bedrock provider, whose [aws] table "
+                "stops Codex from starting",
+            )
+        )
+    return found
+
+
+def _needs_bedrock(provider_id: str, caps: CodexCapabilities) -> bool:
+    return provider_id == BEDROCK_PROVIDER_ID and not caps.bedrock_aws

@@ -1,0 +1,328 @@
+"""What each Codex CLI release accepts, ignores or rejects in the files PolicyHub renders.
+
+One entry of `CHANGES` per release that changed something the renderer depends on, oldest
+first; `capabilities(version)` folds every entry up to `version` into what that version does.
+Every entry was measured against the real binary of that release and of the release before it
+(shared `codex/VERSIONS.md`, plus the requirement keys and values probed for this table: a key
+set to `-7` is "known" when Codex reports a type error, "ignored" when it starts). Feature names
+come from `codex features list` of each measured release (`data/codex-features.tsv`).
+
+Supporting a new Codex release is one `Change` entry (if it changed anything below) plus its
+line in tests/providers/test_codex_versions.py, and its `features list` in the features file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
+
+Version = tuple[int, int, int]
+VERSION_RE = re.compile(r"(\d{1,4})\.(\d{1,4})\.(\d{1,4})")
+
+
+def parse_version(text: object) -> Version:
+    """(major, minor, patch) of "0.125.0"; ValueError for anything else."""
+    match = VERSION_RE.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"{text!r} is not a Codex version such as 0.169.0")
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def version_text(version: Version) -> str:
+    return ".".join(map(str, version))
+
+
+def span_text(start: Version, until: Version | None) -> str:
+    """Human text for the versions from `start` up to, not including, `until`."""
+    if until is None:
+        return f"{version_text(start)} and later"
+    return f"{version_text(start)} up to {version_text(until)} (not included)"
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one Codex release changed; fields left at their defaults did not change."""
+
+    version: str
+    summary: str
+    # Requirement keys this release enforces for the first time (older ones ignore them).
+    requirement_keys: frozenset[str] = frozenset()
+    # Enumerated values first accepted, in config and in the matching requirement allow-list
+    # (older releases refuse to start on them).
+    values: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Values of config.toml and managed_config.toml that become fatal from this release on.
+    fatal_config_values: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    profile_files: bool | None = None
+    strict_config: bool | None = None
+    print_startup_config: bool | None = None
+    config_server: bool | None = None
+    bedrock_aws: bool | None = None
+
+
+CHANGES: tuple[Change, ...] = (
+    Change(
+        "0.118.0",
+        "oldest supported release: profiles as [profiles.<name>] tables, six requirement keys",
+        requirement_keys=frozenset(
+            {
+                "allowed_approval_policies",
+                "allowed_sandbox_modes",
+                "allowed_web_search_modes",
+                "enforce_residency",
+                "features",
+                "mcp_servers",
+                "rules",
+            }
+        ),
+        values={
+            "approval_policy": frozenset({"untrusted", "on-failure", "on-request", "never"}),
+            "approvals_reviewer": frozenset({"user"}),
+            "web_search": frozenset({"disabled", "cached", "live"}),
+            "service_tier": frozenset({"fast", "flex"}),
+        },
+        profile_files=False,
+        strict_config=False,
+        print_startup_config=False,
+        config_server=False,
+        bedrock_aws=False,
+    ),
+    Change(
+        "0.120.0",
+        "requirements allowed_approvals_reviewers",
+        requirement_keys=frozenset({"allowed_approvals_reviewers"}),
+    ),
+    Change(
+        "0.123.0",
+        "built-in amazon-bedrock provider with an [aws] table (fatal before)",
+        bedrock_aws=True,
+    ),
+    Change(
+        "0.124.0",
+        "approvals reviewer 'auto_review'",
+        values={"approvals_reviewer": frozenset({"auto_review"})},
+    ),
+    Change(
+        "0.131.0",
+        "--strict-config; requirements allow_managed_hooks_only; service tier 'priority'",
+        requirement_keys=frozenset({"allow_managed_hooks_only"}),
+        values={"service_tier": frozenset({"priority"})},
+        strict_config=True,
+    ),
+    Change(
+        "0.134.0",
+        "profiles only as $CODEX_HOME/<name>.config.toml files (a selected table is fatal)",
+        profile_files=True,
+    ),
+    Change(
+        "0.142.0",
+        "web search mode 'indexed'",
+        values={"web_search": frozenset({"indexed"})},
+    ),
+    Change(
+        "0.146.0",
+        "requirements allow_login_shell and check_for_update_on_startup",
+        requirement_keys=frozenset({"allow_login_shell", "check_for_update_on_startup"}),
+    ),
+    Change(
+        "0.147.0",
+        "requirements allowed_login_methods and allowed_chatgpt_workspaces",
+        requirement_keys=frozenset({"allowed_login_methods", "allowed_chatgpt_workspaces"}),
+    ),
+    Change(
+        "0.149.0",
+        "requirements cli_auth_credentials_store; approval_policy 'untrusted' fatal in config",
+        requirement_keys=frozenset({"cli_auth_credentials_store"}),
+        fatal_config_values={"approval_policy": frozenset({"untrusted"})},
+    ),
+    Change(
+        "0.150.0",
+        "requirements additional_developer_instructions",
+        requirement_keys=frozenset({"additional_developer_instructions"}),
+    ),
+    Change(
+        "0.156.0",
+        "requirements model_provider and model_providers",
+        requirement_keys=frozenset({"model_provider", "model_providers"}),
+    ),
+    Change(
+        "0.164.0",
+        "app-server --print-startup-config; requirements config_server parsed (not fetched)",
+        requirement_keys=frozenset({"config_server"}),
+        print_startup_config=True,
+    ),
+    Change(
+        "0.166.0",
+        "config_server bundle fetched and applied (the native channel)",
+        config_server=True,
+    ),
+)
+
+OLDEST = parse_version(CHANGES[0].version)
+# The built-in provider whose `[model_providers.amazon-bedrock.aws]` table needs `bedrock_aws`.
+BEDROCK_PROVIDER_ID = "amazon-bedrock"
+NEWEST_MEASURED = parse_version("0.169.0")
+
+
+@dataclass(frozen=True)
+class CodexCapabilities:
+    """What one Codex version does with the files PolicyHub renders."""
+
+    version: Version
+    requirement_keys: frozenset[str]
+    values: Mapping[str, frozenset[str]]
+    fatal_config_values: Mapping[str, frozenset[str]]
+    profile_files: bool
+    strict_config: bool
+    print_startup_config: bool
+    config_server: bool
+    bedrock_aws: bool
+    features: frozenset[str]
+
+    @property
+    def label(self) -> str:
+        return version_text(self.version)
+
+    def accepts_value(self, key: str, value: object) -> bool:
+        """False for a value some release introduced and this one refuses to start on.
+
+        Values no release of the table introduced (a gateway's own service tier) are not judged.
+        """
+        known = self.values.get(key)
+        return known is None or value in known or value not in _introduced(key)
+
+    def config_value_fatal(self, key: str, value: object) -> bool:
+        return not self.accepts_value(key, value) or value in self.fatal_config_values.get(key, ())
+
+
+def _fold(version: Version) -> CodexCapabilities:
+    requirement_keys: set[str] = set()
+    values: dict[str, frozenset[str]] = {}
+    fatal: dict[str, frozenset[str]] = {}
+    flags: dict[str, bool] = {}
+    for change in CHANGES:
+        if parse_version(change.version) > version:
+            break
+        requirement_keys |= change.requirement_keys
+        for key, added in change.values.items():
+            values[key] = values.get(key, frozenset()) | added
+        for key, added in change.fatal_config_values.items():
+            fatal[key] = fatal.get(key, frozenset()) | added
+        for name in (
+            "profile_files",
+            "strict_config",
+            "print_startup_config",
+            "config_server",
+            "bedrock_aws",
+        ):
+            flag = getattr(change, name)
+            if flag is not None:
+                flags[name] = flag
+    return CodexCapabilities(
+        version=version,
+        requirement_keys=frozenset(requirement_keys),
+        values=MappingProxyType(values),
+        fatal_config_values=MappingProxyType(fatal),
+        features=frozenset(name for name, spans in _feature_spans().items() if _in(version, spans)),
+        **flags,
+    )
+
+
+@cache
+def _introduced(key: str) -> frozenset[str]:
+    return frozenset(v for change in CHANGES for v in change.values.get(key, ()))
+
+
+@cache
+def capabilities(version: str | Version) -> CodexCapabilities:
+    """What `version` accepts; ValueError for a malformed version or one older than the table."""
+    parsed = parse_version(version) if isinstance(version, str) else version
+    if parsed < OLDEST:
+        raise ValueError(
+            f"Codex {version_text(parsed)} is older than the oldest supported release "
+            f"{version_text(OLDEST)}"
+        )
+    return _fold(parsed)
+
+
+# --- feature names ------------------------------------------------------------------------------
+
+FEATURES_FILE = Path(__file__).with_name("data") / "codex-features.tsv"
+Span = tuple[Version, Version | None]
+
+
+@cache
+def _feature_spans() -> Mapping[str, tuple[Span, ...]]:
+    spans: dict[str, list[Span]] = {}
+    for line in FEATURES_FILE.read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, start, until = [*line.split("\t"), ""][:3]
+        spans.setdefault(name, []).append(
+            (parse_version(start), parse_version(until) if until else None)
+        )
+    return MappingProxyType({name: tuple(found) for name, found in spans.items()})
+
+
+def _in(version: Version, spans: Iterable[Span]) -> bool:
+    return any(start <= version and (until is None or version < until) for start, until in spans)
+
+
+def feature_spans(name: str) -> tuple[Span, ...]:
+    return _feature_spans().get(name, ())
+
+
+# --- windows ---------------------------------------------------------------------------------------
+
+
+def boundaries(features: Iterable[str] = ()) -> list[Version]:
+    """Every version from which the table (restricted to `features`) says something changed."""
+    points = {parse_version(change.version) for change in CHANGES}
+    for name in features:
+        for start, until in feature_spans(name):
+            points.add(start)
+            if until is not None:
+                points.add(until)
+    return sorted(points)
+
+
+def version_segment(
+    version: Version, features: Iterable[str] = ()
+) -> tuple[Version, Version | None]:
+    """`version` and the next version from which Codex changes (None: none known)."""
+    later = [point for point in boundaries(features) if point > version]
+    return version, (later[0] if later else None)
+
+
+def segments(
+    start: Version, end: Version, features: Iterable[str] = ()
+) -> list[tuple[Version, Version | None]]:
+    """The window [start, end] cut where capabilities change: (first version, next cut or None).
+
+    Every version of one segment behaves the same for the files of a policy using `features`,
+    so rendering for its first version renders for all of it.
+    """
+    cuts = [point for point in boundaries(features) if start < point <= end]
+    firsts = [start, *cuts]
+    return [
+        (first, (firsts[i + 1] if i + 1 < len(firsts) else None)) for i, first in enumerate(firsts)
+    ]
+
+
+__all__ = [
+    "CHANGES",
+    "Change",
+    "CodexCapabilities",
+    "Version",
+    "capabilities",
+    "feature_spans",
+    "parse_version",
+    "segments",
+    "span_text",
+    "version_segment",
+    "version_text",
+]

@@ -1,0 +1,143 @@
+"""The per-version capability table: how it folds, and that it matches the real binaries.
+
+The table's rows were measured on many releases; the suite re-measures them on the releases it
+installs (Makefile CODEX_VERSIONS), so a wrong entry fails here instead of on a machine.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from policyhub.policies import schema
+from providers.codex_versions import (
+    CHANGES,
+    OLDEST,
+    Change,
+    capabilities,
+    parse_version,
+    segments,
+    version_segment,
+)
+from tests.codex.harness import check_without_session, run_codex
+
+SUITE_VERSIONS = ("0.125.0", "0.140.0", "0.169.0")
+# A loopback provider: the session-free check resolves it without any network.
+LOOPBACK = """model = "base-model"
+model_provider = "lp"
+
+[model_providers.lp]
+name = "lp"
+base_url = "http://127.0.0.1:9/v1"
+wire_api = "responses"
+"""
+
+
+@pytest.mark.parametrize("change", CHANGES[1:], ids=lambda c: c.version)
+def test_each_entry_changes_exactly_from_its_release(change: Change) -> None:
+    """One release before the entry lacks what it adds; the entry's release has it."""
+    index = CHANGES.index(change)
+    before = capabilities(CHANGES[index - 1].version)
+    at = capabilities(CHANGES[index].version)
+    entry = CHANGES[index]
+    assert not entry.requirement_keys & before.requirement_keys
+    assert entry.requirement_keys <= at.requirement_keys
+    for key, values in entry.values.items():
+        assert all(not before.accepts_value(key, v) and at.accepts_value(key, v) for v in values)
+    for key, values in entry.fatal_config_values.items():
+        assert all(
+            not before.config_value_fatal(key, v) and at.config_value_fatal(key, v) for v in values
+        )
+    for flag in ("profile_files", "strict_config", "print_startup_config", "config_server"):
+        if getattr(entry, flag) is not None:
+            assert getattr(at, flag) == getattr(entry, flag) != getattr(before, flag)
+
+
+def test_entries_are_in_release_order() -> None:
+    versions = [parse_version(c.version) for c in CHANGES]
+    assert versions == sorted(versions) and len(set(versions)) == len(versions)
+
+
+def test_profile_layout_and_channel_boundaries() -> None:
+    assert not capabilities("0.133.9").profile_files and capabilities("0.134.0").profile_files
+    assert not capabilities("0.165.0").config_server and capabilities("0.166.0").config_server
+    assert not capabilities("0.122.0").bedrock_aws and capabilities("0.123.0").bedrock_aws
+    assert capabilities("0.148.0").config_value_fatal("approval_policy", "untrusted") is False
+    assert capabilities("0.149.0").config_value_fatal("approval_policy", "untrusted") is True
+    # A value no release introduced (a gateway's own service tier) is not judged.
+    assert capabilities("0.125.0").accepts_value("service_tier", "gateway-gold")
+
+
+def test_segments_cut_the_window_where_codex_changes() -> None:
+    cuts = segments(parse_version("0.125.0"), parse_version("0.140.0"))
+    assert cuts == [((0, 125, 0), (0, 131, 0)), ((0, 131, 0), (0, 134, 0)), ((0, 134, 0), None)]
+    assert segments(OLDEST, OLDEST) == [(OLDEST, None)]
+    assert version_segment((0, 135, 2)) == ((0, 135, 2), (0, 142, 0))
+
+
+def test_versions_are_parsed_strictly() -> None:
+    for bad in ("0.125", "v0.125.0", "0.125.0-alpha", "", None, "0.125.0\n"):
+        with pytest.raises(ValueError):
+            parse_version(bad)
+    with pytest.raises(ValueError, match="older than"):
+        capabilities("0.110.0")
+
+
+def _probe(version: str, folder: Path, requirements: str, config: str = LOOPBACK) -> bool:
+    folder.mkdir(parents=True)
+    (folder / "requirements.toml").write_text(requirements)
+    (folder / "config.toml").write_text(config)
+    return check_without_session(folder, version).ok
+
+
+@pytest.mark.codex
+@pytest.mark.usefixtures("codex_ready")
+@pytest.mark.parametrize("version", SUITE_VERSIONS)
+def test_requirement_keys_match_the_binary(version: str, tmp_path: Path) -> None:
+    """A key set to -7 stops a version that parses it and is ignored by one that does not."""
+    keys = sorted({*schema.REQUIREMENT_KEYS, "model_providers", "config_server"})
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        starts = dict(
+            zip(
+                keys,
+                pool.map(lambda k: _probe(version, tmp_path / k, f"{k} = -7\n"), keys),
+                strict=True,
+            )
+        )
+    known = {key for key, started in starts.items() if not started}
+    assert known == set(keys) & capabilities(version).requirement_keys
+
+
+@pytest.mark.codex
+@pytest.mark.usefixtures("codex_ready")
+@pytest.mark.parametrize("version", SUITE_VERSIONS)
+def test_introduced_values_match_the_binary(version: str, tmp_path: Path) -> None:
+    caps = capabilities(version)
+    cases = sorted(
+        {
+            (key, value)
+            for change in CHANGES
+            for key, values in (*change.values.items(), *change.fatal_config_values.items())
+            for value in values
+        }
+    )
+
+    def starts(case: tuple[str, str]) -> bool:
+        key, value = case
+        return _probe(version, tmp_path / f"{key}-{value}", "", f'{key} = "{value}"\n{LOOPBACK}')
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        found = dict(zip(cases, pool.map(starts, cases), strict=True))
+    assert found == {case: not caps.config_value_fatal(*case) for case in cases}
+
+
+@pytest.mark.codex
+@pytest.mark.usefixtures("codex_ready")
+@pytest.mark.parametrize("version", SUITE_VERSIONS)
+def test_feature_names_match_the_binary(version: str, tmp_path: Path) -> None:
+    listed = run_codex(tmp_path, ["features", "list"], version=version, timeout=60)
+    assert listed.rc == 0, listed.stderr
+    names = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+    assert names == capabilities(version).features
