@@ -77,19 +77,28 @@ def requirements_text(text: str, *, server: str, credential: str, native: bool) 
 
 
 def _targets(
-    layout: files.Layout, current: State, bundle: verify.Bundle, codex_home: Path
+    layout: files.Layout,
+    current: State,
+    bundle: verify.Bundle,
+    codex_home: Path,
+    codex: verify.Version | None,
 ) -> dict[Path, bytes]:
     """Every file the bundle puts on this machine, as bytes."""
     requirements = requirements_text(
         bundle.files[verify.REQUIREMENTS],
         server=current.server,
         credential=current.credential,
-        native=current.native_channel,
+        native=current.native_channel and bundle.native_channel(codex),
     )
     targets = {
         layout.etc_dir / verify.REQUIREMENTS: requirements.encode(),
         layout.etc_dir / verify.CONFIG: bundle.files[verify.CONFIG].encode(),
     }
+    if verify.MANAGED_CONFIG in bundle.files:
+        # The highest layer, read by every Codex version: the pins older versions would ignore.
+        targets[layout.etc_dir / verify.MANAGED_CONFIG] = bundle.files[
+            verify.MANAGED_CONFIG
+        ].encode()
     for name, text in sorted(bundle.files.items()):
         profile = verify.profile_name(name)
         if profile is not None:
@@ -98,14 +107,19 @@ def _targets(
 
 
 def _apply(
-    layout: files.Layout, current: State, bundle: verify.Bundle, codex_home: Path, out: Output
+    layout: files.Layout,
+    current: State,
+    bundle: verify.Bundle,
+    codex_home: Path,
+    codex: verify.Version | None,
+    out: Output,
 ) -> list[str]:
     """Put the verified bundle's files in place; returns what changed on disk.
 
     All files are staged (written and fsynced next to their targets) before the first rename,
     so a failure while writing leaves every previous file as it was.
     """
-    targets = _targets(layout, current, bundle, codex_home)
+    targets = _targets(layout, current, bundle, codex_home, codex)
     pending = {path: data for path, data in targets.items() if not files.is_current(path, data)}
     owned = set(current.written)
     wanted = {str(path) for path in targets}
@@ -168,6 +182,7 @@ def _pull(
 ) -> tuple[str, list[str]]:
     """Fetch, verify and apply; (the result line, notes for the server)."""
     codex_home = layout.codex_home(current.codex_home)
+    codex = verify.parse_version(codex_version)
     last_good = files.read_bytes(layout.last_good_file)
     etag = current.etag if last_good is not None else None
     response = client.bundle(etag=etag, codex_version=codex_version)
@@ -178,7 +193,7 @@ def _pull(
             out.warn(f"the last known good bundle no longer verifies ({exc}); downloading again")
             response = client.bundle(etag=None, codex_version=codex_version)
         else:
-            restored = _apply(layout, current, bundle, codex_home, out)
+            restored = _apply(layout, current, bundle, codex_home, codex, out)
             current.codex_home = str(codex_home)
             notes = [
                 f"restored {path}: it differed from revision {bundle.revision}" for path in restored
@@ -189,7 +204,14 @@ def _pull(
     if response.status == 404:
         return f"no release is published for team {current.team} yet; nothing applied", []
     bundle, pinned = _verified(response.body, current, client)
-    _apply(layout, current, bundle, codex_home, out)
+    if codex is not None and not bundle.is_for(codex):
+        # Outside the organisation's window (the server's fleet view flags it from the version
+        # this sync reports): the nearest files the server has are applied.
+        out.warn(
+            f"warning: Codex {codex_version} is outside the versions revision {bundle.revision} "
+            "was rendered for; the nearest files were applied"
+        )
+    _apply(layout, current, bundle, codex_home, codex, out)
     # Only now that every file is in place does this bundle become the last known good one.
     files.write_atomic(layout.last_good_file, response.body, files.PRIVATE_MODE)
     # A team's revision numbers one release each: the same number is the same release.

@@ -20,11 +20,23 @@ from policyhub_agent.errors import UnknownSigningKey, VerificationError
 MAX_BUNDLE_BYTES = 8 * 1024 * 1024
 REQUIREMENTS = "requirements.toml"
 CONFIG = "config.toml"
+MANAGED_CONFIG = "managed_config.toml"
+SYSTEM_FILES = (REQUIREMENTS, CONFIG, MANAGED_CONFIG)
 PROFILE_RE = re.compile(r"profiles/([A-Za-z0-9][A-Za-z0-9_-]{0,63})\.config\.toml")
 KEY_ID_RE = re.compile(r"[0-9a-f]{16}")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 ENDORSEMENT_PURPOSE = "policyhub-signing-key"
 MANIFEST_FIELDS = {"organization", "team", "revision", "files", "content_digest", "key_id"}
+# Signed since releases are rendered per Codex version; older releases lack it.
+OPTIONAL_MANIFEST_FIELDS = {"codex"}
+VERSION_RE = re.compile(r"(\d{1,4})\.(\d{1,4})\.(\d{1,4})")
+Version = tuple[int, int, int]
+
+
+def parse_version(text: object) -> Version | None:
+    """(0, 130, 0) for "0.130.0"; None for anything else."""
+    match = VERSION_RE.fullmatch(text) if isinstance(text, str) else None
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
 
 
 def canonical_json(value: Any) -> bytes:
@@ -153,6 +165,26 @@ class Bundle:
     revision: int
     files: dict[str, str]
     key_id: str
+    # The Codex versions the files are for, (from, until or None); empty: any (older releases).
+    versions: tuple[tuple[Version, Version | None], ...] = ()
+    # From which of those versions Codex fetches from the server itself (the native channel).
+    native_from: Version | None = None
+    signed_versions: bool = False
+
+    def is_for(self, codex: Version) -> bool:
+        return not self.signed_versions or any(
+            start <= codex and (until is None or codex < until) for start, until in self.versions
+        )
+
+    def native_channel(self, codex: Version | None) -> bool:
+        """Whether Codex `codex` on this machine fetches its policy from the server itself.
+
+        Releases that say nothing were made for 0.169.0. An unknown version gets no channel:
+        0.164 and 0.165 read `config_server` and then refuse every session.
+        """
+        if not self.signed_versions:
+            return True
+        return self.native_from is not None and codex is not None and codex >= self.native_from
 
 
 def _shape(data: object) -> dict[str, Any]:
@@ -185,7 +217,7 @@ def _shape(data: object) -> dict[str, Any]:
 def _names(names: set[str]) -> None:
     """Only the file names Codex reads: no other path can ever be written."""
     for name in sorted(names):
-        if name not in (REQUIREMENTS, CONFIG) and profile_name(name) is None:
+        if name not in SYSTEM_FILES and profile_name(name) is None:
             raise VerificationError(f"the bundle holds a file with a disallowed name: {name!r}")
     for name in (REQUIREMENTS, CONFIG):
         if name not in names:
@@ -197,14 +229,16 @@ def _names(names: set[str]) -> None:
         raise VerificationError("the bundle holds file names that differ only in case")
 
 
-def _manifest(bundle: dict[str, Any], organization: str) -> None:
+def _manifest(bundle: dict[str, Any], organization: str) -> dict[str, Any]:
     """The signed manifest says exactly what the bundle says, for the enrolled organisation."""
     text = bundle["manifest"]
     try:
         manifest = json.loads(text)
     except ValueError as exc:
         raise VerificationError("the signed manifest is not valid JSON") from exc
-    if not isinstance(manifest, dict) or set(manifest) != MANIFEST_FIELDS:
+    if not isinstance(manifest, dict) or not (
+        MANIFEST_FIELDS <= set(manifest) <= MANIFEST_FIELDS | OPTIONAL_MANIFEST_FIELDS
+    ):
         raise VerificationError("the signed manifest does not have the expected fields")
     if canonical_json(manifest) != text.encode():
         raise VerificationError("the signed manifest is not canonical JSON")
@@ -222,6 +256,30 @@ def _manifest(bundle: dict[str, Any], organization: str) -> None:
         raise VerificationError("the bundle's file hashes differ from the signed manifest")
     if not isinstance(manifest["content_digest"], str):
         raise VerificationError("the signed manifest's content_digest is not a string")
+    return manifest
+
+
+def _codex(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The signed Codex versions, checked: {"versions": [[from, until|null]], "native_channel_from"}."""
+    if "codex" not in manifest:
+        return {}
+    codex = manifest["codex"]
+    problem = VerificationError("the signed manifest's codex versions are malformed")
+    if not isinstance(codex, dict) or set(codex) != {"versions", "native_channel_from"}:
+        raise problem
+    spans = []
+    for span in codex["versions"] if isinstance(codex["versions"], list) else [None]:
+        if not isinstance(span, list) or len(span) != 2:
+            raise problem
+        start, until = parse_version(span[0]), parse_version(span[1])
+        if start is None or (span[1] is not None and until is None):
+            raise problem
+        spans.append((start, until))
+    native = codex["native_channel_from"]
+    native_from = parse_version(native)
+    if not spans or (native is not None and native_from is None):
+        raise problem
+    return {"versions": tuple(spans), "native_from": native_from, "signed_versions": True}
 
 
 def _contents(files: dict[str, str], hashes: dict[str, str]) -> None:
@@ -266,7 +324,8 @@ def verify_bundle(raw: bytes, pinned: Mapping[str, str], organization: str) -> B
         raise UnknownSigningKey(key_id)
     if not signature_valid(pinned[key_id], bundle["manifest"].encode(), bundle["signature"]):
         raise VerificationError(f"the manifest's signature by key {key_id} does not verify")
-    _manifest(bundle, organization)
+    manifest = _manifest(bundle, organization)
+    codex = _codex(manifest)
     _contents(bundle["files"], bundle["hashes"])
     return Bundle(
         organization=bundle["organization"],
@@ -274,4 +333,5 @@ def verify_bundle(raw: bytes, pinned: Mapping[str, str], organization: str) -> B
         revision=bundle["revision"],
         files=dict(bundle["files"]),
         key_id=key_id,
+        **codex,
     )

@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import connections
 
+from providers.codex_versions import Version
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "policyhub_delivery"
@@ -60,15 +62,43 @@ class DeviceEntry:
     team_path: str
 
 
+Span = tuple[Version, Version | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ServedSet:
+    """Another file set of a release as the agent gets it, and the Codex versions it is for."""
+
+    spans: tuple[Span, ...]
+    etag: str
+    agent_body: bytes
+
+
 @dataclass(frozen=True, slots=True)
 class Served:
-    """One release as it goes out: quoted ETag and both bodies, already encoded."""
+    """One release as it goes out: quoted ETag and both bodies, already encoded; and the agent
+    bodies for the older Codex versions of the window, lowest versions first."""
 
     release_id: int
     revision: int
     etag: str
     agent_body: bytes
     native_body: bytes
+    variants: tuple[ServedSet, ...] = ()
+
+    def for_agent(self, codex: Version | None) -> tuple[str, bytes]:
+        """(ETag, body) for a machine running Codex `codex`: the set whose versions hold it, the
+        lowest set below the window, the release's own set (the newest) otherwise."""
+        if codex is None or not self.variants:
+            return self.etag, self.agent_body
+        for variant in self.variants:
+            for start, until in variant.spans:
+                if start <= codex and (until is None or codex < until):
+                    return variant.etag, variant.agent_body
+        lowest = self.variants[0]
+        if codex < lowest.spans[0][0]:
+            return lowest.etag, lowest.agent_body
+        return self.etag, self.agent_body
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from policyhub.delivery.cache import DeliveryCache, DeviceEntry, Served, TeamEntry, cache
+from policyhub.delivery.cache import (
+    DeliveryCache,
+    DeviceEntry,
+    Served,
+    ServedSet,
+    Span,
+    TeamEntry,
+    cache,
+)
 from policyhub.fleet import credentials
 from policyhub.fleet.models import Device
-from policyhub.releases.models import Release
+from policyhub.releases.models import Release, ReleaseVariant
 from policyhub.releases.selectors import rollout_serves_current
+from providers.codex_versions import parse_version
 
 
 def _device_load(credential_hash: str) -> DeviceEntry | None:
@@ -38,7 +48,30 @@ def device_for_credential(credential: object) -> DeviceEntry | None:
     return state.device(digest, lambda: _device_load(digest))
 
 
-def _served(release: Release | None) -> Served | None:
+def _spans(codex: Mapping[str, Any]) -> tuple[Span, ...]:
+    return tuple(
+        (parse_version(start), parse_version(until) if until else None)
+        for start, until in codex.get("versions", ())
+    )
+
+
+def _variants(release_ids: Iterable[int]) -> dict[int, tuple[ServedSet, ...]]:
+    """The other file sets of these releases, lowest Codex versions first."""
+    found: dict[int, list[ServedSet]] = defaultdict(list)
+    rows = ReleaseVariant.objects.filter(release_id__in=list(release_ids)).values_list(
+        "release_id", "codex", "etag", "agent_body"
+    )
+    for release_id, codex, etag, body in rows.iterator(chunk_size=500):
+        found[release_id].append(ServedSet(_spans(codex), f'"{etag}"', body.encode()))
+    return {
+        release_id: tuple(sorted(sets, key=lambda s: s.spans[0][0]))
+        for release_id, sets in found.items()
+    }
+
+
+def _served(
+    release: Release | None, variants: Mapping[int, tuple[ServedSet, ...]]
+) -> Served | None:
     if release is None:
         return None
     return Served(
@@ -47,6 +80,7 @@ def _served(release: Release | None) -> Served | None:
         f'"{release.etag}"',
         release.agent_body.encode(),
         release.native_body.encode(),
+        variants.get(release.pk, ()),
     )
 
 
@@ -59,7 +93,10 @@ def _team_load(organization_id: int, team_path: str) -> TeamEntry:
     )
     if current is None:
         return TeamEntry(None, None, 100)
-    return TeamEntry(_served(current), _served(current.previous), current.rollout_percent)
+    variants = _variants([current.pk, current.previous_id or current.pk])
+    return TeamEntry(
+        _served(current, variants), _served(current.previous, variants), current.rollout_percent
+    )
 
 
 _SERVED_FIELDS = ("id", "revision", "etag", "agent_body", "native_body")
@@ -93,11 +130,8 @@ def delivery_snapshot() -> tuple[dict[str, DeviceEntry], dict[tuple[int, str], T
         .values_list("credential_hash", "pk", "organization_id", "team__path")
         .iterator(chunk_size=5000)
     }
-    teams = {
-        (current.organization_id, current.team_path): TeamEntry(
-            _served(current), _served(current.previous), current.rollout_percent
-        )
-        for current in Release.objects.filter(current=True)
+    currents = list(
+        Release.objects.filter(current=True)
         .select_related("previous")
         .only(
             *_SERVED_FIELDS,
@@ -107,5 +141,14 @@ def delivery_snapshot() -> tuple[dict[str, DeviceEntry], dict[tuple[int, str], T
             *(f"previous__{f}" for f in _SERVED_FIELDS),
         )
         .iterator(chunk_size=500)
+    )
+    variants = _variants(
+        {r.pk for r in currents} | {r.previous_id for r in currents if r.previous_id}
+    )
+    teams = {
+        (current.organization_id, current.team_path): TeamEntry(
+            _served(current, variants), _served(current.previous, variants), current.rollout_percent
+        )
+        for current in currents
     }
     return devices, teams

@@ -20,13 +20,13 @@ from django.utils.http import parse_etags
 from django.views.decorators.csrf import csrf_exempt
 
 from policyhub.delivery import exports
-from policyhub.delivery.cache import Served
 from policyhub.delivery.selectors import bearer_credential, device_for_credential, release_served
 from policyhub.delivery.services import fetch_record
 from policyhub.fleet.models import Device
 from policyhub.releases.models import Release
 from policyhub.releases.selectors import current_release_of_member_team
 from policyhub.validators import is_plain_text
+from providers.codex_versions import Version, parse_version
 
 JSON = "application/json"
 # A machine must revalidate every time, and no shared cache may keep a device's bundle.
@@ -40,16 +40,25 @@ def _json_error(status: int, detail: str) -> HttpResponse:
     return response
 
 
-def _not_modified(request: HttpRequest, served: Served) -> bool:
+def _not_modified(request: HttpRequest, etag: str) -> bool:
     """If-None-Match, compared weakly (RFC 9110 §13.1.2): a proxy that compresses the body may
     hand the client `W/"<tag>"`, which must still match."""
     header = request.META.get("HTTP_IF_NONE_MATCH")
     if not header:
         return False
-    if header == served.etag:  # what the agent sends: no parsing needed
+    if header == etag:  # what the agent sends: no parsing needed
         return True
     tags = [tag.removeprefix("W/") for tag in parse_etags(header)]
-    return served.etag in tags or "*" in tags
+    return etag in tags or "*" in tags
+
+
+def _codex_version(request: HttpRequest) -> Version | None:
+    """The Codex version the agent reports (`X-Codex-Version: 0.130.0`); None if absent or odd."""
+    header = request.META.get("HTTP_X_CODEX_VERSION")
+    try:
+        return parse_version(header) if header else None
+    except ValueError:
+        return None
 
 
 def _answer(request: HttpRequest, credential: object, channel: str) -> HttpResponse:
@@ -77,12 +86,16 @@ def _answer(request: HttpRequest, credential: object, channel: str) -> HttpRespo
             # No release yet: an empty bundle, so Codex starts instead of failing closed.
             return HttpResponse(b"{}", content_type=JSON)
         return _json_error(404, "this team has no published release yet")
-    if _not_modified(request, served):
+    if channel == NATIVE:
+        # Only Codex 0.166 and later fetch this: the release's own set is the newest versions'.
+        etag, body = served.etag, served.native_body
+    else:
+        etag, body = served.for_agent(_codex_version(request))
+    if _not_modified(request, etag):
         response = HttpResponse(status=304)
     else:
-        body = served.native_body if channel == NATIVE else served.agent_body
         response = HttpResponse(body, content_type=JSON)
-    response["ETag"] = served.etag
+    response["ETag"] = etag
     response["Cache-Control"] = CACHE_CONTROL
     return response
 

@@ -102,7 +102,11 @@ class Release(models.Model):
     files = models.JSONField()  # relative path -> file text
     hashes = models.JSONField()  # relative path -> sha256 of the file bytes
     # sha256 over the bodies (headers excluded): equal content, equal digest, whatever revision.
+    # With variants, one sha256 over every file set and the versions it is for.
     content_digest = models.CharField(max_length=64)
+    # The Codex versions `files` is for (rendering.render.RenderedVariant.codex); the window's
+    # other versions get a `variants` row each. Empty for releases made before windows.
+    codex = models.JSONField(default=dict, blank=True)
     manifest = models.TextField()  # the canonical JSON that was signed
     signature = models.CharField(max_length=128)  # base64 Ed25519 signature of the manifest
     # What machines are sent, built once here (releases/wire.py): the agent's bundle, Codex's
@@ -164,3 +168,25 @@ class Release(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization.slug}/{self.team_path} r{self.revision}"
+
+
+class ReleaseVariant(models.Model):
+    """Another file set of a release, for Codex versions of the window that need other files
+    than the release's own set (profile tables before 0.134, say). One row per distinct set,
+    however many versions it serves; signed and immutable like the release."""
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="variants")
+    codex = models.JSONField()  # {"versions": [[from, until | null], ...], "native_channel_from"}
+    files = models.JSONField()
+    hashes = models.JSONField()
+    content_digest = models.CharField(max_length=64)
+    manifest = models.TextField()
+    signature = models.CharField(max_length=128)
+    etag = models.CharField(max_length=32)
+    agent_body = models.TextField()
+
+    class Meta:
+        ordering = ["release", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.release} for Codex {self.codex.get('versions')}"

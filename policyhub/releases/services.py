@@ -8,6 +8,8 @@ organisation run one after the other and agree on revisions.
 from __future__ import annotations
 
 import hashlib
+import json
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -24,9 +26,9 @@ from policyhub.errors import ApplicationError
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_check
 from policyhub.releases import signing, wire
-from policyhub.releases.models import PublishRun, Release, SigningKey
+from policyhub.releases.models import PublishRun, Release, ReleaseVariant, SigningKey
 from policyhub.releases.selectors import current_releases_with_published_digest, last_revisions
-from policyhub.rendering.render import render_team, retitle
+from policyhub.rendering.render import render_release, retitle
 from providers.base import Issue
 
 
@@ -163,10 +165,10 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
         for r in current_releases_with_published_digest(organization).defer("files", "manifest")
     }
     revisions = last_revisions(organization)
-    new: list[Release] = []
+    signed: list[tuple[Release, list[ReleaseVariant]]] = []
     for path in sorted(policy.teams):
         revision = revisions.get(path, 0) + 1
-        rendered = render_team(policy, path, revision=str(revision))
+        rendered = render_release(policy, path, revision=str(revision))
         previous = current.get(path)
         # Unchanged policy, nothing to release: neither what devices get now, nor what this team
         # was last published (so a rollback or an aborted rollout is not undone by a publish
@@ -176,12 +178,14 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
             previous.published_digest,  # type: ignore[attr-defined]
         ):
             continue
-        new.append(
+        primary = rendered.primary
+        sets = [primary, *(v for v in rendered.variants if v is not primary)]
+        signed.append(
             _signed_release(
                 organization=organization,
                 team_path=path,
                 revision=revision,
-                files=rendered.files,
+                sets=[FileSet(v.team.files, v.team.content_digest, v.codex) for v in sets],
                 content_digest=rendered.content_digest,
                 key=key,
                 previous=previous,
@@ -190,11 +194,11 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
                 provenance=rendered.validation.resolved.provenance(),
             )
         )
-    changed = [r.team_path for r in new]
+    changed = [release.team_path for release, _ in signed]
     Release.objects.filter(organization=organization, team_path__in=changed, current=True).update(
         current=False
     )
-    Release.objects.bulk_create(new)
+    new = _releases_save(signed)
     Release.change_sets.through.objects.bulk_create(
         [
             Release.change_sets.through(release_id=release.pk, changeset_id=change_set.pk)
@@ -229,65 +233,124 @@ def signing_key_active(*, organization: Organization, actor: User | None) -> Sig
     return key if key is not None else signing_key_rotate(organization=organization, actor=actor)
 
 
-def _signed_release(
-    *,
-    organization: Organization,
-    team_path: str,
-    revision: int,
-    files: dict[str, bytes],
-    content_digest: str,
-    key: SigningKey,
-    previous: Release | None,
-    publish_run: PublishRun | None,
-    created_by: User | None,
-    provenance: dict[str, Any] | None = None,
-) -> Release:
-    """An unsaved, current release of `files` at `revision`, its manifest signed with `key`.
+@dataclass(frozen=True)
+class FileSet:
+    """One file set of a release, before signing: its files, their digest, its Codex versions."""
+
+    files: dict[str, bytes]
+    content_digest: str
+    codex: dict[str, Any]
+
+
+# What releases made before support windows were rendered for.
+LEGACY_CODEX = {"versions": [["0.169.0", None]], "native_channel_from": "0.169.0"}
+
+
+def _signed_set(
+    *, organization: Organization, team_path: str, revision: int, file_set: FileSet, key: SigningKey
+) -> dict[str, Any]:
+    """The stored and served form of one file set, its manifest signed with `key`.
 
     The one place that shapes the signed manifest, so publishing and rollback cannot drift apart.
     """
-    hashes = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
+    hashes = {
+        name: hashlib.sha256(data).hexdigest() for name, data in sorted(file_set.files.items())
+    }
     manifest = signing.canonical_json(
         {
             "organization": organization.slug,
             "team": team_path,
             "revision": revision,
             "files": hashes,
-            "content_digest": content_digest,
+            "content_digest": file_set.content_digest,
+            "codex": file_set.codex,
             "key_id": key.key_id,
         }
-    )
-    texts = {name: data.decode() for name, data in files.items()}
-    signature = signing.sign(key.private_key_encrypted, manifest)
-    return Release(
-        organization=organization,
-        team_path=team_path,
-        revision=revision,
-        files=texts,
-        hashes=hashes,
-        content_digest=content_digest,
-        manifest=manifest.decode(),
-        signature=signature,
-        etag=wire.etag(manifest.decode()),
-        agent_body=wire.agent_body(
+    ).decode()
+    texts = {name: data.decode() for name, data in file_set.files.items()}
+    signature = signing.sign(key.private_key_encrypted, manifest.encode())
+    return {
+        "codex": file_set.codex,
+        "files": texts,
+        "hashes": hashes,
+        "manifest": manifest,
+        "signature": signature,
+        "etag": wire.etag(manifest),
+        "agent_body": wire.agent_body(
             organization=organization.slug,
             team_path=team_path,
             revision=revision,
             files=texts,
             hashes=hashes,
-            manifest=manifest.decode(),
+            manifest=manifest,
             signature=signature,
             key_id=key.key_id,
         ),
+    }
+
+
+def _signed_release(
+    *,
+    organization: Organization,
+    team_path: str,
+    revision: int,
+    sets: list[FileSet],
+    content_digest: str,
+    key: SigningKey,
+    previous: Release | None,
+    publish_run: PublishRun | None,
+    created_by: User | None,
+    provenance: dict[str, Any] | None = None,
+) -> tuple[Release, list[ReleaseVariant]]:
+    """An unsaved, current release of `sets` at `revision`: the first set (the window's newest
+    versions) on the release itself, the others as its unsaved variants."""
+    signed = [
+        _signed_set(
+            organization=organization,
+            team_path=team_path,
+            revision=revision,
+            file_set=file_set,
+            key=key,
+        )
+        for file_set in sets
+    ]
+    primary, *others = signed
+    native = primary["codex"].get("native_channel_from") is not None
+    release = Release(
+        organization=organization,
+        team_path=team_path,
+        revision=revision,
+        content_digest=content_digest,
         native_body=wire.native_body(
-            organization=organization.slug, team_path=team_path, revision=revision, files=texts
-        ),
+            organization=organization.slug,
+            team_path=team_path,
+            revision=revision,
+            files=primary["files"],
+        )
+        if native
+        else wire.NO_NATIVE_BODY,
         signing_key=key,
         previous=previous,
         publish_run=publish_run,
         created_by=created_by,
         provenance=provenance if provenance is not None else {},
+        **primary,
     )
+    variants = [
+        ReleaseVariant(release=release, content_digest=file_set.content_digest, **fields)
+        for file_set, fields in zip(sets[1:], others, strict=True)
+    ]
+    return release, variants
+
+
+def _releases_save(signed: list[tuple[Release, list[ReleaseVariant]]]) -> list[Release]:
+    """Store new releases and their variants (bulk: a publish may release every team)."""
+    releases = Release.objects.bulk_create([release for release, _ in signed])
+    for release, (_, variants) in zip(releases, signed, strict=True):
+        for variant in variants:
+            variant.release = release  # now with its primary key
+    ReleaseVariant.objects.bulk_create([v for _, variants in signed for v in variants])
+    return releases
 
 
 def _release_save(release: Release, fields: list[str] | None = None) -> None:
@@ -365,15 +428,30 @@ def release_rollback(
         )
     revision = (team.aggregate(top=Max("revision"))["top"] or 0) + 1
     label = f"{organization.slug}/{team_path}"
-    files = {
-        name: retitle(text.encode(), team=label, revision=str(revision))
-        for name, text in target.files.items()
-    }
-    release = _signed_release(
+
+    def retitled(files: dict[str, str]) -> dict[str, bytes]:
+        return {
+            name: retitle(text.encode(), team=label, revision=str(revision))
+            for name, text in files.items()
+        }
+
+    # Every set of the target, under the new revision: bodies, digests and versions are kept.
+    sets = [
+        FileSet(
+            retitled(target.files),
+            json.loads(target.manifest)["content_digest"],
+            target.codex or LEGACY_CODEX,
+        ),
+        *(
+            FileSet(retitled(v.files), v.content_digest, v.codex)
+            for v in target.variants.order_by("id")
+        ),
+    ]
+    release, variants = _signed_release(
         organization=organization,
         team_path=team_path,
         revision=revision,
-        files=files,
+        sets=sets,
         content_digest=target.content_digest,
         key=signing_key_active(organization=organization, actor=actor),
         previous=current,
@@ -387,6 +465,10 @@ def release_rollback(
         current.current = False
         _release_save(current, ["current"])
     _release_save(release)
+    for variant in variants:
+        variant.release = release
+        variant.full_clean()
+        variant.save()
     audit_record(
         organization=organization,
         actor=actor,

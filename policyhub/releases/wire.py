@@ -14,6 +14,10 @@ from collections.abc import Mapping
 
 from policyhub.rendering.render import CONFIG, REQUIREMENTS
 
+# The config-server answer of a release none of whose Codex versions fetches one: nothing managed
+# comes from us that way (the agent writes the files instead).
+NO_NATIVE_BODY = "{}"
+
 
 def etag(manifest: str) -> str:
     """One tag per signed release: the manifest names organisation, team, revision, every file

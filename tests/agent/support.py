@@ -97,21 +97,23 @@ def bundle(
     files: dict[str, str] | None = None,
     organization: str = "acme",
     team: str = "engineering/web",
+    codex: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A bundle exactly as the server builds one: hashes, canonical manifest, signature."""
+    """A bundle exactly as the server builds one: hashes, canonical manifest, signature.
+
+    `codex`: the signed Codex versions the files are for (None: a release made before them)."""
     files = default_files() if files is None else files
     hashes = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in files.items()}
     digest = hashlib.sha256("".join(sorted(hashes.values())).encode()).hexdigest()
-    manifest = canonical_json(
-        {
-            "organization": organization,
-            "team": team,
-            "revision": revision,
-            "files": hashes,
-            "content_digest": digest,
-            "key_id": signer.key_id,
-        }
-    )
+    fields = {
+        "organization": organization,
+        "team": team,
+        "revision": revision,
+        "files": hashes,
+        "content_digest": digest,
+        "key_id": signer.key_id,
+    }
+    manifest = canonical_json(fields if codex is None else {**fields, "codex": codex})
     return {
         "organization": organization,
         "team": team,

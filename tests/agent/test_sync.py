@@ -18,6 +18,7 @@ import pytest
 from policyhub.releases.signing import endorsement_message
 from tests.agent.support import (
     CONFIG,
+    MISSING_CODEX,
     PROFILE_CI,
     PROFILE_FAST,
     REQUIREMENTS,
@@ -91,6 +92,71 @@ def test_enrolling_over_https_appends_codexs_native_channel_to_the_requirements(
     assert mode(root / ETC / "requirements.toml") == 0o644
     assert (root / ETC / "config.toml").read_text() == CONFIG
     assert fake.credential not in result.out + result.err
+
+
+NEWEST = {"versions": [["0.134.0", None]], "native_channel_from": "0.166.0"}
+
+
+def fake_codex(folder: Path, version: str) -> Path:
+    """An executable answering `--version` as Codex `version` does."""
+    codex = folder / f"codex-{version}"
+    codex.write_text(f"#!/bin/sh\necho 'codex-cli {version}'\n")
+    codex.chmod(0o755)
+    return codex
+
+
+@pytest.mark.parametrize(
+    ("codex", "native"),
+    [("0.169.0", True), ("0.166.0", True), ("0.165.0", False), ("0.140.0", False), (None, False)],
+)
+def test_the_native_channel_is_added_only_for_a_codex_that_fetches_from_a_server(
+    root: Path, signer: Signer, tmp_path: Path, codex: str | None, native: bool
+) -> None:
+    """0.164 and 0.165 read config_server and refuse every session; older ones ignore it; an
+    unknown version gets none."""
+    fake = FakeHub(signer)
+    fake.publish(bundle(signer, codex=NEWEST))
+    (tmp_path / "tls").mkdir()
+    binary = str(fake_codex(tmp_path, codex)) if codex else MISSING_CODEX
+    with serve(fake, tmp_path / "tls") as ca:
+        result = enroll(root, fake, "--ca-bundle", str(ca), "--codex-bin", binary)
+    assert result.code == 0, result.err
+    text = (root / ETC / "requirements.toml").read_text()
+    assert ("config_server" in tomllib.loads(text)) is native
+    assert text.startswith(REQUIREMENTS)
+
+
+def test_managed_config_is_written_and_removed_with_the_release(
+    root: Path, hub: FakeHub, signer: Signer
+) -> None:
+    files = {**default_files(), "managed_config.toml": 'forced_login_method = "chatgpt"\n'}
+    hub.publish(bundle(signer, files=files, codex=NEWEST))
+    assert enroll(root, hub).code == 0
+    managed = root / ETC / "managed_config.toml"
+    assert managed.read_text() == files["managed_config.toml"] and mode(managed) == 0o644
+    hub.publish(bundle(signer, revision=2))
+    assert run(root, "sync").code == 0
+    assert not managed.exists()
+
+
+@pytest.mark.parametrize(
+    "codex",
+    [
+        {"versions": [], "native_channel_from": None},
+        {"versions": [["0.134", None]], "native_channel_from": None},
+        {"versions": [["0.134.0", None]]},
+        {"versions": [["0.134.0", None]], "native_channel_from": "soon"},
+        {"versions": "0.134.0", "native_channel_from": None},
+        ["0.134.0"],
+    ],
+)
+def test_malformed_signed_codex_versions_are_refused(
+    root: Path, hub: FakeHub, signer: Signer, codex: Any
+) -> None:
+    hub.publish(bundle(signer, codex=codex))
+    result = enroll(root, hub)
+    assert result.code == 1 and "codex versions are malformed" in result.err
+    assert not (root / ETC).exists()
 
 
 def test_no_native_channel_keeps_the_requirements_verbatim_over_https(

@@ -22,7 +22,14 @@ from policyhub.policies import document
 from policyhub.policies.services import policy_apply
 from policyhub.releases.models import Release
 from policyhub.releases.services import publish_run_request
-from tests.codex.harness import REPO_ROOT, Machine, check_profile, check_startup
+from tests.codex.harness import (
+    REPO_ROOT,
+    Machine,
+    check_profile,
+    check_startup,
+    codex_binary,
+    profile_names,
+)
 from tests.e2e.stack import Stack, running_stack
 
 pytestmark = [
@@ -85,10 +92,12 @@ class Laptop:
     def file_set(self, into: Path) -> Path:
         """What the agent wrote, laid out as the Codex harness reads a file set."""
         shutil.rmtree(into, ignore_errors=True)
-        (into / "profiles").mkdir(parents=True)
-        for name in ("requirements.toml", "config.toml"):
-            shutil.copyfile(self.root / "etc" / "codex" / name, into / name)
+        into.mkdir(parents=True)
+        for name in ("requirements.toml", "config.toml", "managed_config.toml"):
+            if (self.root / "etc" / "codex" / name).is_file():
+                shutil.copyfile(self.root / "etc" / "codex" / name, into / name)
         for profile in self.codex_home.glob("*.config.toml"):
+            (into / "profiles").mkdir(exist_ok=True)
             shutil.copyfile(profile, into / "profiles" / profile.name)
         return into
 
@@ -113,7 +122,15 @@ def test_published_policy_reaches_codex_through_the_agent_and_the_native_channel
     )
     laptop = Laptop(stack, tmp_path / "laptop")
     enrolled = laptop.agent(
-        "enroll", "--server", stack.url, "--token", token, "--ca-bundle", str(stack.ca)
+        "enroll",
+        "--server",
+        stack.url,
+        "--token",
+        token,
+        "--ca-bundle",
+        str(stack.ca),
+        "--codex-bin",
+        str(codex_binary("0.169.0")),
     )
     assert enrolled.returncode == 0, enrolled.stderr
     requirements = tomllib.loads((laptop.root / "etc/codex/requirements.toml").read_text())
@@ -169,6 +186,48 @@ def test_published_policy_reaches_codex_through_the_agent_and_the_native_channel
     assert status["applied_revision"] == second.revision
 
 
+def test_an_older_codex_gets_profile_tables_and_no_native_channel(
+    cast: dict[str, Any], stack: Stack, tmp_path: Path
+) -> None:
+    """Codex 0.125.0 on the machine: the agent reports it and gets the set rendered for it."""
+    release = publish(cast, DEMO)
+    _, token = enrollment_token_create(organization=cast["acme"], team_path=TEAM, actor=None)
+    laptop = Laptop(stack, tmp_path / "old-laptop")
+    enrolled = laptop.agent(
+        "enroll",
+        "--server",
+        stack.url,
+        "--token",
+        token,
+        "--ca-bundle",
+        str(stack.ca),
+        "--codex-bin",
+        str(codex_binary("0.125.0")),
+    )
+    assert enrolled.returncode == 0, enrolled.stderr
+    etc = laptop.root / "etc" / "codex"
+    requirements = tomllib.loads((etc / "requirements.toml").read_text())
+    assert "config_server" not in requirements  # 0.125 ignores it: the local files enforce
+    config = tomllib.loads((etc / "config.toml").read_text())
+    assert set(config["profiles"]) == {"deep"}
+    assert not list(laptop.codex_home.glob("*.config.toml"))
+    # Older releases ignore allowed_login_methods; the managed layer pins the sign-in instead.
+    assert tomllib.loads((etc / "managed_config.toml").read_text()) == {
+        "forced_login_method": "chatgpt"
+    }
+    variant = release.variants.get()
+    assert (etc / "config.toml").read_text() == variant.files["config.toml"]
+
+    files = laptop.file_set(tmp_path / "old-set")
+    started = check_startup(files, "0.125.0", machine=laptop.machine)
+    assert started.ok, started.error
+    assert profile_names(files) == ["deep"]
+    session = check_profile(files, "deep", "0.125.0", machine=laptop.machine)
+    assert session.ok, session.config_errors or session.fallback_warnings
+    assert session.header.get("reasoning effort") == "xhigh"
+    assert Device.objects.get(team__path=TEAM).codex_version == "0.125.0"
+
+
 def test_revoked_device_is_refused_by_both_channels_through_the_real_server(
     cast: dict[str, Any], stack: Stack, tmp_path: Path
 ) -> None:
@@ -177,7 +236,15 @@ def test_revoked_device_is_refused_by_both_channels_through_the_real_server(
     laptop = Laptop(stack, tmp_path / "laptop")
     assert (
         laptop.agent(
-            "enroll", "--server", stack.url, "--token", token, "--ca-bundle", str(stack.ca)
+            "enroll",
+            "--server",
+            stack.url,
+            "--token",
+            token,
+            "--ca-bundle",
+            str(stack.ca),
+            "--codex-bin",
+            str(codex_binary("0.169.0")),
         ).returncode
         == 0
     )
