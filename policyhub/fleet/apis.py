@@ -16,6 +16,7 @@ from policyhub.accounts.selectors import organizations_for
 from policyhub.fleet import selectors, services
 from policyhub.fleet.models import Device, EnrollmentToken
 from policyhub.validators import plain_text
+from providers.codex_versions import version_text
 
 
 def _organization(request: Request, slug: str) -> Organization:
@@ -45,6 +46,8 @@ class DeviceStatusOut(serializers.Serializer):
     last_channel = serializers.CharField(source="device.last_channel")
     reported_at = serializers.DateTimeField(source="device.reported_at", allow_null=True)
     codex_version = serializers.CharField(source="device.codex_version")
+    # inside, below or above the organisation's Codex support window, or unknown.
+    codex_window = serializers.CharField()
     os = serializers.CharField(source="device.os")
     agent_version = serializers.CharField(source="device.agent_version")
     errors = serializers.ListField(source="device.errors", child=serializers.CharField())
@@ -70,6 +73,9 @@ class FleetTeamsApi(APIView):
 class DevicesQuery(serializers.Serializer):
     team = serializers.CharField(max_length=1024, required=False, validators=[plain_text])
     state = serializers.ChoiceField(choices=selectors.STATES, required=False)
+    codex_window = serializers.ChoiceField(
+        choices=(*selectors.WINDOW_STATES, "outside"), required=False
+    )
 
 
 class FleetDevicesApi(APIView):
@@ -83,8 +89,31 @@ class FleetDevicesApi(APIView):
             org,
             team_path=query.validated_data.get("team"),
             state=query.validated_data.get("state"),
+            codex_window=query.validated_data.get("codex_window"),
         )
         return Response({"devices": DeviceStatusOut(statuses, many=True).data})
+
+
+class CodexVersionOut(serializers.Serializer):
+    version = serializers.CharField()
+    devices = serializers.IntegerField()
+    window = serializers.CharField()
+
+
+class FleetCodexVersionsApi(APIView):
+    """The Codex versions the fleet runs, against the organisation's support window."""
+
+    def get(self, request: Request, slug: str) -> Response:
+        org = _organization(request, slug)
+        seen = selectors.codex_versions_seen(org)
+        low, high = selectors.window_of(org)
+        return Response(
+            {
+                "window": {"min_version": version_text(low), "max_version": version_text(high)},
+                "versions": CodexVersionOut(seen, many=True).data,
+                "devices_outside": sum(s.devices for s in seen if s.window in ("below", "above")),
+            }
+        )
 
 
 class ReasonIn(serializers.Serializer):

@@ -9,15 +9,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from policyhub.accounts.models import Organization
 from policyhub.fleet.models import Device, EnrollmentToken
+from policyhub.policies.document import codex_window
 from policyhub.releases.models import Release
 from policyhub.releases.selectors import rollout_serves_current
+from providers.codex_versions import Version, parse_version
 
 STATES = ("current", "behind", "failing", "stale", "pending")
+# Where a device's reported Codex version lies against the organisation's support window.
+WINDOW_STATES = ("inside", "below", "above", "unknown")
 
 
 def enrollment_tokens(organization: Organization) -> QuerySet[EnrollmentToken]:
@@ -96,6 +100,26 @@ class DeviceStatus:
     expected_revision: int | None
     applied_revision: int | None
     last_activity: datetime | None
+    codex_window: str = "unknown"
+
+    @property
+    def outside_window(self) -> bool:
+        return self.codex_window in ("below", "above")
+
+
+def window_of(organization: Organization) -> tuple[Version, Version]:
+    window = codex_window(organization.codex_window)
+    return parse_version(window.min_version), parse_version(window.max_version)
+
+
+def window_state(reported: str, window: tuple[Version, Version]) -> str:
+    """inside, below or above the window, or unknown (never reported, or not a version)."""
+    try:
+        version = parse_version(reported)
+    except ValueError:
+        return "unknown"
+    low, high = window
+    return "below" if version < low else "above" if version > high else "inside"
 
 
 def _state(
@@ -115,11 +139,17 @@ def _state(
 
 
 def device_statuses(
-    organization: Organization, *, team_path: str | None = None, state: str | None = None
+    organization: Organization,
+    *,
+    team_path: str | None = None,
+    state: str | None = None,
+    codex_window: str | None = None,
 ) -> list[DeviceStatus]:
-    """Every enrolled (unrevoked) device with its state; one query for devices, one for
-    releases, whatever the fleet's size."""
+    """Every enrolled (unrevoked) device with its state and where its Codex version lies
+    against the support window (`codex_window`: one of WINDOW_STATES, or "outside" for below
+    or above); one query for devices, one for releases, whatever the fleet's size."""
     releases = _team_releases(organization)
+    window = window_of(organization)
     now = timezone.now()
     stale_after = timedelta(hours=settings.FLEET_STALE_AFTER_HOURS)
     out = []
@@ -127,9 +157,40 @@ def device_statuses(
         team_release = releases.get(device.team.path)
         expected = team_release.expected_for(str(device.pk)) if team_release else None
         found, applied, last = _state(device, expected, now, stale_after)
-        if state is None or found == state:
-            out.append(DeviceStatus(device, found, expected, applied, last))
+        status = DeviceStatus(
+            device, found, expected, applied, last, window_state(device.codex_version, window)
+        )
+        if state is not None and found != state:
+            continue
+        if codex_window == "outside" and not status.outside_window:
+            continue
+        if codex_window not in (None, "outside") and status.codex_window != codex_window:
+            continue
+        out.append(status)
     return out
+
+
+@dataclass(frozen=True)
+class CodexVersionSeen:
+    version: str
+    devices: int
+    window: str  # inside, below, above or unknown
+
+
+def codex_versions_seen(organization: Organization) -> list[CodexVersionSeen]:
+    """The Codex versions the organisation's enrolled devices last reported, with counts,
+    newest first (devices that never reported count under "")."""
+    window = window_of(organization)
+    rows = devices(organization).values_list("codex_version").annotate(count=Count("pk")).order_by()
+    seen = [CodexVersionSeen(v, n, window_state(v, window)) for v, n in rows]
+
+    def order(item: CodexVersionSeen) -> tuple[int, Version, str]:
+        try:
+            return 0, parse_version(item.version), item.version
+        except ValueError:
+            return -1, (0, 0, 0), item.version
+
+    return sorted(seen, key=order, reverse=True)
 
 
 @dataclass

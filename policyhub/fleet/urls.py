@@ -10,6 +10,11 @@ urlpatterns = [
         name="fleet-devices",
     ),
     path(
+        "api/v1/orgs/<slug:slug>/fleet/codex-versions",
+        apis.FleetCodexVersionsApi.as_view(),
+        name="fleet-codex-versions",
+    ),
+    path(
         "api/v1/orgs/<slug:slug>/devices/<str:device_id>/revoke",
         apis.DeviceRevokeApi.as_view(),
         name="device-revoke",

@@ -11,8 +11,10 @@ from django.shortcuts import render
 
 from policyhub.accounts.models import Organization
 from policyhub.accounts.selectors import organizations_for
+from policyhub.fleet.selectors import codex_versions_seen
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.validation import validate_policy, validate_team
+from policyhub.policies.window import accepted_unenforced
 from policyhub.releases.selectors import current_releases
 from policyhub.rendering.render import PolicyInvalid, RenderedTeam, render_team
 
@@ -49,7 +51,14 @@ def organization_detail(request: HttpRequest, slug: str) -> HttpResponse:
         }
         for path, team in sorted(policy.teams.items())
     ]
-    context = {"org": org, "policy": policy, "teams": teams, "org_issues": found.get("", [])}
+    context = {
+        "org": org,
+        "policy": policy,
+        "teams": teams,
+        "org_issues": found.get("", []),
+        "codex_seen": codex_versions_seen(org),
+        "accepted": accepted_unenforced(policy.codex),
+    }
     return render(request, "policies/organization.html", context)
 
 

@@ -5,7 +5,8 @@ before anything is published, naming the versions and the keys (shared VERSIONS.
 
 * a requirement key (or feature pin) some versions ignore fails open there: an error, unless it is
   backed by a managed_config.toml pin every version enforces (`managed_pins`, note M) or the admin
-  accepts it (`accept_unenforced`), which leaves a warning;
+  accepts it (`accept_unenforced`; the organisation page lists what was accepted, and from which
+  version on it is enforced);
 * a value some version refuses to start on (an enum value it does not know, a value it made
   fatal, Bedrock's `aws` table before 0.123) is an error;
 * a config default some version does not know is a warning: it is left out of that version's files.
@@ -23,11 +24,13 @@ from providers import KINDS
 from providers.base import Issue
 from providers.codex_versions import (
     BEDROCK_PROVIDER_ID,
+    CHANGES,
     NEWEST_MEASURED,
     OLDEST,
     CodexCapabilities,
     Version,
     capabilities,
+    feature_spans,
     parse_version,
     segments,
     span_text,
@@ -113,6 +116,19 @@ def window_issues(window: CodexWindow) -> list[Issue]:
                 )
             )
     return issues
+
+
+def accepted_unenforced(window: CodexWindow) -> list[tuple[str, str | None]]:
+    """Each accepted key and the first release that enforces it (None: unknown to the table)."""
+    found = []
+    for name in window.accept_unenforced:
+        key = "features" if name.startswith("features.") else name
+        first = next((c.version for c in CHANGES if key in c.requirement_keys), None)
+        if name.startswith("features."):
+            spans = feature_spans(name.removeprefix("features."))
+            first = version_text(spans[0][0]) if spans else None
+        found.append((name, first))
+    return found
 
 
 def window_segments(policy: OrgPolicy, features: Iterable[str] = ()) -> list[Segment]:
@@ -208,17 +224,9 @@ def team_window_issues(
     for key, where in sorted(ignored.items()):
         if key in backed or key == "model_providers":
             continue
-        versions = _spans(where)
         if key in window.accept_unenforced:
-            issues.append(
-                Issue(
-                    "warning",
-                    f"requirements.{key}",
-                    f"is not enforced by Codex {versions} (accepted in codex.accept_unenforced)",
-                    origin(key),
-                )
-            )
-            continue
+            continue  # the admin's decision, shown with the window (accepted_unenforced)
+        versions = _spans(where)
         remedy = "accept it in codex.accept_unenforced"
         if key in MANAGED_KEY:
             remedy = f"back it with managed_config.toml (codex.managed_pins) or {remedy}"

@@ -19,7 +19,7 @@ import difflib
 import json
 import time
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +35,7 @@ from policyhub.policies.validation import validate_policy, validate_team
 from policyhub.rendering.render import CONFIG, REQUIREMENTS, PolicyInvalid, render_team
 from providers import KINDS
 from providers.base import Issue
+from providers.codex_versions import CodexCapabilities, capabilities, version_segment
 from tests.codex.harness import (
     REPO_ROOT,
     FileSetResult,
@@ -356,20 +357,39 @@ class TeamRun:
     seconds: float
 
 
+# The releases the suite installs (Makefile CODEX_VERSIONS): every document through each.
+SUITE_VERSIONS = ("0.125.0", "0.140.0", "0.169.0")
+
+
 @pytest.mark.codex
 @pytest.mark.usefixtures("codex_ready")
+@pytest.mark.parametrize("version", SUITE_VERSIONS)
 @pytest.mark.parametrize("path", corpus_params(VALID_AND_DEMO, "valid", "codex"))
 def test_valid_document_passes_the_codex_binary(
-    path: Path, tmp_path: Path, record_property: Callable[[str, object], None]
+    path: Path, version: str, tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
+    """Each team rendered for `version` passes that version's own check, and each profile,
+    selected the way that version selects profiles, runs with its model. A team whose policy
+    that version would not enforce is refused by validation instead, naming key and version;
+    the demo's window covers all three versions, so none of its teams may be refused."""
     policy, _ = load(path)
+    target = capabilities(version)
     started = time.monotonic()
-    runs = list(_check_teams(policy, tmp_path))
+    runs, refused = _check_teams(policy, tmp_path, target)
     record_property("codex_seconds", round(time.monotonic() - started, 2))
+    record_property("refused_teams", sorted(refused))
+    if path == DEMO:
+        assert not refused, refused
 
     failures = [run.result.report() for run in runs if not run.result.ok]
     assert not failures, "\n\n".join(failures)
     for run in runs:
+        for session in run.result.sessions:
+            wanted = expected_model(run.files, session.profile)
+            if wanted is not None:
+                assert session.header.get("model") == wanted, f"{run.team} {session.command}"
+        if not target.print_startup_config:
+            continue  # older versions have no command that reports the requirements
         reported = run.result.startup.requirements
         assert reported is not None
         ours = validate_team(policy, run.team).resolved.requirements
@@ -379,19 +399,41 @@ def test_valid_document_passes_the_codex_binary(
         assert got == want, f"{run.team}: Codex enforces {got}, we resolved {want}"
 
 
-def _check_teams(policy: OrgPolicy, root: Path) -> Iterator[TeamRun]:
+def expected_model(files: Mapping[str, bytes], profile: str | None) -> str | None:
+    """The model a session should show: the profile's (file or table), else config.toml's."""
+    config = tomllib.loads(files[CONFIG].decode("utf-8"))
+    chosen: Json = {}
+    if profile is not None:
+        file = files.get(PROFILE_FILE.format(profile))
+        chosen = tomllib.loads(file.decode()) if file else config["profiles"][profile]
+    model = chosen.get("model", config.get("model"))
+    return model if isinstance(model, str) else None
+
+
+def _check_teams(
+    policy: OrgPolicy, root: Path, target: CodexCapabilities
+) -> tuple[list[TeamRun], dict[str, list[str]]]:
+    refused: dict[str, list[str]] = {}
+    teams = []
+    for team in sorted(policy.teams):
+        found = validate_team(policy, team, versions=[version_segment(target.version)])
+        if found.errors:
+            refused[team] = [str(issue) for issue in found.errors]
+        else:
+            teams.append(team)
+
     def check(team: str) -> TeamRun:
         folder = root / team.replace("/", "__")
-        files = render_team(policy, team).files
+        files = render_team(policy, team, target=target).files
         for name, body in files.items():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_bytes(body)
         started = time.monotonic()
-        result = check_file_set(folder)
+        result = check_file_set(folder, target.label)
         return TeamRun(team, files, result, time.monotonic() - started)
 
     with ThreadPoolExecutor(max_workers=CODEX_WORKERS) as pool:
-        yield from pool.map(check, sorted(policy.teams))
+        return list(pool.map(check, teams)), refused
 
 
 def codex_view_of(

@@ -171,3 +171,53 @@ def test_admin_creates_a_token_and_revokes_a_device_through_the_api(
     )
     device.refresh_from_db()
     assert device.revoked_at is not None
+
+
+def test_devices_outside_the_codex_window_are_flagged(
+    cast: dict[str, Any], publish: Callable[..., Any], enrol: Enrol, client: Client
+) -> None:
+    publish('[codex]\nmin_version = "0.125.0"\nmax_version = "0.169.0"\n' + POLICY)
+    reported = {"old": "0.118.0", "low": "0.125.0", "mid": "0.140.0", "new": "0.169.0"}
+    reported |= {"newer": "0.170.0", "odd": "nightly"}
+    for hostname, version in reported.items():
+        device, _ = enrol("batch", hostname=hostname)
+        device_report_record(
+            device_id=device.pk,
+            applied_revision=1,
+            codex_version=version,
+            os="Linux",
+            agent_version="0.1.0",
+            errors=[],
+        )
+    enrol("batch", hostname="silent")
+    cast["acme"].refresh_from_db()  # the window was stored by the publish above
+    windows = {s.device.hostname: s.codex_window for s in device_statuses(cast["acme"])}
+    assert windows == {
+        "old": "below",
+        "low": "inside",
+        "mid": "inside",
+        "new": "inside",
+        "newer": "above",
+        "odd": "unknown",
+        "silent": "unknown",
+    }
+    outside = device_statuses(cast["acme"], codex_window="outside")
+    assert sorted(s.device.hostname for s in outside) == ["newer", "old"]
+
+    client.force_login(cast["auditor"])
+    seen = client.get("/api/v1/orgs/acme/fleet/codex-versions").json()
+    assert seen["window"] == {"min_version": "0.125.0", "max_version": "0.169.0"}
+    assert seen["devices_outside"] == 2
+    assert [(v["version"], v["devices"], v["window"]) for v in seen["versions"]] == [
+        ("0.170.0", 1, "above"),
+        ("0.169.0", 1, "inside"),
+        ("0.140.0", 1, "inside"),
+        ("0.125.0", 1, "inside"),
+        ("0.118.0", 1, "below"),
+        ("nightly", 1, "unknown"),
+        ("", 1, "unknown"),
+    ]
+    listed = client.get("/api/v1/orgs/acme/fleet/devices", {"codex_window": "below"}).json()
+    assert [(d["hostname"], d["codex_version"]) for d in listed["devices"]] == [("old", "0.118.0")]
+    bad = client.get("/api/v1/orgs/acme/fleet/devices", {"codex_window": "sideways"})
+    assert bad.status_code == 400 and "codex_window" in bad.json()["errors"]

@@ -9,6 +9,7 @@ import pytest
 
 from policyhub.policies import document
 from policyhub.policies.validation import validate_policy
+from policyhub.policies.window import accepted_unenforced
 from policyhub.rendering.render import (
     CONFIG,
     MANAGED_CONFIG,
@@ -74,15 +75,14 @@ def test_a_window_inside_the_enforcing_releases_needs_no_backing() -> None:
     assert MANAGED_CONFIG not in files
 
 
-def test_accepting_an_unenforced_key_leaves_a_warning() -> None:
-    text = window("0.125.0", extra='accept_unenforced = ["allow_login_shell"]')
-    text += "[requirements]\nallow_login_shell = false\n"
-    assert findings(text) == []
-    warnings = findings(text, "warning")
-    assert any(
-        path == "requirements.allow_login_shell" and "0.125.0 up to 0.146.0" in message
-        for _, path, message in warnings
-    )
+def test_an_accepted_unenforced_key_is_no_finding_and_is_listed_with_its_release() -> None:
+    text = window("0.125.0", extra='accept_unenforced = ["allow_login_shell", "features.hooks"]')
+    text += "[requirements]\nallow_login_shell = false\n[requirements.features]\nhooks = true\n"
+    assert findings(text) == [] and findings(text, "warning") == []
+    assert accepted_unenforced(make_policy(text).codex) == [
+        ("allow_login_shell", "0.146.0"),
+        ("features.hooks", "0.129.0"),
+    ]
 
 
 def test_a_managed_pin_needs_a_single_allowed_value() -> None:

@@ -22,6 +22,11 @@ class Command(BaseCommand):
         listing = sub.add_parser("list", help="every enrolled device and its state")
         listing.add_argument("--org", required=True)
         listing.add_argument("--team", help="only this team")
+        listing.add_argument(
+            "--outside-window",
+            action="store_true",
+            help="only devices whose Codex is outside the organisation's support window",
+        )
         for name, what in (("revoke", "both channels refuse it at once"), ("move", "")):
             action = sub.add_parser(name, help=what or "serve it another team's release")
             action.add_argument("id", help="device id")
@@ -34,13 +39,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         org = organization_arg(options["org"])
         if options["action"] == "list":
-            for status in device_statuses(org, team_path=options["team"]):
+            outside = "outside" if options["outside_window"] else None
+            for status in device_statuses(org, team_path=options["team"], codex_window=outside):
                 listed = status.device
+                flag = f" ({status.codex_window} window)" if status.outside_window else ""
                 self.stdout.write(
                     f"{listed.pk}\t{listed.team.path}\t{listed.hostname}\t{status.state}\t"
                     f"expected r{status.expected_revision or '-'}\t"
                     f"applied r{status.applied_revision or '-'}\t"
-                    f"codex {listed.codex_version or '-'}\t"
+                    f"codex {listed.codex_version or '-'}{flag}\t"
                     f"seen {status.last_activity or 'never'}"
                 )
             return
