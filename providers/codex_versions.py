@@ -57,11 +57,15 @@ class Change:
     values: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # Values of config.toml and managed_config.toml that become fatal from this release on.
     fatal_config_values: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Built-in provider ids this release knows for the first time (older ones read their table
+    # as a custom provider and stop: "missing field `name`").
+    builtin_providers: frozenset[str] = frozenset()
     profile_files: bool | None = None
     strict_config: bool | None = None
     print_startup_config: bool | None = None
     config_server: bool | None = None
-    bedrock_aws: bool | None = None
+    # Requirement MCP identities given as matcher tables ({ match = "prefix", value = ... }).
+    mcp_identity_matchers: bool | None = None
 
 
 CHANGES: tuple[Change, ...] = (
@@ -84,12 +88,14 @@ CHANGES: tuple[Change, ...] = (
             "approvals_reviewer": frozenset({"user"}),
             "web_search": frozenset({"disabled", "cached", "live"}),
             "service_tier": frozenset({"fast", "flex"}),
+            "prefix_rule_decision": frozenset({"prompt", "forbidden"}),
         },
+        builtin_providers=frozenset({"openai"}),
         profile_files=False,
         strict_config=False,
         print_startup_config=False,
         config_server=False,
-        bedrock_aws=False,
+        mcp_identity_matchers=False,
     ),
     Change(
         "0.120.0",
@@ -99,7 +105,7 @@ CHANGES: tuple[Change, ...] = (
     Change(
         "0.123.0",
         "built-in amazon-bedrock provider with an [aws] table (fatal before)",
-        bedrock_aws=True,
+        builtin_providers=frozenset({"amazon-bedrock"}),
     ),
     Change(
         "0.124.0",
@@ -122,6 +128,11 @@ CHANGES: tuple[Change, ...] = (
         "0.142.0",
         "web search mode 'indexed'",
         values={"web_search": frozenset({"indexed"})},
+    ),
+    Change(
+        "0.143.0",
+        "requirements MCP identities as matcher tables (exact, prefix, regex)",
+        mcp_identity_matchers=True,
     ),
     Change(
         "0.146.0",
@@ -156,15 +167,23 @@ CHANGES: tuple[Change, ...] = (
         print_startup_config=True,
     ),
     Change(
+        "0.165.0",
+        "built-in gcp (Vertex AI) provider: project_id, location, credential_file",
+        builtin_providers=frozenset({"gcp"}),
+    ),
+    Change(
         "0.166.0",
         "config_server bundle fetched and applied (the native channel)",
         config_server=True,
     ),
+    Change(
+        "0.169.0",
+        "prefix rule decision 'prompt-user'",
+        values={"prefix_rule_decision": frozenset({"prompt-user"})},
+    ),
 )
 
 OLDEST = parse_version(CHANGES[0].version)
-# The built-in provider whose `[model_providers.amazon-bedrock.aws]` table needs `bedrock_aws`.
-BEDROCK_PROVIDER_ID = "amazon-bedrock"
 NEWEST_MEASURED = parse_version("0.169.0")
 
 
@@ -176,11 +195,12 @@ class CodexCapabilities:
     requirement_keys: frozenset[str]
     values: Mapping[str, frozenset[str]]
     fatal_config_values: Mapping[str, frozenset[str]]
+    builtin_providers: frozenset[str]
     profile_files: bool
     strict_config: bool
     print_startup_config: bool
     config_server: bool
-    bedrock_aws: bool
+    mcp_identity_matchers: bool
     features: frozenset[str]
 
     @property
@@ -195,12 +215,17 @@ class CodexCapabilities:
         known = self.values.get(key)
         return known is None or value in known or value not in _introduced(key)
 
+    def knows_provider(self, provider_id: str) -> bool:
+        """False for a built-in provider id a later release introduced: this one stops on it."""
+        return provider_id in self.builtin_providers or provider_id not in _introduced_builtins()
+
     def config_value_fatal(self, key: str, value: object) -> bool:
         return not self.accepts_value(key, value) or value in self.fatal_config_values.get(key, ())
 
 
 def _fold(version: Version) -> CodexCapabilities:
     requirement_keys: set[str] = set()
+    builtins: set[str] = set()
     values: dict[str, frozenset[str]] = {}
     fatal: dict[str, frozenset[str]] = {}
     flags: dict[str, bool] = {}
@@ -208,6 +233,7 @@ def _fold(version: Version) -> CodexCapabilities:
         if parse_version(change.version) > version:
             break
         requirement_keys |= change.requirement_keys
+        builtins |= change.builtin_providers
         for key, added in change.values.items():
             values[key] = values.get(key, frozenset()) | added
         for key, added in change.fatal_config_values.items():
@@ -217,7 +243,7 @@ def _fold(version: Version) -> CodexCapabilities:
             "strict_config",
             "print_startup_config",
             "config_server",
-            "bedrock_aws",
+            "mcp_identity_matchers",
         ):
             flag = getattr(change, name)
             if flag is not None:
@@ -225,6 +251,7 @@ def _fold(version: Version) -> CodexCapabilities:
     return CodexCapabilities(
         version=version,
         requirement_keys=frozenset(requirement_keys),
+        builtin_providers=frozenset(builtins),
         values=MappingProxyType(values),
         fatal_config_values=MappingProxyType(fatal),
         features=frozenset(name for name, spans in _feature_spans().items() if _in(version, spans)),
@@ -235,6 +262,11 @@ def _fold(version: Version) -> CodexCapabilities:
 @cache
 def _introduced(key: str) -> frozenset[str]:
     return frozenset(v for change in CHANGES for v in change.values.get(key, ()))
+
+
+@cache
+def _introduced_builtins() -> frozenset[str]:
+    return frozenset(p for change in CHANGES for p in change.builtin_providers)
 
 
 @cache

@@ -18,12 +18,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from policyhub.policies import schema
-from policyhub.policies.domain import MANAGED_PIN_KEYS, CodexWindow, Json, OrgPolicy
+from policyhub.policies.domain import MANAGED_PIN_KEYS, CodexWindow, Endpoint, Json, OrgPolicy
 from policyhub.policies.resolution import Resolved
 from providers import KINDS
 from providers.base import Issue
 from providers.codex_versions import (
-    BEDROCK_PROVIDER_ID,
     CHANGES,
     NEWEST_MEASURED,
     OLDEST,
@@ -276,25 +275,35 @@ def _fatal_values(
             if key in settings and caps.config_value_fatal(key, settings[key]):
                 found.append((f"{where}.{key}", f"{settings[key]!r} stops Codex from starting"))
         endpoint = policy.endpoints.get(settings.get("model_provider") or "")
-        if endpoint is not None and _needs_bedrock(endpoint.provider_id, caps):
+        if endpoint is not None and not caps.knows_provider(endpoint.provider_id):
+            found.append((f"{where}.model_provider", _unknown_provider(endpoint.name, endpoint)))
+    pinned = policy.endpoints.get(requirements.get("model_provider") or "")
+    if pinned is not None and not caps.knows_provider(pinned.provider_id):
+        found.append(("requirements.model_provider", _unknown_provider(pinned.name, pinned)))
+    if not caps.mcp_identity_matchers:
+        for name, entry in requirements.get("mcp_servers", {}).items():
+            identity = entry.get("identity", {})
+            if any(not isinstance(target, str) for target in identity.values()):
+                found.append(
+                    (
+                        f"requirements.mcp_servers.{name}.identity",
+                        "is a matcher table, which stops Codex from starting (give the exact "
+                        "command or url as a string)",
+                    )
+                )
+    for n, rule in enumerate(requirements.get("rules", {}).get("prefix_rules", [])):
+        if not caps.accepts_value("prefix_rule_decision", rule.get("decision")):
             found.append(
                 (
-                    f"{where}.model_provider",
-                    f"{endpoint.name} ({KINDS[endpoint.kind].label}) needs the built-in "
-                    "amazon-bedrock provider, whose [aws] table stops Codex from starting",
+                    f"requirements.rules.prefix_rules[{n}].decision",
+                    f"{rule.get('decision')!r} stops Codex from starting",
                 )
             )
-    pinned = policy.endpoints.get(requirements.get("model_provider") or "")
-    if pinned is not None and _needs_bedrock(pinned.provider_id, caps):
-        found.append(
-            (
-                "requirements.model_provider",
-                f"{pinned.name} needs the built-in amazon-bedrock provider, whose [aws] table "
-                "stops Codex from starting",
-            )
-        )
     return found
 
 
-def _needs_bedrock(provider_id: str, caps: CodexCapabilities) -> bool:
-    return provider_id == BEDROCK_PROVIDER_ID and not caps.bedrock_aws
+def _unknown_provider(name: str, endpoint: Endpoint) -> str:
+    return (
+        f"{name} ({KINDS[endpoint.kind].label}) needs Codex's built-in {endpoint.provider_id!r} "
+        "provider; a release without it reads the table as a custom provider and stops"
+    )

@@ -29,7 +29,6 @@ from policyhub.policies.window import (
 from providers import KINDS
 from providers.base import Issue
 from providers.codex_versions import (
-    BEDROCK_PROVIDER_ID,
     CodexCapabilities,
     Span,
     Version,
@@ -293,8 +292,9 @@ def _refuse_fatal(document: Json, target: CodexCapabilities) -> None:
         for key in ENUM_CONFIG_KEYS:
             if key in layer and target.config_value_fatal(key, layer[key]):
                 raise RenderError(f"Codex {target.label} refuses {key} = {layer[key]!r}")
-    if not target.bedrock_aws and BEDROCK_PROVIDER_ID in document.get("model_providers", {}):
-        raise RenderError(f"Codex {target.label} cannot read the amazon-bedrock [aws] table")
+    for provider_id in document.get("model_providers", {}):
+        if not target.knows_provider(provider_id):
+            raise RenderError(f"Codex {target.label} has no built-in {provider_id!r} provider")
 
 
 def with_header(body: str, *, team: str, revision: str, digest: str) -> bytes:

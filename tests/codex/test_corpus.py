@@ -32,7 +32,14 @@ from policyhub.policies.document import DocumentInvalid
 from policyhub.policies.domain import Json, Node, OrgPolicy
 from policyhub.policies.resolution import Resolved
 from policyhub.policies.validation import validate_policy, validate_team
-from policyhub.rendering.render import CONFIG, REQUIREMENTS, PolicyInvalid, render_team
+from policyhub.policies.window import managed_pins
+from policyhub.rendering.render import (
+    CONFIG,
+    MANAGED_CONFIG,
+    REQUIREMENTS,
+    PolicyInvalid,
+    render_team,
+)
 from providers import KINDS
 from providers.base import Issue
 from providers.codex_versions import CodexCapabilities, capabilities, version_segment
@@ -317,11 +324,22 @@ def _assert_files_match_resolution(policy: OrgPolicy, team: str, files: dict[str
         table = KINDS[endpoint.kind].provider_table(endpoint.settings, endpoint.provider_id)
         return {endpoint.provider_id: table} if table is not None else {}
 
+    pins, _ = managed_pins(policy.codex, resolved.requirements)
     assert set(files) == {
         REQUIREMENTS,
         CONFIG,
         *(PROFILE_FILE.format(name) for name in resolved.profiles),
+        *([MANAGED_CONFIG] if pins else []),
     }
+    if pins:
+        managed = dict(files[MANAGED_CONFIG])
+        provider_pin = managed.pop("model_provider", None)
+        if provider_pin is not None:
+            assert managed.pop("model_providers", {}) == table_of(
+                resolved.requirements["model_provider"]
+            )
+        wanted = {pin.key: pin.value for pin in pins if pin.key != "model_provider"}
+        assert managed == wanted, f"{team} {MANAGED_CONFIG}"
 
     requirements = dict(files[REQUIREMENTS])
     pinned = resolved.requirements.get("model_provider")
@@ -407,7 +425,8 @@ def expected_model(files: Mapping[str, bytes], profile: str | None) -> str | Non
         file = files.get(PROFILE_FILE.format(profile))
         chosen = tomllib.loads(file.decode()) if file else config["profiles"][profile]
     model = chosen.get("model", config.get("model"))
-    return model if isinstance(model, str) else None
+    # The header shows one line: a model name with a line break shows up to it.
+    return model.split("\n")[0] if isinstance(model, str) else None
 
 
 def _check_teams(

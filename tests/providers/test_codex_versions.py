@@ -50,7 +50,10 @@ def test_each_entry_changes_exactly_from_its_release(change: Change) -> None:
         assert all(
             not before.config_value_fatal(key, v) and at.config_value_fatal(key, v) for v in values
         )
-    for flag in ("profile_files", "strict_config", "print_startup_config", "config_server"):
+    assert not entry.builtin_providers & before.builtin_providers
+    assert entry.builtin_providers <= at.builtin_providers
+    flags = ("profile_files", "strict_config", "print_startup_config", "config_server")
+    for flag in (*flags, "mcp_identity_matchers"):
         if getattr(entry, flag) is not None:
             assert getattr(at, flag) == getattr(entry, flag) != getattr(before, flag)
 
@@ -63,7 +66,11 @@ def test_entries_are_in_release_order() -> None:
 def test_profile_layout_and_channel_boundaries() -> None:
     assert not capabilities("0.133.9").profile_files and capabilities("0.134.0").profile_files
     assert not capabilities("0.165.0").config_server and capabilities("0.166.0").config_server
-    assert not capabilities("0.122.0").bedrock_aws and capabilities("0.123.0").bedrock_aws
+    assert not capabilities("0.122.0").knows_provider("amazon-bedrock")
+    assert capabilities("0.123.0").knows_provider("amazon-bedrock")
+    assert not capabilities("0.164.0").knows_provider("gcp")
+    assert capabilities("0.165.0").knows_provider("gcp")
+    assert capabilities("0.118.0").knows_provider("azure")  # custom ids are never judged
     assert capabilities("0.148.0").config_value_fatal("approval_policy", "untrusted") is False
     assert capabilities("0.149.0").config_value_fatal("approval_policy", "untrusted") is True
     # A value no release introduced (a gateway's own service tier) is not judged.
@@ -126,7 +133,11 @@ def test_introduced_values_match_the_binary(version: str, tmp_path: Path) -> Non
 
     def starts(case: tuple[str, str]) -> bool:
         key, value = case
-        return _probe(version, tmp_path / f"{key}-{value}", "", f'{key} = "{value}"\n{LOOPBACK}')
+        folder = tmp_path / f"{key}-{value}"
+        if key == "prefix_rule_decision":
+            rule = f'{{ pattern = [{{ token = "curl" }}], decision = "{value}" }}'
+            return _probe(version, folder, f"[rules]\nprefix_rules = [{rule}]\n")
+        return _probe(version, folder, "", f'{key} = "{value}"\n{LOOPBACK}')
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         found = dict(zip(cases, pool.map(starts, cases), strict=True))
@@ -141,3 +152,27 @@ def test_feature_names_match_the_binary(version: str, tmp_path: Path) -> None:
     assert listed.rc == 0, listed.stderr
     names = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
     assert names == capabilities(version).features
+
+
+BUILTIN_TABLES = {
+    "amazon-bedrock": '[model_providers.amazon-bedrock.aws]\nregion = "us-west-2"\n',
+    "gcp": '[model_providers.gcp]\nproject_id = "acme-ml"\nlocation = "us-central1"\n',
+}
+MATCHER_IDENTITY = (
+    '[mcp_servers.docs.identity]\nurl = { match = "prefix", value = "https://mcp.example/" }\n'
+)
+
+
+@pytest.mark.codex
+@pytest.mark.usefixtures("codex_ready")
+@pytest.mark.parametrize("version", SUITE_VERSIONS)
+def test_built_in_providers_and_identity_matchers_match_the_binary(
+    version: str, tmp_path: Path
+) -> None:
+    caps = capabilities(version)
+    for provider, table in BUILTIN_TABLES.items():
+        config = f'model = "m"\nmodel_provider = "{provider}"\n{table}'
+        started = _probe(version, tmp_path / provider, "", config)
+        assert started is caps.knows_provider(provider), provider
+    matchers = _probe(version, tmp_path / "matchers", MATCHER_IDENTITY)
+    assert matchers is caps.mcp_identity_matchers
