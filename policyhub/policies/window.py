@@ -187,9 +187,15 @@ def _spans(found: Sequence[Segment]) -> str:
 
 
 def team_window_issues(
-    policy: OrgPolicy, resolved: Resolved, found_segments: Sequence[Segment], node: str
+    policy: OrgPolicy,
+    resolved: Resolved,
+    found_segments: Sequence[Segment],
+    node: str,
+    *,
+    one_version: bool = False,
 ) -> list[Issue]:
-    """Everything in one team's effective policy that some version of the window would not do."""
+    """Everything in one team's effective policy that some version of the window would not do
+    (or, with `one_version`, the single version of the one segment given)."""
     window = policy.codex
     requirements = resolved.requirements
     ignored: dict[str, list[Segment]] = {}
@@ -213,6 +219,9 @@ def team_window_issues(
             if name not in caps.features:
                 dropped.setdefault(f"config.features.{name}", []).append(segment)
 
+    def spans(where: Sequence[Segment]) -> str:
+        return version_text(where[0][0]) if one_version else f"{_spans(where)} (in the window)"
+
     def origin(key: str) -> str:
         found = resolved.requirements_from.get(key)
         return found.node if found else node
@@ -225,7 +234,7 @@ def team_window_issues(
             continue
         if key in window.accept_unenforced:
             continue  # the admin's decision, shown with the window (accepted_unenforced)
-        versions = _spans(where)
+        versions = spans(where)
         remedy = "accept it in codex.accept_unenforced"
         if key in MANAGED_KEY:
             remedy = f"back it with managed_config.toml (codex.managed_pins) or {remedy}"
@@ -233,21 +242,19 @@ def team_window_issues(
             Issue(
                 "error",
                 f"requirements.{key}",
-                f"is ignored by Codex {versions}, which the support window includes: those "
-                f"machines would not enforce it (it fails open); {remedy}",
+                f"is ignored by Codex {versions}: those machines would not enforce it (it "
+                f"fails open); {remedy}",
                 origin(key),
             )
         )
     for (key, reason), where in sorted(fatal.items()):
-        issues.append(
-            Issue("error", key, f"{reason} on Codex {_spans(where)} (in the window)", node)
-        )
+        issues.append(Issue("error", key, f"{reason} on Codex {spans(where)}", node))
     for key, where in sorted(dropped.items()):
         issues.append(
             Issue(
                 "warning",
                 key,
-                f"is not a feature of Codex {_spans(where)}; it is left out of their config.toml",
+                f"is not a feature of Codex {spans(where)}; it is left out of their config.toml",
                 node,
             )
         )

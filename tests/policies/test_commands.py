@@ -174,28 +174,87 @@ def test_render_refuses_unknown_teams_versions_and_invalid_policies(
 ) -> None:
     with pytest.raises(CommandError, match="no team 'nope'"):
         run("render", "--org", "acme", "--team", "nope", "--out", str(tmp_path))
-    with pytest.raises(CommandError, match=r"0\.118\.0"):
+    with pytest.raises(CommandError, match=r"--codex-version: Codex 0\.117\.0 is older than"):
+        run(
+            "render", "--org", "acme", "--all", "--out", str(tmp_path), "--codex-version", "0.117.0"
+        )
+    # 0.118 lacks the built-in Bedrock provider the batch team uses: refused by key and version.
+    with pytest.raises(CommandError) as refused:
         run(
             "render", "--org", "acme", "--all", "--out", str(tmp_path), "--codex-version", "0.118.0"
         )
+    assert "batch: error: batch: config.model_provider:" in str(refused.value)
+    assert "stops on Codex 0.118.0" in str(refused.value)
     assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.codex
 @pytest.mark.usefixtures("codex_ready")
+@pytest.mark.parametrize("version", ["0.125.0", "0.140.0", "0.169.0"])
 def test_every_demo_team_rendered_from_postgresql_passes_the_real_codex(
-    demo: None, tmp_path: Path
+    demo: None, tmp_path: Path, version: str
 ) -> None:
-    run("render", "--org", "acme", "--all", "--out", str(tmp_path))
+    """`render --codex-version V`: every team passes V's own binary, each profile selected the
+    way V selects profiles (tables before 0.134, files after) and applied."""
+    out, err = run(
+        "render", "--org", "acme", "--all", "--out", str(tmp_path), "--codex-version", version
+    )
+    assert f"for Codex {version}" in out and "outside the support window" not in err
     folders = sorted(p.parent for p in tmp_path.rglob("requirements.toml"))
     assert len(folders) == 9
     with ThreadPoolExecutor(max_workers=3) as pool:
-        results = list(pool.map(check_file_set, folders))
+        results = list(pool.map(lambda folder: check_file_set(folder, version), folders))
     failures = [r.report() for r in results if not r.ok]
     assert not failures, "\n\n".join(failures)
-    # Every profile was applied: its model shows in the session header.
+    # Every profile was applied: its model (or effort) shows in the session header.
     ci = next(r for r in results if r.file_set.name == "ci")
     assert {s.profile: s.header.get("model") for s in ci.sessions} == {
         None: "codex-ci",
         "azure-ci": "gpt-5.5",
     }
+    web = next(r for r in results if r.file_set.name == "web")
+    assert {s.profile: s.header.get("reasoning effort") for s in web.sessions} == {
+        None: "high",
+        "deep": "xhigh",
+    }
+    tables = version < "0.134.0"
+    assert (tmp_path / "engineering" / "web" / "profiles").is_dir() is not tables
+    # Older releases ignore allowed_login_methods and model_provider in requirements; the
+    # managed layer every release reads carries them.
+    managed = tomllib.loads((tmp_path / "platform/ci/release/managed_config.toml").read_text())
+    assert managed["model_provider"] == "azure" and "azure" in managed["model_providers"]
+
+
+def test_the_window_command_refuses_an_unbacked_pin_then_accepts_it_backed(demo: None) -> None:
+    out, _ = run("policy", "window", "--org", "acme")
+    assert "min_version: 0.125.0" in out and "max_version: 0.169.0" in out
+    with pytest.raises(CommandError) as refused:
+        run("policy", "window", "--org", "acme", "--managed-pins", "allowed_login_methods")
+    message = str(refused.value)
+    assert "the window was not changed" in message
+    assert "requirements.model_provider: is ignored by Codex 0.125.0 up to 0.156.0" in message
+    assert "platform/ci/release" in message and "managed_config.toml" in message
+    org = organization_get("acme")
+    assert org is not None and org.codex_window["managed_pins"] == [
+        "model_provider",
+        "allowed_login_methods",
+    ]
+    # From 0.156 on every release enforces the pin itself: no backing needed.
+    out, _ = run(
+        "policy",
+        "window",
+        "--org",
+        "acme",
+        "--min",
+        "0.156.0",
+        "--managed-pins",
+        "",
+        "--as",
+        "admin",
+        "--reason",
+        "fleet upgraded",
+    )
+    assert "~ codex min_version: '0.125.0' -> '0.156.0'" in out
+    events = AuditEvent.objects.filter(object_type="codex", reason="fleet upgraded").order_by("pk")
+    assert [e.object_key for e in events] == ["codex managed_pins", "codex min_version"]
+    assert {e.reason for e in events} == {"fleet upgraded"}

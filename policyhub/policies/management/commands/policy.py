@@ -1,4 +1,5 @@
 """`policy export --org ORG` and `policy apply --org ORG FILE`: policy as code.
+`policy window --org ORG [--min V] [--max V] ...`: show or change the Codex support window.
 
 `apply` creates a draft change set (`--submit` also submits it, `--dry-run` only plans);
 `--direct` writes the live policy at once, for bootstrap and tests.
@@ -7,6 +8,7 @@
 from __future__ import annotations
 
 from argparse import ArgumentParser
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +50,31 @@ class Command(BaseCommand):
         )
         apply.add_argument("--as", dest="actor", help="username recorded as the author")
         apply.add_argument("--reason", default="", help="why, recorded in the audit trail")
+        window = sub.add_parser(
+            "window", help="show or change the Codex versions the organisation's machines run"
+        )
+        window.add_argument("--org", required=True)
+        window.add_argument("--min", dest="min_version", help="oldest Codex version, e.g. 0.125.0")
+        window.add_argument("--max", dest="max_version", help="newest Codex version, e.g. 0.169.0")
+        window.add_argument(
+            "--managed-pins",
+            help="comma-separated requirement keys to back with managed_config.toml ('' for none)",
+        )
+        window.add_argument(
+            "--accept-unenforced",
+            help="comma-separated requirement keys accepted as not enforced where ignored",
+        )
+        window.add_argument("--dry-run", action="store_true", help="only show the plan")
+        window.add_argument("--as", dest="actor", help="username recorded as the author")
+        window.add_argument("--reason", default="", help="why, recorded in the audit trail")
 
     def handle(self, *args: Any, **options: Any) -> None:
         org = organization_arg(options["org"])
         if options["action"] == "export":
             self.stdout.write(document.dump(org_policy(org)), ending="")
+            return
+        if options["action"] == "window":
+            self._window(org, options)
             return
         text = self._read(options["file"])
         actor = user_arg(options["actor"])
@@ -86,6 +108,44 @@ class Command(BaseCommand):
         if changes:
             verb = "Would apply" if options["dry_run"] else "Applied"
             self.stdout.write(f"{verb} {len(changes)} change(s) to {org.slug}.")
+
+    def _window(self, org: Any, options: dict[str, Any]) -> None:
+        """The live policy with another [codex] table, validated and applied like any policy."""
+        current = org_policy(org)
+        changes: dict[str, Any] = {
+            key: options[key] for key in ("min_version", "max_version") if options[key]
+        }
+        for key, option in (
+            ("managed_pins", "managed_pins"),
+            ("accept_unenforced", "accept_unenforced"),
+        ):
+            if options[option] is not None:
+                changes[key] = tuple(k.strip() for k in options[option].split(",") if k.strip())
+        if not changes:
+            window = document.codex_dict(current.codex)
+            for key in ("min_version", "max_version", "managed_pins", "accept_unenforced"):
+                self.stdout.write(f"{key}: {window.get(key, '')}")
+            return
+        if org.requires_approval and not options["dry_run"]:
+            raise CommandError(
+                f"{org.slug} requires approval of every change: export the policy, edit its "
+                "[codex] table and propose it with `policy apply --submit`"
+            )
+        wanted = replace(current, codex=replace(current.codex, **changes))
+        try:
+            applied = policy_apply(
+                organization=org,
+                wanted=wanted,
+                actor=user_arg(options["actor"]),
+                dry_run=options["dry_run"],
+                reason=options["reason"],
+            )
+        except ApplicationError as exc:
+            raise refused(exc, "the window was not changed") from None
+        for change in applied:
+            self.stdout.write(f"  {change}")
+        verb = "Would apply" if options["dry_run"] else "Applied"
+        self.stdout.write(f"{verb} {len(applied)} change(s) to {org.slug}'s Codex window.")
 
     def _change_set(self, org: Any, text: str, actor: Any, options: dict[str, Any]) -> None:
         publish_at = _datetime(options["publish_at"]) if options["publish_at"] else None
