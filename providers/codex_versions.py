@@ -254,7 +254,9 @@ def _fold(version: Version) -> CodexCapabilities:
         builtin_providers=frozenset(builtins),
         values=MappingProxyType(values),
         fatal_config_values=MappingProxyType(fatal),
-        features=frozenset(name for name, spans in _feature_spans().items() if _in(version, spans)),
+        features=frozenset(
+            name for name, spans in _feature_spans().items() if in_spans(version, spans)
+        ),
         **flags,
     )
 
@@ -300,7 +302,8 @@ def _feature_spans() -> Mapping[str, tuple[Span, ...]]:
     return MappingProxyType({name: tuple(found) for name, found in spans.items()})
 
 
-def _in(version: Version, spans: Iterable[Span]) -> bool:
+def in_spans(version: Version, spans: Iterable[Span]) -> bool:
+    """Whether `version` lies in one of the (from, until or None) spans."""
     return any(start <= version and (until is None or version < until) for start, until in spans)
 
 
@@ -333,16 +336,18 @@ def version_segment(
 def segments(
     start: Version, end: Version, features: Iterable[str] = ()
 ) -> list[tuple[Version, Version | None]]:
-    """The window [start, end] cut where capabilities change: (first version, next cut or None).
+    """The window [start, end] cut where capabilities change: (first version, next cut).
 
     Every version of one segment behaves the same for the files of a policy using `features`,
-    so rendering for its first version renders for all of it.
+    so rendering for its first version renders for all of it. The last segment ends where the
+    table next changes after `end` (None when it knows of no later change): files are never
+    claimed for versions known to read them differently.
     """
-    cuts = [point for point in boundaries(features) if start < point <= end]
-    firsts = [start, *cuts]
-    return [
-        (first, (firsts[i + 1] if i + 1 < len(firsts) else None)) for i, first in enumerate(firsts)
-    ]
+    points = boundaries(features)
+    cuts = [point for point in points if start < point <= end]
+    after = [point for point in points if point > end]
+    ends = [*cuts, after[0] if after else None]
+    return list(zip([start, *cuts], ends, strict=True))
 
 
 __all__ = [
@@ -352,6 +357,7 @@ __all__ = [
     "Version",
     "capabilities",
     "feature_spans",
+    "in_spans",
     "parse_version",
     "segments",
     "span_text",

@@ -193,6 +193,7 @@ def _pull(
             out.warn(f"the last known good bundle no longer verifies ({exc}); downloading again")
             response = client.bundle(etag=None, codex_version=codex_version)
         else:
+            _check_versions(bundle, codex, out)
             restored = _apply(layout, current, bundle, codex_home, codex, out)
             current.codex_home = str(codex_home)
             notes = [
@@ -204,13 +205,7 @@ def _pull(
     if response.status == 404:
         return f"no release is published for team {current.team} yet; nothing applied", []
     bundle, pinned = _verified(response.body, current, client)
-    if codex is not None and not bundle.is_for(codex):
-        # Outside the organisation's window (the server's fleet view flags it from the version
-        # this sync reports): the nearest files the server has are applied.
-        out.warn(
-            f"warning: Codex {codex_version} is outside the versions revision {bundle.revision} "
-            "was rendered for; the nearest files were applied"
-        )
+    _check_versions(bundle, codex, out)
     _apply(layout, current, bundle, codex_home, codex, out)
     # Only now that every file is in place does this bundle become the last known good one.
     files.write_atomic(layout.last_good_file, response.body, files.PRIVATE_MODE)
@@ -222,6 +217,24 @@ def _pull(
     current.team = bundle.team
     current.codex_home = str(codex_home)
     return f"revision {bundle.revision} {'unchanged' if unchanged else 'applied'}", []
+
+
+def _check_versions(bundle: verify.Bundle, codex: verify.Version | None, out: Output) -> None:
+    """Files made for other Codex versions than this machine's: refused inside the signed
+    window (the server has the right set, so this one is a replay or a mistake); outside it the
+    nearest set is all there is, applied with a warning (fleet status flags the machine)."""
+    if codex is None or bundle.is_for(codex):
+        return
+    shown = ".".join(map(str, codex))
+    if bundle.in_window(codex):
+        raise VerificationError(
+            f"revision {bundle.revision} holds the files for other Codex versions than this "
+            f"machine's {shown}, which the organisation's window includes"
+        )
+    out.warn(
+        f"warning: Codex {shown} is outside the versions revision {bundle.revision} was made "
+        "for; its nearest files were applied"
+    )
 
 
 def _plain(text: str) -> str:

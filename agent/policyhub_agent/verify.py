@@ -31,6 +31,8 @@ MANIFEST_FIELDS = {"organization", "team", "revision", "files", "content_digest"
 OPTIONAL_MANIFEST_FIELDS = {"codex"}
 VERSION_RE = re.compile(r"(\d{1,4})\.(\d{1,4})\.(\d{1,4})")
 Version = tuple[int, int, int]
+# What releases without signed Codex versions were made for.
+LEGACY_VERSION: Version = (0, 169, 0)
 
 
 def parse_version(text: object) -> Version | None:
@@ -165,25 +167,27 @@ class Bundle:
     revision: int
     files: dict[str, str]
     key_id: str
-    # The Codex versions the files are for, (from, until or None); empty: any (older releases).
-    versions: tuple[tuple[Version, Version | None], ...] = ()
+    # The Codex versions the files are for, (from, until or None), and the organisation's window
+    # they were made for. Releases made before windows say nothing: they were made for 0.169.0.
+    versions: tuple[tuple[Version, Version | None], ...] = ((LEGACY_VERSION, None),)
+    window: tuple[Version, Version] | None = None
     # From which of those versions Codex fetches from the server itself (the native channel).
-    native_from: Version | None = None
-    signed_versions: bool = False
+    native_from: Version | None = LEGACY_VERSION
 
     def is_for(self, codex: Version) -> bool:
-        return not self.signed_versions or any(
+        return any(
             start <= codex and (until is None or codex < until) for start, until in self.versions
         )
+
+    def in_window(self, codex: Version) -> bool:
+        return self.window is not None and self.window[0] <= codex <= self.window[1]
 
     def native_channel(self, codex: Version | None) -> bool:
         """Whether Codex `codex` on this machine fetches its policy from the server itself.
 
-        Releases that say nothing were made for 0.169.0. An unknown version gets no channel:
-        0.164 and 0.165 read `config_server` and then refuse every session.
+        An unknown version gets no channel: 0.164 and 0.165 read `config_server` and then
+        refuse every session.
         """
-        if not self.signed_versions:
-            return True
         return self.native_from is not None and codex is not None and codex >= self.native_from
 
 
@@ -260,12 +264,13 @@ def _manifest(bundle: dict[str, Any], organization: str) -> dict[str, Any]:
 
 
 def _codex(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """The signed Codex versions, checked: {"versions": [[from, until|null]], "native_channel_from"}."""
+    """The signed Codex versions, checked:
+    {"versions": [[from, until|null], ...], "native_channel_from": v|null, "window": [min, max]}."""
     if "codex" not in manifest:
         return {}
     codex = manifest["codex"]
     problem = VerificationError("the signed manifest's codex versions are malformed")
-    if not isinstance(codex, dict) or set(codex) != {"versions", "native_channel_from"}:
+    if not isinstance(codex, dict) or set(codex) != {"versions", "native_channel_from", "window"}:
         raise problem
     spans = []
     for span in codex["versions"] if isinstance(codex["versions"], list) else [None]:
@@ -277,9 +282,15 @@ def _codex(manifest: Mapping[str, Any]) -> dict[str, Any]:
         spans.append((start, until))
     native = codex["native_channel_from"]
     native_from = parse_version(native)
-    if not spans or (native is not None and native_from is None):
+    window = codex["window"]
+    low, high = (
+        (parse_version(window[0]), parse_version(window[1]))
+        if isinstance(window, list) and len(window) == 2
+        else (None, None)
+    )
+    if not spans or (native is not None and native_from is None) or low is None or high is None:
         raise problem
-    return {"versions": tuple(spans), "native_from": native_from, "signed_versions": True}
+    return {"versions": tuple(spans), "native_from": native_from, "window": (low, high)}
 
 
 def _contents(files: dict[str, str], hashes: dict[str, str]) -> None:

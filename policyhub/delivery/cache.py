@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import connections
 
-from providers.codex_versions import Version
+from providers.codex_versions import Span, Version, in_spans
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,6 @@ class DeviceEntry:
     team_path: str
 
 
-Span = tuple[Version, Version | None]
-
-
 @dataclass(frozen=True, slots=True)
 class ServedSet:
     """Another file set of a release as the agent gets it, and the Codex versions it is for."""
@@ -76,28 +73,31 @@ class ServedSet:
 
 @dataclass(frozen=True, slots=True)
 class Served:
-    """One release as it goes out: quoted ETag and both bodies, already encoded; and the agent
-    bodies for the older Codex versions of the window, lowest versions first."""
+    """One release as it goes out: quoted ETag and both bodies of its own set (the window's
+    newest version), already encoded, and the agent bodies of its other sets."""
 
     release_id: int
     revision: int
     etag: str
     agent_body: bytes
     native_body: bytes
+    # The versions the release's own set is for, and the other sets (lowest versions first).
+    spans: tuple[Span, ...] = ()
     variants: tuple[ServedSet, ...] = ()
 
     def for_agent(self, codex: Version | None) -> tuple[str, bytes]:
-        """(ETag, body) for a machine running Codex `codex`: the set whose versions hold it, the
-        lowest set below the window, the release's own set (the newest) otherwise."""
+        """(ETag, body) for a machine running Codex `codex`: the set whose versions hold it;
+        below every set, the lowest; otherwise (above the window, or unknown) the newest."""
         if codex is None or not self.variants:
             return self.etag, self.agent_body
+        if in_spans(codex, self.spans):
+            return self.etag, self.agent_body
         for variant in self.variants:
-            for start, until in variant.spans:
-                if start <= codex and (until is None or codex < until):
-                    return variant.etag, variant.agent_body
+            if in_spans(codex, variant.spans):
+                return variant.etag, variant.agent_body
         lowest = self.variants[0]
-        if codex < lowest.spans[0][0]:
-            return lowest.etag, lowest.agent_body
+        if codex < lowest.spans[0][0] and self.spans and lowest.spans[0][0] < self.spans[0][0]:
+            return lowest.etag, lowest.agent_body  # below the window, and the oldest set
         return self.etag, self.agent_body
 
 

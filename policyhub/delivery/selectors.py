@@ -11,7 +11,6 @@ from policyhub.delivery.cache import (
     DeviceEntry,
     Served,
     ServedSet,
-    Span,
     TeamEntry,
     cache,
 )
@@ -19,7 +18,7 @@ from policyhub.fleet import credentials
 from policyhub.fleet.models import Device
 from policyhub.releases.models import Release, ReleaseVariant
 from policyhub.releases.selectors import rollout_serves_current
-from providers.codex_versions import parse_version
+from providers.codex_versions import Span, parse_version
 
 
 def _device_load(credential_hash: str) -> DeviceEntry | None:
@@ -80,6 +79,7 @@ def _served(
         f'"{release.etag}"',
         release.agent_body.encode(),
         release.native_body.encode(),
+        _spans(release.codex),
         variants.get(release.pk, ()),
     )
 
@@ -99,7 +99,7 @@ def _team_load(organization_id: int, team_path: str) -> TeamEntry:
     )
 
 
-_SERVED_FIELDS = ("id", "revision", "etag", "agent_body", "native_body")
+_SERVED_FIELDS = ("id", "revision", "etag", "agent_body", "native_body", "codex")
 
 
 def release_served(device: DeviceEntry) -> Served | None:

@@ -57,13 +57,14 @@ class TeamSpec:
 
 DEFAULT_CODEX_VERSION = "0.169.0"
 # Requirement keys whose pin can be written into managed_config.toml, which every Codex version
-# enforces over user config and `-c` (shared VERSIONS.md note M).
-MANAGED_PIN_KEYS = (
-    "model_provider",
-    "allowed_login_methods",
-    "allowed_chatgpt_workspaces",
-    "cli_auth_credentials_store",
-)
+# enforces over user config and `-c` (shared VERSIONS.md note M), and the key it is written as
+# there (a single-valued allow-list becomes the forced value). Each was checked on the real
+# releases (tests/providers/test_codex_versions.py); a workspace pin cannot be checked offline.
+MANAGED_KEYS = {
+    "model_provider": "model_provider",
+    "allowed_login_methods": "forced_login_method",
+    "cli_auth_credentials_store": "cli_auth_credentials_store",
+}
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class CodexWindow:
     max_version: str = DEFAULT_CODEX_VERSION
     # Requirement keys (or `features.<name>`) the admin accepts to go unenforced where ignored.
     accept_unenforced: tuple[str, ...] = ()
-    # Requirement keys (of MANAGED_PIN_KEYS) also written into managed_config.toml.
+    # Requirement keys (of MANAGED_KEYS) also written into managed_config.toml.
     managed_pins: tuple[str, ...] = ()
 
     def is_default(self) -> bool:

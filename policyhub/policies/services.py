@@ -17,14 +17,15 @@ from policyhub.policies.document import Change, codex_dict, plan
 from policyhub.policies.domain import Json, Node, OrgPolicy
 from policyhub.policies.models import McpServer, PolicyNode, Profile, ProviderEndpoint
 from policyhub.policies.selectors import org_policy
-from policyhub.policies.validation import errors_of, validate_policy
+from policyhub.policies.validation import TeamValidation, errors_of, validate_policy
 from policyhub.teams.models import Team
 from policyhub.teams.services import team_create, team_delete, team_delete_check, team_rename
 
 
-def policy_check(policy: OrgPolicy) -> None:
-    """Raise ApplicationError listing every error of `policy` (warnings do not block)."""
-    issues = [i for found in validate_policy(policy).values() for i in found]
+def policy_check(policy: OrgPolicy, teams: dict[str, TeamValidation] | None = None) -> None:
+    """Raise ApplicationError listing every error of `policy` (warnings do not block); fills
+    `teams` with each team's validation when given."""
+    issues = [i for found in validate_policy(policy, teams).values() for i in found]
     errors = errors_of(issues)
     if errors:
         raise ApplicationError(f"the policy of {policy.slug} has {len(errors)} error(s)", errors)

@@ -392,7 +392,9 @@ def validate_team(
     return TeamValidation(path, resolved, _dedupe(issues))
 
 
-def validate_policy(policy: OrgPolicy) -> dict[str, list[Issue]]:
+def validate_policy(
+    policy: OrgPolicy, teams: dict[str, TeamValidation] | None = None
+) -> dict[str, list[Issue]]:
     """Every finding of an organisation's policy, keyed by "" (organisation-wide) or team path.
 
     Each node is checked once; a team's effective checks run only when its whole chain is valid
@@ -423,7 +425,10 @@ def validate_policy(policy: OrgPolicy) -> dict[str, list[Issue]]:
         if broken.intersection(label for label, _ in policy.chain(path)):
             found[path] = own
             continue
-        found[path] = own + validate_team(policy, path, nodes_checked=True).issues
+        team_validation = validate_team(policy, path, nodes_checked=True)
+        found[path] = own + team_validation.issues
+        if teams is not None:
+            teams[path] = team_validation  # its resolution, for a caller that renders next
     return {k: _dedupe(v) for k, v in found.items() if v}
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from policyhub.policies import schema
-from policyhub.policies.domain import MANAGED_PIN_KEYS, CodexWindow, Endpoint, Json, OrgPolicy
+from policyhub.policies.domain import MANAGED_KEYS, CodexWindow, Endpoint, Json, OrgPolicy
 from policyhub.policies.resolution import Resolved
 from providers import KINDS
 from providers.base import Issue
@@ -45,13 +45,6 @@ ALLOWLIST_VALUES = {
 }
 # Config keys whose values some releases refuse to start on.
 ENUM_CONFIG_KEYS = ("approval_policy", "approvals_reviewer", "web_search", "service_tier")
-# What managed_config.toml carries for each pin (single-valued allow-lists become the forced value).
-MANAGED_KEY = {
-    "model_provider": "model_provider",
-    "allowed_login_methods": "forced_login_method",
-    "allowed_chatgpt_workspaces": "forced_chatgpt_workspace_id",
-    "cli_auth_credentials_store": "cli_auth_credentials_store",
-}
 
 
 def window_issues(window: CodexWindow) -> list[Issue]:
@@ -105,13 +98,13 @@ def window_issues(window: CodexWindow) -> list[Issue]:
                 )
             )
     for name in window.managed_pins:
-        if name not in MANAGED_PIN_KEYS:
+        if name not in MANAGED_KEYS:
             issues.append(
                 Issue(
                     "error",
                     "codex.managed_pins",
                     f"{name!r} cannot be pinned in managed_config.toml "
-                    f"(possible: {', '.join(MANAGED_PIN_KEYS)})",
+                    f"(possible: {', '.join(MANAGED_KEYS)})",
                 )
             )
     return issues
@@ -156,7 +149,7 @@ def managed_pins(window: CodexWindow, requirements: Json) -> tuple[list[ManagedP
     """The pins this team's managed_config.toml carries, and why some requested pin cannot be."""
     pins, issues = [], []
     for name in window.managed_pins:
-        if name not in requirements or name not in MANAGED_KEY:
+        if name not in requirements or name not in MANAGED_KEYS:
             continue
         value = requirements[name]
         if isinstance(value, list):
@@ -166,12 +159,12 @@ def managed_pins(window: CodexWindow, requirements: Json) -> tuple[list[ManagedP
                         "error",
                         f"requirements.{name}",
                         f"lists {len(value)} values; managed_config.toml can pin it only as "
-                        f"{MANAGED_KEY[name]}, so it must allow exactly one (codex.managed_pins)",
+                        f"{MANAGED_KEYS[name]}, so it must allow exactly one (codex.managed_pins)",
                     )
                 )
                 continue
             value = value[0]
-        pins.append(ManagedPin(name, MANAGED_KEY[name], value))
+        pins.append(ManagedPin(name, MANAGED_KEYS[name], value))
     return pins, issues
 
 
@@ -228,15 +221,15 @@ def team_window_issues(
 
     pins, issues = managed_pins(window, requirements)
     issues = [Issue(i.severity, i.path, i.message, origin(i.path.split(".", 1)[1])) for i in issues]
-    backed = {pin.requirement for pin in pins} | ({"model_providers"} & set(ignored))
+    backed = {pin.requirement for pin in pins}
     for key, where in sorted(ignored.items()):
-        if key in backed or key == "model_providers":
+        if key in backed:
             continue
         if key in window.accept_unenforced:
             continue  # the admin's decision, shown with the window (accepted_unenforced)
         versions = spans(where)
         remedy = "accept it in codex.accept_unenforced"
-        if key in MANAGED_KEY:
+        if key in MANAGED_KEYS:
             remedy = f"back it with managed_config.toml (codex.managed_pins) or {remedy}"
         issues.append(
             Issue(

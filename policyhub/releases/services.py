@@ -21,15 +21,18 @@ from django.utils import timezone
 
 from policyhub.accounts.models import Organization
 from policyhub.audit.services import audit_record
+from policyhub.changes.models import ChangeSet
 from policyhub.changes.services import change_sets_publish_due
 from policyhub.errors import ApplicationError
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_check
+from policyhub.policies.validation import TeamValidation
 from policyhub.releases import signing, wire
 from policyhub.releases.models import PublishRun, Release, ReleaseVariant, SigningKey
 from policyhub.releases.selectors import current_releases_with_published_digest, last_revisions
 from policyhub.rendering.render import render_release, retitle
 from providers.base import Issue
+from providers.codex_versions import in_spans, parse_version, segments, version_text
 
 
 @transaction.atomic
@@ -158,7 +161,8 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
     organization = Organization.objects.select_for_update().get(pk=run.organization_id)
     applied = change_sets_publish_due(organization=organization, run=run)
     policy = org_policy(organization)
-    policy_check(policy)
+    validations: dict[str, TeamValidation] = {}
+    policy_check(policy, validations)  # every team resolved once, for rendering below
     key = signing_key_active(organization=organization, actor=run.requested_by)
     current = {
         r.team_path: r
@@ -166,9 +170,12 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
     }
     revisions = last_revisions(organization)
     signed: list[tuple[Release, list[ReleaseVariant]]] = []
+    created = 0
     for path in sorted(policy.teams):
         revision = revisions.get(path, 0) + 1
-        rendered = render_release(policy, path, revision=str(revision))
+        rendered = render_release(
+            policy, path, revision=str(revision), validation=validations.pop(path)
+        )
         previous = current.get(path)
         # Unchanged policy, nothing to release: neither what devices get now, nor what this team
         # was last published (so a rollback or an aborted rollout is not undone by a publish
@@ -194,6 +201,25 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
                 provenance=rendered.validation.resolved.provenance(),
             )
         )
+        if len(signed) == PUBLISH_BATCH:
+            # Stored as they come (the transaction still makes it all or nothing): a worker
+            # holds one batch of bodies, not every team's.
+            created += _publish_batch(organization, run, applied, signed)
+            signed = []
+    created += _publish_batch(organization, run, applied, signed)
+    return created, len(policy.teams)
+
+
+PUBLISH_BATCH = 500
+
+
+def _publish_batch(
+    organization: Organization,
+    run: PublishRun,
+    applied: list[ChangeSet],
+    signed: list[tuple[Release, list[ReleaseVariant]]],
+) -> int:
+    """Make these new releases current, link them to the applied change sets, audit them."""
     changed = [release.team_path for release, _ in signed]
     Release.objects.filter(organization=organization, team_path__in=changed, current=True).update(
         current=False
@@ -219,7 +245,7 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
                 "run": run.pk,
             },
         )
-    return len(new), len(policy.teams)
+    return len(new)
 
 
 # --- rollback and staged rollout ------------------------------------------------------------------
@@ -243,7 +269,11 @@ class FileSet:
 
 
 # What releases made before support windows were rendered for.
-LEGACY_CODEX = {"versions": [["0.169.0", None]], "native_channel_from": "0.169.0"}
+LEGACY_CODEX = {
+    "versions": [["0.169.0", None]],
+    "native_channel_from": "0.169.0",
+    "window": ["0.169.0", "0.169.0"],
+}
 
 
 def _signed_set(
@@ -353,6 +383,29 @@ def _releases_save(signed: list[tuple[Release, list[ReleaseVariant]]]) -> list[R
     return releases
 
 
+def _rollback_covers_window(organization: Organization, target: Release) -> None:
+    """Refuse old content whose sets do not cover every Codex version the organisation runs now
+    (made before the window was widened): some machines would get files made for others."""
+    window = org_policy(organization).codex
+    codex_sets = [target.codex or LEGACY_CODEX, *target.variants.values_list("codex", flat=True)]
+    spans = [
+        (parse_version(start), parse_version(until) if until else None)
+        for codex in codex_sets
+        for start, until in codex["versions"]
+    ]
+    low, high = parse_version(window.min_version), parse_version(window.max_version)
+    missing = [
+        version_text(start) for start, _ in segments(low, high) if not in_spans(start, spans)
+    ]
+    if missing:
+        raise ApplicationError(
+            f"r{target.revision} of {target.team_path} was made for other Codex versions than the "
+            f"support window now holds ({window.min_version} to {window.max_version}; none of "
+            f"its file sets is for {', '.join(missing)}); publish the policy instead",
+            [Issue("error", "to_revision", "made for another Codex support window")],
+        )
+
+
 def _release_save(release: Release, fields: list[str] | None = None) -> None:
     release.full_clean()
     release.save(update_fields=fields)
@@ -435,6 +488,7 @@ def release_rollback(
             for name, text in files.items()
         }
 
+    _rollback_covers_window(organization, target)
     # Every set of the target, under the new revision: bodies, digests and versions are kept.
     sets = [
         FileSet(

@@ -33,6 +33,8 @@ from providers.codex_versions import (
     Span,
     Version,
     capabilities,
+    in_spans,
+    parse_version,
     version_segment,
     version_text,
 )
@@ -102,6 +104,9 @@ class RenderedVariant:
 
     spans: list[Span]
     team: RenderedTeam
+    # The organisation's window the set was made for (signed, so a machine inside the window
+    # refuses a set made for other versions).
+    window: tuple[Version, Version]
     # The first of these versions that fetches from a config server: from it on, the agent adds
     # the native channel ([config_server]) to requirements.toml. None: none of them does.
     native_from: Version | None = None
@@ -115,12 +120,8 @@ class RenderedVariant:
                 for start, until in self.spans
             ],
             "native_channel_from": version_text(self.native_from) if self.native_from else None,
+            "window": [version_text(self.window[0]), version_text(self.window[1])],
         }
-
-    def serves(self, version: Version) -> bool:
-        return any(
-            start <= version and (until is None or version < until) for start, until in self.spans
-        )
 
 
 @dataclass
@@ -133,14 +134,14 @@ class RenderedRelease:
 
     @property
     def primary(self) -> RenderedVariant:
-        """The set for the window's newest versions (open-ended)."""
-        return next(v for v in self.variants if any(u is None for _, u in v.spans))
+        """The set for the window's newest version (what the native channel and exports carry)."""
+        newest = self.variants[0].window[1]
+        return next(v for v in self.variants if in_spans(newest, v.spans))
 
     @property
     def content_digest(self) -> str:
-        """The one set's digest, or one sha256 over every set and its versions."""
-        if len(self.variants) == 1:
-            return self.variants[0].team.content_digest
+        """One sha256 over every set and the versions it is for: a change of the window alone
+        (which versions get which files) is a new release too."""
         return variants_digest((v.codex, v.team.content_digest) for v in self.variants)
 
 
@@ -153,21 +154,27 @@ def variants_digest(variants: Iterable[tuple[Json, str]]) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
-def render_release(policy: OrgPolicy, path: str, *, revision: str) -> RenderedRelease:
-    """Validate one team across the window and render one file set per distinct variant.
+def render_release(
+    policy: OrgPolicy, path: str, *, revision: str, validation: TeamValidation | None = None
+) -> RenderedRelease:
+    """Validate one team across the window (unless the caller did: `validation`) and render one
+    file set per distinct variant.
 
     The window is cut where Codex changes (providers/codex_versions.py); each cut is rendered
-    for its first version, and cuts with equal files and channel share one set.
+    for its first version (documents shared between cuts are written as TOML once), and cuts
+    with equal files share one set.
     """
     _check_revision(revision)
-    validation = validate_team(policy, path)
+    validation = validation or validate_team(policy, path)
     if validation.errors:
         raise PolicyInvalid(path, validation.errors)
+    window = (parse_version(policy.codex.min_version), parse_version(policy.codex.max_version))
     variants: dict[str, RenderedVariant] = {}
+    texts: dict[str, str] = {}
     for segment in window_segments(policy, features_used(validation.resolved)):
         caps = capabilities(segment[0])
-        team = _render(policy, path, validation, caps, revision)
-        variant = variants.setdefault(team.content_digest, RenderedVariant([], team))
+        team = _render(policy, path, validation, caps, revision, texts)
+        variant = variants.setdefault(team.content_digest, RenderedVariant([], team, window))
         if variant.spans and variant.spans[-1][1] == segment[0]:
             variant.spans[-1] = (variant.spans[-1][0], segment[1])  # adjacent: one span
         else:
@@ -192,6 +199,7 @@ def _render(
     validation: TeamValidation,
     target: CodexCapabilities,
     revision: str,
+    texts: dict[str, str] | None = None,
 ) -> RenderedTeam:
     resolved = validation.resolved
     label = f"{policy.slug}/{path}"
@@ -214,7 +222,7 @@ def _render(
         documents[MANAGED_CONFIG] = managed
     for document in documents.values():
         _refuse_fatal(document, target)
-    bodies = {name: toml_text(doc) for name, doc in documents.items()}
+    bodies = {name: _text(doc, texts) for name, doc in documents.items()}
     content_hashes = {
         name: hashlib.sha256(body.encode()).hexdigest() for name, body in bodies.items()
     }
@@ -224,6 +232,16 @@ def _render(
     }
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     return RenderedTeam(path, files, validation, hashes, content_hashes)
+
+
+def _text(document: Json, texts: dict[str, str] | None) -> str:
+    """The TOML text of `document`, reusing the text of an identical one (same keys, same order)."""
+    if texts is None:
+        return toml_text(document)
+    key = json.dumps(document, ensure_ascii=False)
+    if key not in texts:
+        texts[key] = toml_text(document)
+    return texts[key]
 
 
 def requirements_document(policy: OrgPolicy, requirements: Json, target: CodexCapabilities) -> Json:

@@ -156,7 +156,7 @@ def test_enrol_sync_publish_and_revoke_against_the_real_server(
     device.refresh_from_db()
     assert (device.applied_revision, device.agent_version, device.errors) == (
         second.revision,
-        "0.1.0",
+        "0.2.0",
         [],
     )
     credential = json.loads((root / STATE / "state.json").read_text())["credential"]

@@ -77,10 +77,11 @@ def test_enrolling_over_https_appends_codexs_native_channel_to_the_requirements(
     root: Path, signer: Signer, tmp_path: Path
 ) -> None:
     fake = FakeHub(signer)
-    fake.publish(bundle(signer))
+    fake.publish(bundle(signer))  # made before signed versions: for Codex 0.169.0
     (tmp_path / "tls").mkdir()
+    codex = str(fake_codex(tmp_path, "0.169.0"))
     with serve(fake, tmp_path / "tls") as ca:
-        result = enroll(root, fake, "--ca-bundle", str(ca))
+        result = enroll(root, fake, "--ca-bundle", str(ca), "--codex-bin", codex)
     assert result.code == 0, result.err
     text = (root / ETC / "requirements.toml").read_text()
     assert text.startswith(REQUIREMENTS)  # the signed bytes first, untouched
@@ -94,7 +95,11 @@ def test_enrolling_over_https_appends_codexs_native_channel_to_the_requirements(
     assert fake.credential not in result.out + result.err
 
 
-NEWEST = {"versions": [["0.134.0", None]], "native_channel_from": "0.166.0"}
+NEWEST = {
+    "versions": [["0.134.0", None]],
+    "native_channel_from": "0.166.0",
+    "window": ["0.125.0", "0.169.0"],
+}
 
 
 def fake_codex(folder: Path, version: str) -> Path:
@@ -142,11 +147,13 @@ def test_managed_config_is_written_and_removed_with_the_release(
 @pytest.mark.parametrize(
     "codex",
     [
-        {"versions": [], "native_channel_from": None},
-        {"versions": [["0.134", None]], "native_channel_from": None},
-        {"versions": [["0.134.0", None]]},
-        {"versions": [["0.134.0", None]], "native_channel_from": "soon"},
-        {"versions": "0.134.0", "native_channel_from": None},
+        {**NEWEST, "versions": []},
+        {**NEWEST, "versions": [["0.134", None]]},
+        {"versions": [["0.134.0", None]], "native_channel_from": None},
+        {**NEWEST, "native_channel_from": "soon"},
+        {**NEWEST, "versions": "0.134.0"},
+        {**NEWEST, "window": ["0.125.0"]},
+        {**NEWEST, "window": "0.125.0-0.169.0"},
         ["0.134.0"],
     ],
 )
@@ -157,6 +164,26 @@ def test_malformed_signed_codex_versions_are_refused(
     result = enroll(root, hub)
     assert result.code == 1 and "codex versions are malformed" in result.err
     assert not (root / ETC).exists()
+
+
+@pytest.mark.parametrize(
+    ("codex", "outcome"),
+    [("0.130.0", "refused"), ("0.118.0", "warned"), ("0.134.0", "applied"), ("0.170.0", "applied")],
+)
+def test_files_for_other_codex_versions_are_refused_inside_the_window(
+    root: Path, hub: FakeHub, signer: Signer, tmp_path: Path, codex: str, outcome: str
+) -> None:
+    """A set for 0.134 and later reaching a machine whose Codex the window includes, but the
+    set does not, is a replay or a mistake; below the window it is the nearest set there is."""
+    hub.publish(bundle(signer, codex=NEWEST))
+    result = enroll(root, hub, "--codex-bin", str(fake_codex(tmp_path, codex)))
+    if outcome == "refused":
+        assert result.code == 1 and "other Codex versions than this machine's 0.130.0" in result.err
+        assert not (root / ETC).exists()
+    else:
+        assert result.code == 0, result.err
+        assert ("outside the versions" in result.err) is (outcome == "warned")
+        assert (root / ETC / "config.toml").read_text() == CONFIG
 
 
 def test_no_native_channel_keeps_the_requirements_verbatim_over_https(
@@ -179,8 +206,9 @@ def test_a_release_that_already_defines_config_server_is_refused_over_https(
     fake = FakeHub(signer)
     fake.publish(bundle(signer, files=files))
     (tmp_path / "tls").mkdir()
+    codex = str(fake_codex(tmp_path, "0.169.0"))
     with serve(fake, tmp_path / "tls") as ca:
-        result = enroll(root, fake, "--ca-bundle", str(ca))
+        result = enroll(root, fake, "--ca-bundle", str(ca), "--codex-bin", codex)
     assert result.code == 1
     assert "already defines config_server" in result.err
     assert not (root / ETC).exists()
@@ -618,7 +646,7 @@ def test_the_status_report_carries_revision_os_agent_version_and_no_errors(
     (report,) = hub.requests(STATUS)
     assert report.headers["Authorization"] == f"Bearer {hub.credential}"
     body = report.body
-    assert (body["applied_revision"], body["agent_version"], body["errors"]) == (1, "0.1.0", [])
+    assert (body["applied_revision"], body["agent_version"], body["errors"]) == (1, "0.2.0", [])
     assert body["codex_version"] is None and 0 < len(body["os"]) <= 128
 
 

@@ -243,15 +243,16 @@ def run_codex(
     timeout: float,
     user_config: Path | None = None,
     machine: Machine | None = None,
+    stdin: bytes = b"",
 ) -> CodexRun:
-    """Run ``codex ARGS`` against ``file_set`` offline and return its output."""
+    """Run ``codex ARGS`` against ``file_set`` offline (``stdin`` on its standard input)."""
     with _sandbox(
         file_set, version=version, timeout=timeout, user_config=user_config, machine=machine
     ) as box:
         started = time.monotonic()
         proc = subprocess.Popen(
             [*box.command_prefix, *args],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=box.env,
@@ -259,7 +260,7 @@ def run_codex(
         )
         timed_out = False
         try:
-            out, err = proc.communicate(timeout=timeout + 10)
+            out, err = proc.communicate(stdin, timeout=timeout + 10)
         except subprocess.TimeoutExpired:
             timed_out = True
             _kill_group(proc)

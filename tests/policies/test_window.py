@@ -175,9 +175,10 @@ def test_a_config_feature_is_left_out_where_unknown() -> None:
 def test_profiles_are_tables_before_0134_and_files_after() -> None:
     text = window("0.125.0") + '[teams.t.profiles.fast]\nmodel = "gpt-5.5-mini"\n'
     release = render_release(make_policy(text), "t", revision="1")
+    bounds = ["0.125.0", "0.169.0"]
     assert [v.codex for v in release.variants] == [
-        {"versions": [["0.125.0", "0.134.0"]], "native_channel_from": None},
-        {"versions": [["0.134.0", None]], "native_channel_from": "0.166.0"},
+        {"versions": [["0.125.0", "0.134.0"]], "native_channel_from": None, "window": bounds},
+        {"versions": [["0.134.0", None]], "native_channel_from": "0.166.0", "window": bounds},
     ]
     tables, files = release.variants
     assert body(tables.team.files[CONFIG])["profiles"] == {"fast": {"model": "gpt-5.5-mini"}}

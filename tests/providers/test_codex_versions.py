@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from policyhub.policies import schema
+from policyhub.policies.domain import MANAGED_KEYS
 from providers.codex_versions import (
     CHANGES,
     OLDEST,
@@ -79,8 +80,14 @@ def test_profile_layout_and_channel_boundaries() -> None:
 
 def test_segments_cut_the_window_where_codex_changes() -> None:
     cuts = segments(parse_version("0.125.0"), parse_version("0.140.0"))
-    assert cuts == [((0, 125, 0), (0, 131, 0)), ((0, 131, 0), (0, 134, 0)), ((0, 134, 0), None)]
-    assert segments(OLDEST, OLDEST) == [(OLDEST, None)]
+    # The last cut ends where Codex next changes after the window, not at infinity.
+    assert cuts == [
+        ((0, 125, 0), (0, 131, 0)),
+        ((0, 131, 0), (0, 134, 0)),
+        ((0, 134, 0), (0, 142, 0)),
+    ]
+    assert segments(OLDEST, OLDEST) == [(OLDEST, (0, 120, 0))]
+    assert segments((0, 169, 0), (0, 169, 0)) == [((0, 169, 0), None)]
     assert version_segment((0, 135, 2)) == ((0, 135, 2), (0, 142, 0))
 
 
@@ -176,3 +183,42 @@ def test_built_in_providers_and_identity_matchers_match_the_binary(
         assert started is caps.knows_provider(provider), provider
     matchers = _probe(version, tmp_path / "matchers", MATCHER_IDENTITY)
     assert matchers is caps.mcp_identity_matchers
+
+
+@pytest.mark.codex
+@pytest.mark.usefixtures("codex_ready")
+@pytest.mark.parametrize("version", SUITE_VERSIONS)
+def test_each_managed_pin_beats_the_users_config(version: str, tmp_path: Path) -> None:
+    """What `[codex] managed_pins` relies on: managed_config.toml wins over the user's config
+    on every release (an API-key sign-in is refused, the keyring is used)."""
+    cases = {
+        "forced_login_method": ('"chatgpt"', '"api"', "API key login is disabled"),
+        "cli_auth_credentials_store": ('"keyring"', '"file"', "keyring"),
+    }
+    for key, (managed, users, refusal) in cases.items():
+        folder = tmp_path / key
+        folder.mkdir()
+        (folder / "managed_config.toml").write_text(f"{key} = {managed}\n")
+        user = tmp_path / f"{key}-user.toml"
+        user.write_text(f"{key} = {users}\n")
+        login = run_codex(
+            folder,
+            ["login", "--with-api-key"],
+            version=version,
+            timeout=30,
+            user_config=user,
+            stdin=b"sk-test-not-a-key\n",
+        )
+        assert refusal in login.stdout + login.stderr, (key, login.stdout, login.stderr)
+        assert key in MANAGED_KEYS.values()
+        # Without the managed layer the user's own setting rules: the sign-in goes through.
+        (folder / "managed_config.toml").unlink()
+        unmanaged = run_codex(
+            folder,
+            ["login", "--with-api-key"],
+            version=version,
+            timeout=30,
+            user_config=user,
+            stdin=b"sk-test-not-a-key\n",
+        )
+        assert refusal not in unmanaged.stdout + unmanaged.stderr, (key, unmanaged.stderr)

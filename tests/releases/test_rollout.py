@@ -115,7 +115,9 @@ def test_rollback_is_a_new_signed_revision_with_the_old_content(
     assert verifies(r3) and verifies(r1)
     manifest = json.loads(r3.manifest)
     assert (manifest["team"], manifest["revision"], manifest["files"]) == (TEAM, 3, r3.hashes)
-    assert manifest["content_digest"] == r1.content_digest
+    # The set's own digest is signed; the release's covers every set and its Codex versions.
+    assert manifest["content_digest"] == json.loads(r1.manifest)["content_digest"]
+    assert r3.content_digest == r1.content_digest and r3.codex == r1.codex
     assert manifest["key_id"] == r3.signing_key.key_id
     # Exactly the bytes a fresh render of the old policy at revision 3 would give.
     policy_apply(organization=cast["acme"], wanted=make_policy(POLICY), actor=cast["admin"])
