@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,10 +171,16 @@ def render_release(
         raise PolicyInvalid(path, validation.errors)
     window = (parse_version(policy.codex.min_version), parse_version(policy.codex.max_version))
     variants: dict[str, RenderedVariant] = {}
-    texts: dict[str, str] = {}
+    made: dict[tuple[bool, frozenset[str]], tuple[dict[str, Json], RenderedTeam]] = {}
+    texts: dict[str, str] = {}  # documents several sets share are written as TOML once
     for segment in window_segments(policy, features_used(validation.resolved)):
         caps = capabilities(segment[0])
-        team = _render(policy, path, validation, caps, revision, texts)
+        inputs = _render_inputs(validation, caps)
+        if inputs not in made:
+            documents = _documents(policy, validation, caps)
+            made[inputs] = documents, _files(policy, path, validation, documents, revision, texts)
+        documents, team = made[inputs]
+        _refuse_fatal(documents, caps)  # for every version: equal files, other rules
         variant = variants.setdefault(team.content_digest, RenderedVariant([], team, window))
         if variant.spans and variant.spans[-1][1] == segment[0]:
             variant.spans[-1] = (variant.spans[-1][0], segment[1])  # adjacent: one span
@@ -199,16 +206,23 @@ def _render(
     validation: TeamValidation,
     target: CodexCapabilities,
     revision: str,
-    texts: dict[str, str] | None = None,
 ) -> RenderedTeam:
+    documents = _documents(policy, validation, target)
+    _refuse_fatal(documents, target)
+    return _files(policy, path, validation, documents, revision, None)
+
+
+def _documents(
+    policy: OrgPolicy, validation: TeamValidation, target: CodexCapabilities
+) -> dict[str, Json]:
+    """What each file holds for `target`, as data (see _render_inputs for what varies)."""
     resolved = validation.resolved
-    label = f"{policy.slug}/{path}"
     profiles = {
         name: _ordered(_provider_ids(policy, resolved.profiles[name]), schema.PROFILE_KEYS)
         for name in sorted(resolved.profiles)
     }
     documents: dict[str, Json] = {
-        REQUIREMENTS: requirements_document(policy, resolved.requirements, target),
+        REQUIREMENTS: requirements_document(policy, resolved.requirements),
         CONFIG: config_document(policy, resolved, target),
     }
     if target.profile_files:
@@ -220,8 +234,28 @@ def _render(
     managed = managed_document(policy, resolved.requirements)
     if managed:
         documents[MANAGED_CONFIG] = managed
-    for document in documents.values():
-        _refuse_fatal(document, target)
+    return documents
+
+
+def _render_inputs(
+    validation: TeamValidation, target: CodexCapabilities
+) -> tuple[bool, frozenset[str]]:
+    """All that `_documents` takes from the version: the profile layout (when there are
+    profiles) and which of the config's features it knows."""
+    resolved = validation.resolved
+    defaults = frozenset(resolved.config.get("features", {}))
+    return target.profile_files and bool(resolved.profiles), defaults & target.features
+
+
+def _files(
+    policy: OrgPolicy,
+    path: str,
+    validation: TeamValidation,
+    documents: dict[str, Json],
+    revision: str,
+    texts: dict[str, str] | None,
+) -> RenderedTeam:
+    label = f"{policy.slug}/{path}"
     bodies = {name: _text(doc, texts) for name, doc in documents.items()}
     content_hashes = {
         name: hashlib.sha256(body.encode()).hexdigest() for name, body in bodies.items()
@@ -234,8 +268,26 @@ def _render(
     return RenderedTeam(path, files, validation, hashes, content_hashes)
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _text(document: Json, texts: dict[str, str] | None) -> str:
-    """The TOML text of `document`, reusing the text of an identical one (same keys, same order)."""
+    """The TOML text of `document`, reusing the text of an identical one (same keys, same order).
+
+    A config.toml with profile tables (before 0.134) is its other keys' text followed by each
+    profile's, the same text the profile files carry: written once, checked as a whole.
+    """
+    profiles = document.get("profiles")
+    if isinstance(profiles, dict) and all(_BARE_KEY.fullmatch(name) for name in profiles):
+        base = _text({k: v for k, v in document.items() if k != "profiles"}, texts)
+        parts = [base]
+        for name, profile in profiles.items():
+            separator = "\n" if "".join(parts) else ""
+            parts.append(f"{separator}[profiles.{name}]\n{_text(profile, texts)}")
+        text = "".join(parts)
+        if tomllib.loads(text) != canonical(document):
+            raise RenderError("rendered TOML does not parse back to the intended values")
+        return text
     if texts is None:
         return toml_text(document)
     key = json.dumps(document, ensure_ascii=False)
@@ -244,7 +296,7 @@ def _text(document: Json, texts: dict[str, str] | None) -> str:
     return texts[key]
 
 
-def requirements_document(policy: OrgPolicy, requirements: Json, target: CodexCapabilities) -> Json:
+def requirements_document(policy: OrgPolicy, requirements: Json) -> Json:
     """Every requirement, also those `target` ignores: harmless there, and enforced as soon as
     the machine upgrades Codex (validation decided whether ignoring them is acceptable)."""
     doc = _ordered(requirements, schema.REQUIREMENT_KEYS)
@@ -255,11 +307,6 @@ def requirements_document(policy: OrgPolicy, requirements: Json, target: CodexCa
         table = _provider_table(policy, pinned)
         if table is not None:
             doc["model_providers"] = {endpoint.provider_id: table}
-    for key, config_key in ALLOWLIST_VALUES.items():
-        if key in target.requirement_keys:
-            for value in doc.get(key, []):
-                if not target.accepts_value(config_key, value):
-                    raise RenderError(f"Codex {target.label} cannot read {key} value {value!r}")
     return doc
 
 
@@ -303,16 +350,22 @@ def managed_document(policy: OrgPolicy, requirements: Json) -> Json:
     return doc
 
 
-def _refuse_fatal(document: Json, target: CodexCapabilities) -> None:
+def _refuse_fatal(documents: Mapping[str, Json], target: CodexCapabilities) -> None:
     """The last guard: a value `target` refuses to start on is never written for it."""
-    layers = [document, *document.get("profiles", {}).values()]
-    for layer in layers:
-        for key in ENUM_CONFIG_KEYS:
-            if key in layer and target.config_value_fatal(key, layer[key]):
-                raise RenderError(f"Codex {target.label} refuses {key} = {layer[key]!r}")
-    for provider_id in document.get("model_providers", {}):
-        if not target.knows_provider(provider_id):
-            raise RenderError(f"Codex {target.label} has no built-in {provider_id!r} provider")
+    requirements = documents[REQUIREMENTS]
+    for key, config_key in ALLOWLIST_VALUES.items():
+        if key in target.requirement_keys:
+            for value in requirements.get(key, []):
+                if not target.accepts_value(config_key, value):
+                    raise RenderError(f"Codex {target.label} cannot read {key} value {value!r}")
+    for document in documents.values():
+        for layer in [document, *document.get("profiles", {}).values()]:
+            for key in ENUM_CONFIG_KEYS:
+                if key in layer and target.config_value_fatal(key, layer[key]):
+                    raise RenderError(f"Codex {target.label} refuses {key} = {layer[key]!r}")
+        for provider_id in document.get("model_providers", {}):
+            if not target.knows_provider(provider_id):
+                raise RenderError(f"Codex {target.label} has no built-in {provider_id!r} provider")
 
 
 def with_header(body: str, *, team: str, revision: str, digest: str) -> bytes:
