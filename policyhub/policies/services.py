@@ -24,8 +24,12 @@ from policyhub.teams.services import team_create, team_delete, team_delete_check
 
 def policy_check(policy: OrgPolicy, teams: dict[str, TeamValidation] | None = None) -> None:
     """Raise ApplicationError listing every error of `policy` (warnings do not block); fills
-    `teams` with each team's validation when given."""
-    issues = [i for found in validate_policy(policy, teams).values() for i in found]
+    `teams` with each team's validation when given.
+
+    A finding inherited from an ancestor (same node, field and sentence) shows under every team
+    below it; the flat list names it once.
+    """
+    issues = dict.fromkeys(i for found in validate_policy(policy, teams).values() for i in found)
     errors = errors_of(issues)
     if errors:
         raise ApplicationError(f"the policy of {policy.slug} has {len(errors)} error(s)", errors)

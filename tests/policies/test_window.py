@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from policyhub.errors import ApplicationError
 from policyhub.policies import document
+from policyhub.policies.services import policy_check
 from policyhub.policies.validation import validate_policy
 from policyhub.policies.window import accepted_unenforced
 from policyhub.rendering.render import (
@@ -67,6 +69,18 @@ def test_the_same_pin_is_accepted_once_managed_config_backs_it() -> None:
         assert managed["model_provider"] == "azure"
         assert set(managed["model_providers"]) == {"azure"}
         assert body(variant.team.files[REQUIREMENTS])["model_provider"] == "azure"
+
+
+def test_a_finding_every_team_inherits_is_listed_once() -> None:
+    text = window("0.125.0") + "[requirements]\nallow_login_shell = false\n"
+    text += "".join(f"[teams.t{n}]\n" for n in range(3))
+    with pytest.raises(ApplicationError) as refused:
+        policy_check(make_policy(text))
+    assert refused.value.args[0].endswith("has 1 error(s)")
+    [issue] = refused.value.issues
+    assert (
+        issue.path == "requirements.allow_login_shell" and "0.125.0 up to 0.146.0" in issue.message
+    )
 
 
 def test_a_window_inside_the_enforcing_releases_needs_no_backing() -> None:
