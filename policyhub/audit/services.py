@@ -11,6 +11,35 @@ from policyhub.accounts.models import Organization
 from policyhub.audit.models import AuditEvent
 
 
+def audit_event(
+    *,
+    organization: Organization | None,
+    actor: User | None,
+    action: str,
+    object_type: str,
+    object_key: str,
+    before: Any = None,
+    after: Any = None,
+    reason: str = "",
+) -> AuditEvent:
+    """One unsaved, validated event (for `audit_record_many`)."""
+    event = AuditEvent(
+        organization=organization,
+        actor=actor if actor is not None and actor.pk else None,
+        actor_label=actor.get_username() if actor is not None else "system",
+        action=action,
+        object_type=object_type,
+        object_key=object_key,
+        before=before,
+        after=after,
+        reason=reason,
+    )
+    # The lengths and choices; not the foreign keys, which are the rows passed in (checking
+    # them would cost a query each, per event of a publish).
+    event.full_clean(exclude=["organization", "actor"], validate_unique=False)
+    return event
+
+
 def audit_record(
     *,
     organization: Organization | None,
@@ -23,19 +52,26 @@ def audit_record(
     reason: str = "",
 ) -> AuditEvent:
     """Append one event; must run inside the transaction of the change it records."""
+    [event] = audit_record_many(
+        [
+            audit_event(
+                organization=organization,
+                actor=actor,
+                action=action,
+                object_type=object_type,
+                object_key=object_key,
+                before=before,
+                after=after,
+                reason=reason,
+            )
+        ]
+    )
+    return event
+
+
+def audit_record_many(events: list[AuditEvent]) -> list[AuditEvent]:
+    """Append events in one statement (a publish records one per release); same rule: inside
+    the transaction of the change."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record must run inside the transaction of the change")
-    event = AuditEvent(
-        organization=organization,
-        actor=actor if actor is not None and actor.pk else None,
-        actor_label=actor.get_username() if actor is not None else "system",
-        action=action,
-        object_type=object_type,
-        object_key=object_key,
-        before=before,
-        after=after,
-        reason=reason,
-    )
-    event.full_clean()
-    event.save()
-    return event
+    return AuditEvent.objects.bulk_create(events)

@@ -20,7 +20,7 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from policyhub.accounts.models import Organization
-from policyhub.audit.services import audit_record
+from policyhub.audit.services import audit_event, audit_record, audit_record_many
 from policyhub.changes.models import ChangeSet
 from policyhub.changes.services import change_sets_publish_due
 from policyhub.errors import ApplicationError
@@ -232,19 +232,23 @@ def _publish_batch(
             for change_set in applied
         ]
     )
-    for release in new:
-        audit_record(
-            organization=organization,
-            actor=run.requested_by,
-            action="release.publish",
-            object_type="release",
-            object_key=f"{release.team_path} r{release.revision}",
-            after={
-                "content_digest": release.content_digest,
-                "hashes": release.hashes,
-                "run": run.pk,
-            },
-        )
+    audit_record_many(
+        [
+            audit_event(
+                organization=organization,
+                actor=run.requested_by,
+                action="release.publish",
+                object_type="release",
+                object_key=f"{release.team_path} r{release.revision}",
+                after={
+                    "content_digest": release.content_digest,
+                    "hashes": release.hashes,
+                    "run": run.pk,
+                },
+            )
+            for release in new
+        ]
+    )
     return len(new)
 
 
