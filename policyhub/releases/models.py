@@ -9,6 +9,19 @@ from django.db import models
 from policyhub.accounts.models import Organization
 
 
+class BodyField(models.TextField):
+    """A served body (kilobytes of JSON holding TOML): stored like any text column.
+
+    Its `get_placeholder` keeps `bulk_create` on PostgreSQL to plain `VALUES` rows. Django 5.2
+    otherwise sends each column as one array (`UNNEST`), and psycopg escapes every quote of
+    every body in Python to build it; for a publish of 5,000 teams that took 7.6 s instead of
+    3.4 s (bench/publish.py), far more than the query planning UNNEST saves.
+    """
+
+    def get_placeholder(self, value: object, compiler: object, connection: object) -> str:
+        return "%s"
+
+
 class SigningKey(models.Model):
     """An organisation's Ed25519 key; the private half is stored encrypted at rest."""
 
@@ -112,8 +125,8 @@ class Release(models.Model):
     # What machines are sent, built once here (releases/wire.py): the agent's bundle, Codex's
     # config-server bundle, and their entity tag.
     etag = models.CharField(max_length=32)
-    agent_body = models.TextField()
-    native_body = models.TextField()
+    agent_body = BodyField()
+    native_body = BodyField()
     signing_key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="releases")
     # None for a release made outside a publish run (a rollback).
     publish_run = models.ForeignKey(
@@ -183,7 +196,7 @@ class ReleaseVariant(models.Model):
     manifest = models.TextField()
     signature = models.CharField(max_length=128)
     etag = models.CharField(max_length=32)
-    agent_body = models.TextField()
+    agent_body = BodyField()
 
     class Meta:
         ordering = ["release", "id"]
