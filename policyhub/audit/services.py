@@ -40,32 +40,10 @@ def audit_event(
     return event
 
 
-def audit_record(
-    *,
-    organization: Organization | None,
-    actor: User | None,
-    action: str,
-    object_type: str,
-    object_key: str,
-    before: Any = None,
-    after: Any = None,
-    reason: str = "",
-) -> AuditEvent:
-    """Append one event; must run inside the transaction of the change it records."""
-    [event] = audit_record_many(
-        [
-            audit_event(
-                organization=organization,
-                actor=actor,
-                action=action,
-                object_type=object_type,
-                object_key=object_key,
-                before=before,
-                after=after,
-                reason=reason,
-            )
-        ]
-    )
+def audit_record(**fields: Any) -> AuditEvent:
+    """Append one event (the fields of `audit_event`); must run inside the transaction of the
+    change it records."""
+    [event] = audit_record_many([audit_event(**fields)])
     return event
 
 
