@@ -1,18 +1,20 @@
-"""What each Codex CLI release accepts, ignores or rejects in the files PolicyHub renders.
+"""What each Codex CLI release accepts, ignores or rejects in the files PolicyHub renders: the
+one home of Codex-version facts.
 
-One entry of `CHANGES` per release that changed something the renderer depends on, oldest
-first; `capabilities(version)` folds every entry up to `version` into what that version does.
+* the releases PolicyHub knows: the newest measured, the default support window, the releases
+  the test command installs (the Makefile reads them: `python -m providers.codex_versions suite`);
+* `CHANGES`: one entry per release that changed something the renderer depends on, oldest first;
+  `capabilities(version)` folds every entry up to `version` into what that version does;
+* feature names and their stages per release, in `data/codex-features.tsv`.
+
 Every entry was measured against the real binary of that release and of the release before it
-(shared `codex/VERSIONS.md`, plus the requirement keys and values probed for this table: a key
-set to `-7` is "known" when Codex reports a type error, "ignored" when it starts). Feature names
-come from `codex features list` of each measured release (`data/codex-features.tsv`).
-
-Supporting a new Codex release is one `Change` entry (if it changed anything below) plus its
-line in tests/providers/test_codex_versions.py, and its `features list` in the features file.
+(docs/codex-versions.md: a requirement key set to `-7` is "known" when Codex reports a type
+error, "ignored" when it starts). Adding a release: docs/adding-a-codex-release.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -184,7 +186,18 @@ CHANGES: tuple[Change, ...] = (
 )
 
 OLDEST = parse_version(CHANGES[0].version)
+
+# --- the releases PolicyHub knows -------------------------------------------------------------
+
+# The newest release the table was measured against; a later one is rendered for as this one is.
 NEWEST_MEASURED = parse_version("0.169.0")
+# The support window of an organisation whose policy has no [codex] table.
+DEFAULT_VERSION = "0.169.0"
+# The releases the test command installs side by side: every table entry, feature name and
+# rendered file set is checked against each real binary (oldest first; the newest measured last).
+SUITE_VERSIONS = ("0.125.0", "0.140.0", "0.169.0")
+# What releases stored before support windows existed were rendered for. History: never changes.
+LEGACY_RELEASE_VERSION = "0.169.0"
 
 
 @dataclass(frozen=True)
@@ -289,17 +302,46 @@ FEATURES_FILE = Path(__file__).with_name("data") / "codex-features.tsv"
 Span = tuple[Version, Version | None]
 
 
+@dataclass(frozen=True)
+class FeatureRow:
+    """One line of the features file: a name known from `start` until `until` (None: still)."""
+
+    name: str
+    start: Version
+    until: Version | None
+    stage: str  # what the newest listed release prints for it ("" once it is gone)
+
+
+def feature_rows(text: str) -> list[FeatureRow]:
+    rows = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, start, until, stage = [*line.split("\t"), "", ""][:4]
+        rows.append(
+            FeatureRow(name, parse_version(start), parse_version(until) if until else None, stage)
+        )
+    return rows
+
+
+@cache
+def _feature_rows() -> tuple[FeatureRow, ...]:
+    return tuple(feature_rows(FEATURES_FILE.read_text()))
+
+
 @cache
 def _feature_spans() -> Mapping[str, tuple[Span, ...]]:
     spans: dict[str, list[Span]] = {}
-    for line in FEATURES_FILE.read_text().splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name, start, until = [*line.split("\t"), ""][:3]
-        spans.setdefault(name, []).append(
-            (parse_version(start), parse_version(until) if until else None)
-        )
+    for row in _feature_rows():
+        spans.setdefault(row.name, []).append((row.start, row.until))
     return MappingProxyType({name: tuple(found) for name, found in spans.items()})
+
+
+@cache
+def feature_stages() -> Mapping[str, str]:
+    """Every feature name the newest measured release knows, with the stage it prints
+    (stable, experimental, under-development, deprecated or removed)."""
+    return MappingProxyType({row.name: row.stage for row in _feature_rows() if row.until is None})
 
 
 def in_spans(version: Version, spans: Iterable[Span]) -> bool:
@@ -352,11 +394,16 @@ def segments(
 
 __all__ = [
     "CHANGES",
+    "DEFAULT_VERSION",
+    "LEGACY_RELEASE_VERSION",
+    "NEWEST_MEASURED",
+    "SUITE_VERSIONS",
     "Change",
     "CodexCapabilities",
     "Version",
     "capabilities",
     "feature_spans",
+    "feature_stages",
     "in_spans",
     "parse_version",
     "segments",
@@ -364,3 +411,23 @@ __all__ = [
     "version_segment",
     "version_text",
 ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m providers.codex_versions suite|newest|default`: for the Makefile and scripts
+    (plain Python, runs before any virtual environment exists)."""
+
+    parser = argparse.ArgumentParser(prog="python -m providers.codex_versions")
+    parser.add_argument("what", choices=("suite", "newest", "default"))
+    what = parser.parse_args(argv).what
+    answer = {
+        "suite": " ".join(SUITE_VERSIONS),
+        "newest": version_text(NEWEST_MEASURED),
+        "default": DEFAULT_VERSION,
+    }[what]
+    print(answer)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,7 +10,7 @@ import uuid
 import zipfile
 
 from policyhub.releases.models import Release
-from policyhub.rendering.render import CONFIG, REQUIREMENTS
+from providers.codex_files import CONFIG, REQUIREMENTS
 
 CODEX_DOMAIN = "com.openai.codex"
 # Stable identifiers: re-exporting a team's profile replaces the installed one instead of adding

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from providers.codex_versions import DEFAULT_VERSION
+
 Json = dict[str, Any]
 
 
@@ -55,9 +57,8 @@ class TeamSpec:
         return self.path.rsplit("/", 1)[0] if "/" in self.path else None
 
 
-DEFAULT_CODEX_VERSION = "0.169.0"
 # Requirement keys whose pin can be written into managed_config.toml, which every Codex version
-# enforces over user config and `-c` (shared VERSIONS.md note M), and the key it is written as
+# enforces over user config and `-c` (docs/codex.md, "Layers"), and the key it is written as
 # there (a single-valued allow-list becomes the forced value). Each was checked on the real
 # releases (tests/providers/test_codex_versions.py); a workspace pin cannot be checked offline.
 MANAGED_KEYS = {
@@ -72,8 +73,8 @@ class CodexWindow:
     """The Codex versions an organisation's machines run, and how keys some of them ignore are
     handled: backed by a managed_config.toml pin, or accepted as unenforced there."""
 
-    min_version: str = DEFAULT_CODEX_VERSION
-    max_version: str = DEFAULT_CODEX_VERSION
+    min_version: str = DEFAULT_VERSION
+    max_version: str = DEFAULT_VERSION
     # Requirement keys (or `features.<name>`) the admin accepts to go unenforced where ignored.
     accept_unenforced: tuple[str, ...] = ()
     # Requirement keys (of MANAGED_KEYS) also written into managed_config.toml.

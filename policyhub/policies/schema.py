@@ -1,4 +1,5 @@
-"""What a policy node may hold, checked against what Codex 0.169.0 accepts (shared SPEC §1-3).
+"""What a policy node may hold, checked as the newest measured Codex release checks it
+(docs/codex.md lists what it accepts and why each rule here exists).
 
 Plain data in, issues out: the services, the policy-as-code importer and the renderer all call
 these before anything is stored or published. Paths in issues are relative to the section
@@ -10,15 +11,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 from providers.base import ENV_VAR_RE, PROVIDER_ID_RE, Issue, error, warning
+from providers.codex_versions import NEWEST_MEASURED, feature_stages, version_text
 from providers.fields import text_issues, url_problem
 from providers.secrets import is_credential_name, url_has_credentials
 
-# --- Codex 0.169.0 enumerations (SPEC §1.2, §3.1) ------------------------------------------------
+NEWEST = version_text(NEWEST_MEASURED)
+
+# --- Codex enumerations (docs/codex.md, "requirements.toml" and "config.toml") --------------------
 
 APPROVAL_POLICIES = ("untrusted", "on-failure", "on-request", "never")
 # `untrusted` is fatal in config.toml since Codex 0.149 (still fine inside requirements).
@@ -42,14 +44,6 @@ PRIORITY_SERVICE_TIERS = ("fast", "priority")
 # Names of profiles, MCP servers and endpoints follow Codex provider ids: TOML keys and file names.
 NAME_RE = PROVIDER_ID_RE
 FEATURE_RE = re.compile(r"^[a-z0-9_]{1,80}$")
-
-
-@cache
-def codex_features() -> dict[str, str]:
-    """Canonical feature names of Codex 0.169.0 and their stage, as `codex features list` prints."""
-    path = Path(__file__).with_name("data") / "codex-0.169.0-features.txt"
-    rows = (line.split() for line in path.read_text().splitlines() if not line.startswith("#"))
-    return {name: stage for name, stage in rows}
 
 
 # --- small checkers ---------------------------------------------------------------------------
@@ -203,14 +197,14 @@ def check_features(*, requirement: bool) -> Checker:
         if not isinstance(value, Mapping):
             return [error(path, f"must be a table of feature = true/false, not {type_name(value)}")]
         issues: list[Issue] = []
-        known = codex_features()
+        known = feature_stages()
         for name, flag in value.items():
             where = f"{path}.{name}"
             if name not in known:
                 # Codex silently accepts unknown names in requirements (the pin would do
                 # nothing) and rejects them in config under --strict-config.
                 what = "the pin would silently do nothing" if requirement else "Codex rejects it"
-                issues.append(error(where, f"is not a feature of Codex 0.169.0; {what}"))
+                issues.append(error(where, f"is not a feature of Codex {NEWEST}; {what}"))
                 continue
             issues += check_bool(flag, where)
             if known[name] == "removed":
@@ -385,7 +379,7 @@ _APPROVAL = check_enum(
     },
 )
 
-# Keys a named profile may set (SPEC §3.3; no provider or MCP tables in a profile).
+# Keys a named profile may set (docs/codex.md, "Profiles"; no provider or MCP tables in a profile).
 PROFILE_KEYS: dict[str, Checker] = {
     "model": check_str(max_len=256),
     "model_provider": check_name,

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 
-from policyhub.rendering.render import CONFIG, REQUIREMENTS
+from providers.codex_files import CONFIG, REQUIREMENTS
 
 # The config-server answer of a release none of whose Codex versions fetches one: nothing managed
 # comes from us that way (the agent writes the files instead).

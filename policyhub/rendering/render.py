@@ -29,6 +29,7 @@ from policyhub.policies.window import (
 )
 from providers import KINDS
 from providers.base import Issue
+from providers.codex_files import CONFIG, MANAGED_CONFIG, REQUIREMENTS, profile_file
 from providers.codex_versions import (
     CodexCapabilities,
     Span,
@@ -40,10 +41,6 @@ from providers.codex_versions import (
     version_text,
 )
 
-REQUIREMENTS = "requirements.toml"
-CONFIG = "config.toml"
-MANAGED_CONFIG = "managed_config.toml"
-PROFILE_DIR = "profiles"
 REVISION_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -227,7 +224,7 @@ def _documents(
     }
     if target.profile_files:
         for name, profile in profiles.items():
-            documents[f"{PROFILE_DIR}/{name}.config.toml"] = profile
+            documents[profile_file(name)] = profile
     elif profiles:
         # Before 0.134 a profile is a table of config.toml, selected with --profile <name>.
         documents[CONFIG]["profiles"] = profiles
@@ -428,9 +425,6 @@ def _ordered(values: Mapping[str, Any], schema_keys: Mapping[str, Any]) -> Json:
 
 
 __all__ = [
-    "CONFIG",
-    "MANAGED_CONFIG",
-    "REQUIREMENTS",
     "PolicyInvalid",
     "RenderedRelease",
     "RenderedTeam",

@@ -12,14 +12,8 @@ from policyhub.policies import document
 from policyhub.policies.services import policy_check
 from policyhub.policies.validation import validate_policy
 from policyhub.policies.window import accepted_unenforced
-from policyhub.rendering.render import (
-    CONFIG,
-    MANAGED_CONFIG,
-    REQUIREMENTS,
-    PolicyInvalid,
-    render_release,
-    render_team,
-)
+from policyhub.rendering.render import PolicyInvalid, render_release, render_team
+from providers.codex_files import CONFIG, MANAGED_CONFIG, REQUIREMENTS
 from providers.codex_versions import capabilities
 from tests.conftest import make_policy
 

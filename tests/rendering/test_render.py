@@ -13,7 +13,8 @@ import pytest
 from policyhub.errors import ApplicationError
 from policyhub.policies.document import NODE_SECTIONS
 from policyhub.policies.domain import Node, OrgPolicy
-from policyhub.rendering.render import CONFIG, REQUIREMENTS, PolicyInvalid, render_team
+from policyhub.rendering.render import PolicyInvalid, render_team
+from providers.codex_files import CONFIG, REQUIREMENTS
 from providers.codex_versions import capabilities
 from tests.conftest import make_policy
 

@@ -9,15 +9,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from policyhub.cli import organization_arg
+from policyhub.accounts.cli import organization_arg
 from policyhub.policies.selectors import org_policy
-from policyhub.rendering.render import (
-    PROFILE_DIR,
-    REVISION_RE,
-    PolicyInvalid,
-    RenderedTeam,
-    render_team,
-)
+from policyhub.rendering.render import REVISION_RE, PolicyInvalid, RenderedTeam, render_team
+from providers.codex_files import PROFILE_DIR
 from providers.codex_versions import capabilities, parse_version
 
 
