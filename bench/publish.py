@@ -44,17 +44,16 @@ def main() -> None:
 
     from policyhub.accounts.models import Organization
     from policyhub.policies import document
+    from policyhub.policies.demo import ACME
     from policyhub.policies.domain import TeamSpec
     from policyhub.policies.services import policy_apply
     from policyhub.releases.models import PublishRun, Release
-    from policyhub.releases.services import publish_run_execute
+    from policyhub.releases.services.publishing import publish_run_execute
 
     call_command("migrate", verbosity=0)
     # Audit events keep organisations from being deleted, so every run gets its own.
     org = Organization.objects.create(slug=f"bench-{int(time.time())}", name="Bench")
-    demo = document.parse(
-        (Path(__file__).parent.parent / "policyhub/policies/demo/acme.toml").read_text()
-    )
+    demo = document.parse(ACME.read_text())
     teams: dict[str, TeamSpec] = {}
     group = 0
     while len(teams) < teams_wanted:

@@ -23,11 +23,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "policyhub.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only")
 
 from policyhub.policies import document
+from policyhub.policies.demo import ACME
 from policyhub.policies.domain import TeamSpec
 from policyhub.policies.validation import validate_team
 from policyhub.rendering.render import render_team
 
-DEMO = Path(__file__).resolve().parent.parent / "policyhub" / "policies" / "demo" / "acme.toml"
+DEMO = ACME
 
 
 def main() -> None:

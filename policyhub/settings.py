@@ -9,8 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 
 from policyhub.env import env_bool, env_int, env_list, env_str
+
+# Django's generic classes (ModelAdmin[Model], fields) subscriptable at run time, as typed.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -27,15 +31,18 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # PolicyHub's apps, lowest layer first (docs/architecture.md: each imports only those above
+    # it in this list, as tests/test_architecture.py checks).
+    "policyhub.audit",
     "policyhub.accounts",
     "policyhub.teams",
     "policyhub.policies",
     "policyhub.rendering",
-    "policyhub.audit",
-    "policyhub.releases",
     "policyhub.changes",
+    "policyhub.releases",
     "policyhub.fleet",
     "policyhub.delivery",
+    "policyhub.web",
     "rest_framework",
 ]
 
@@ -101,7 +108,7 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_BEAT_SCHEDULE = {
     # Scheduled change sets whose time has come get a publish run.
     "publish-due-change-sets": {
-        "task": "policyhub.changes.tasks.publish_due_change_sets",
+        "task": "policyhub.releases.tasks.publish_due_change_sets_task",
         "schedule": 60.0,
     },
     # Runs that lost their task (broker down at commit) or their worker go out again.

@@ -10,5 +10,5 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("policyhub.delivery.urls")),
     path("", include("policyhub.fleet.urls")),
-    path("", include("policyhub.policies.urls")),
+    path("", include("policyhub.web.urls")),
 ]

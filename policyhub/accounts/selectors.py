@@ -7,7 +7,6 @@ from django.db.models import QuerySet
 
 from policyhub.accounts.models import Membership, Organization, Role
 from policyhub.errors import NotPermitted
-from policyhub.teams.models import Team
 from providers.base import Issue
 
 
@@ -16,15 +15,6 @@ def organizations_for(user: User | AnonymousUser) -> QuerySet[Organization]:
     if not user.is_authenticated:
         return Organization.objects.none()
     return Organization.objects.filter(memberships__user_id=user.pk).order_by("slug")
-
-
-def memberships_scoped_to(teams: QuerySet[Team]) -> QuerySet[Membership]:
-    """The memberships (team editors) whose scope is one of `teams`, with user and team loaded."""
-    return (
-        Membership.objects.filter(team__in=teams)
-        .select_related("user", "team")
-        .order_by("team__path", "user__username")
-    )
 
 
 def require_role(
@@ -37,3 +27,9 @@ def require_role(
             f"{user.get_username()} may not {doing} in {organization.slug}",
             [Issue("error", "user", f"needs one of the roles {allowed} in {organization.slug}")],
         )
+
+
+def organization_lock(organization_id: int) -> Organization:
+    """The organisation's row, locked until the transaction ends: the writers of one
+    organisation's policy, releases and keys go one after the other and see each other's work."""
+    return Organization.objects.select_for_update().get(pk=organization_id)

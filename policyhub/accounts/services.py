@@ -8,7 +8,6 @@ from django.db import transaction
 from policyhub.accounts.models import Membership, Organization, Role
 from policyhub.audit.services import audit_record
 from policyhub.errors import ApplicationError
-from policyhub.teams.models import Team
 from providers.base import Issue
 
 
@@ -19,7 +18,7 @@ def organization_create(*, slug: str, name: str, actor: User | None) -> Organiza
     org.full_clean()
     org.save()
     audit_record(
-        organization=org,
+        organization_id=org.pk,
         actor=actor,
         action="organization.create",
         object_type="organization",
@@ -36,16 +35,20 @@ def membership_grant(
     user: User,
     role: str,
     actor: User | None,
-    team: Team | None = None,
+    team_path: str | None = None,
 ) -> Membership:
-    """Give `user` a role in `organization` (replacing an earlier role); a team editor's `team` is
-    the root of the subtree they may edit."""
-    if (role == Role.TEAM_EDITOR) != (team is not None):
+    """Give `user` a role in `organization` (replacing an earlier role); a team editor's
+    `team_path` names the root of the subtree they may edit."""
+    if (role == Role.TEAM_EDITOR) != (team_path is not None):
         message = "is required for a team editor, and only a team editor has one"
         raise ApplicationError("the membership is invalid", [Issue("error", "team", message)])
-    if team is not None and team.organization_id != organization.pk:
-        message = f"{team.path!r} belongs to another organisation"
-        raise ApplicationError("the membership is invalid", [Issue("error", "team", message)])
+    team = None
+    if team_path is not None:
+        # The organisation's own teams (teams sit above accounts: reached through the relation).
+        team = organization.teams.filter(path=team_path).first()
+        if team is None:
+            message = f"no team {team_path!r} in {organization.slug}"
+            raise ApplicationError("the membership is invalid", [Issue("error", "team", message)])
     membership = Membership.objects.filter(organization=organization, user=user).first()
     before = _grant_data(membership) if membership else None
     membership = membership or Membership(organization=organization, user=user)
@@ -53,7 +56,7 @@ def membership_grant(
     membership.full_clean()
     membership.save()
     audit_record(
-        organization=organization,
+        organization_id=organization.pk,
         actor=actor,
         action="membership.grant",
         object_type="membership",

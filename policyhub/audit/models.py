@@ -5,14 +5,14 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from policyhub.accounts.models import Organization
-
 
 class AuditEvent(models.Model):
     """Who changed what, when, from what to what, and why."""
 
+    # Every app writes events, so audit sits below the others and names its organisation by
+    # label rather than by import (docs/architecture.md). PROTECT: an organisation with history stays.
     organization = models.ForeignKey(
-        Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "accounts.Organization", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -7,13 +7,12 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from policyhub.accounts.models import Organization
 from policyhub.audit.models import AuditEvent
 
 
 def audit_event(
     *,
-    organization: Organization | None,
+    organization_id: int | None,
     actor: User | None,
     action: str,
     object_type: str,
@@ -24,7 +23,7 @@ def audit_event(
 ) -> AuditEvent:
     """One unsaved, validated event (for `audit_record_many`)."""
     event = AuditEvent(
-        organization=organization,
+        organization_id=organization_id,
         actor=actor if actor is not None and actor.pk else None,
         actor_label=actor.get_username() if actor is not None else "system",
         action=action,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db.models import QuerySet
 
@@ -33,6 +34,13 @@ def change_set_get(change_set_id: int) -> ChangeSet | None:
         .select_related("organization", "author", "decided_by")
         .first()
     )
+
+
+def organizations_with_due_change_sets(now: datetime) -> QuerySet[Organization]:
+    """Organisations with an approved change set scheduled for `now` or earlier."""
+    return Organization.objects.filter(
+        change_sets__status=ChangeSet.Status.APPROVED, change_sets__publish_at__lte=now
+    ).distinct()
 
 
 def policy_digest(policy: OrgPolicy) -> str:

@@ -1,12 +1,14 @@
 """Writes of change sets: create (plan) → submit (validate) → approve or reject → publish.
 
 Every transition is audited in its own transaction. Publishing is a step of
-`releases.services.release_publish`: under the organisation's lock it applies the due approved
-change sets in approval order, then the releases are rendered from the resulting live policy.
+`releases.services.publishing.release_publish`, which calls `change_sets_publish_due` under the
+organisation's lock: the due approved change sets are applied in approval order, then the
+releases are rendered from the resulting live policy. This app knows nothing of releases.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import User
@@ -15,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from policyhub.accounts.models import Organization, Role
-from policyhub.accounts.selectors import require_role
+from policyhub.accounts.selectors import organization_lock, require_role
 from policyhub.audit.services import audit_record
 from policyhub.changes.models import ChangeSet
 from policyhub.changes.selectors import live_policy_digest, policy_plan_lines
@@ -23,7 +25,6 @@ from policyhub.errors import ApplicationError
 from policyhub.policies import document
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_apply, policy_check
-from policyhub.releases.models import PublishRun
 from policyhub.teams.services import team_delete_check
 from providers.base import Issue
 
@@ -37,13 +38,13 @@ def organization_settings_update(
 ) -> Organization:
     """Change the organisation's review setting; only its owners and admins may."""
     require_role(organization, actor, SETTINGS_ROLES, "change the organisation's settings")
-    organization = Organization.objects.select_for_update().get(pk=organization.pk)
+    organization = organization_lock(organization.pk)
     before = {"requires_approval": organization.requires_approval}
     organization.requires_approval = requires_approval
     organization.full_clean()
     organization.save(update_fields=["requires_approval"])
     audit_record(
-        organization=organization,
+        organization_id=organization.pk,
         actor=actor,
         action="organization.settings_update",
         object_type="organization",
@@ -139,13 +140,7 @@ def change_set_approve(*, change_set: ChangeSet, approver: User, reason: str = "
                 )
             ],
         )
-    _require_status(change_set, ChangeSet.Status.SUBMITTED, "approved")
-    change_set.status, change_set.decided_by = ChangeSet.Status.APPROVED, approver
-    change_set.decided_at, change_set.decision_reason = timezone.now(), reason.strip()
-    change_set.full_clean()
-    change_set.save()
-    _audit(change_set, approver, "approve", after=_state(change_set), reason=reason)
-    return change_set
+    return _decide(change_set, approver, ChangeSet.Status.APPROVED, reason)
 
 
 @transaction.atomic
@@ -157,21 +152,40 @@ def change_set_reject(*, change_set: ChangeSet, approver: User, reason: str) -> 
         raise ApplicationError(
             "a rejection needs a reason", [Issue("error", "reason", "must not be empty")]
         )
-    _require_status(change_set, ChangeSet.Status.SUBMITTED, "rejected")
-    change_set.status, change_set.decided_by = ChangeSet.Status.REJECTED, approver
+    return _decide(change_set, approver, ChangeSet.Status.REJECTED, reason)
+
+
+def _decide(
+    change_set: ChangeSet, approver: User, status: ChangeSet.Status, reason: str
+) -> ChangeSet:
+    """A reviewer's decision on a submitted change set, recorded and audited."""
+    _require_status(change_set, ChangeSet.Status.SUBMITTED, status)
+    change_set.status, change_set.decided_by = status, approver
     change_set.decided_at, change_set.decision_reason = timezone.now(), reason.strip()
     change_set.full_clean()
     change_set.save()
-    _audit(change_set, approver, "reject", after=_state(change_set), reason=reason)
+    verb = {ChangeSet.Status.APPROVED: "approve", ChangeSet.Status.REJECTED: "reject"}[status]
+    _audit(change_set, approver, verb, after=_state(change_set), reason=reason)
     return change_set
 
 
-def change_sets_publish_due(*, organization: Organization, run: PublishRun) -> list[ChangeSet]:
-    """Apply the organisation's approved change sets that are due, oldest approval first, and
-    mark them published by `run`. One planned against a live policy that has changed since is
-    refused (rejected, and named in the run's error) instead of overwriting that change.
+@dataclass(frozen=True)
+class DueChangeSets:
+    """What a publish did with the due change sets: applied ones, and why others were refused."""
 
-    Runs inside `release_publish`'s transaction, under its lock on the organisation."""
+    published: list[ChangeSet]
+    refused: list[str]
+
+
+def change_sets_publish_due(
+    *, organization: Organization, run_id: int, actor: User | None
+) -> DueChangeSets:
+    """Apply the organisation's approved change sets that are due, oldest approval first, and
+    mark them published by publish run `run_id` (requested by `actor`). One planned against a
+    live policy that has changed since is refused (rejected, and reported back for the run's
+    error) instead of overwriting that change.
+
+    Runs inside the publish's transaction, under its lock on the organisation."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("change_sets_publish_due must run inside the publish transaction")
     now = timezone.now()
@@ -210,35 +224,12 @@ def change_sets_publish_due(*, organization: Organization, run: PublishRun) -> l
             refused.append(problem)
             continue
         change_set.status, change_set.published_at = ChangeSet.Status.PUBLISHED, now
-        change_set.published_run = run
+        change_set.published_run_id = run_id
         change_set.full_clean()
         change_set.save()
-        _audit(change_set, run.requested_by, "publish", after={**_state(change_set), "run": run.pk})
+        _audit(change_set, actor, "publish", after={**_state(change_set), "run": run_id})
         published.append(change_set)
-    if refused:
-        # The run itself goes on with the others; its error names what was refused and why.
-        run.error = "\n".join(refused)
-        PublishRun.objects.filter(pk=run.pk).update(error=run.error)
-    return published
-
-
-def publish_runs_request_due(*, now: datetime | None = None) -> list[PublishRun]:
-    """A publish run for every organisation with a scheduled change set that is now due, unless
-    one is already waiting or running (the beat asks every minute)."""
-    from policyhub.releases.services import publish_run_request
-
-    now = now or timezone.now()
-    busy = PublishRun.objects.filter(
-        status__in=[PublishRun.Status.PENDING, PublishRun.Status.RUNNING]
-    ).values("organization_id")
-    organizations = (
-        Organization.objects.filter(
-            change_sets__status=ChangeSet.Status.APPROVED, change_sets__publish_at__lte=now
-        )
-        .exclude(pk__in=busy)
-        .distinct()
-    )
-    return [publish_run_request(organization=org, actor=None) for org in organizations]
+    return DueChangeSets(published, refused)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -295,7 +286,7 @@ def _audit(
     reason: str = "",
 ) -> None:
     audit_record(
-        organization=change_set.organization,
+        organization_id=change_set.organization_id,
         actor=actor,
         action=f"change_set.{verb}",
         object_type="change_set",

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from policyhub.apis import ResilientScopedRateThrottle, body_too_large
-from policyhub.delivery.authentication import DeviceCredentialAuthentication
+from policyhub.delivery.authentication import DeviceCredentialAuthentication, calling_device
 from policyhub.fleet import services as fleet
 from policyhub.releases.models import SigningKey
 from policyhub.releases.selectors import signing_keys_by_id
@@ -24,8 +24,8 @@ def _text(max_length: int, **kwargs: Any) -> serializers.CharField:
     return serializers.CharField(max_length=max_length, validators=[plain_text], **kwargs)
 
 
-class KeyOut(serializers.ModelSerializer):
-    endorsed_by = serializers.SlugRelatedField(slug_field="key_id", read_only=True)
+class KeyOut(serializers.ModelSerializer[SigningKey]):
+    endorsed_by = serializers.SlugRelatedField[SigningKey](slug_field="key_id", read_only=True)
     endorsement = serializers.SerializerMethodField()
 
     class Meta:
@@ -44,7 +44,7 @@ def _keys(organization_id: int) -> list[dict[str, Any]]:
 ENROLL_MAX_BYTES = 4096
 
 
-class EnrollIn(serializers.Serializer):
+class EnrollIn(serializers.Serializer[None]):
     token = _text(100)
     hostname = _text(255, allow_blank=True, required=False, default="")
     os = _text(128, allow_blank=True, required=False, default="")
@@ -85,14 +85,17 @@ class EnrollApi(APIView):
         )
 
 
-class StatusIn(serializers.Serializer):
+class StatusIn(serializers.Serializer[None]):
     applied_revision = serializers.IntegerField(
         min_value=1, max_value=2**31 - 1, allow_null=True, required=False, default=None
     )
     codex_version = _text(64, allow_blank=True, allow_null=True, required=False, default="")
     os = _text(128, allow_blank=True, required=False, default="")
     agent_version = _text(64, allow_blank=True, required=False, default="")
-    errors = serializers.ListField(child=_text(2000), max_length=20, required=False, default=list)
+    # DRF takes declared fields off the class, so this does not hide Serializer.errors.
+    errors = serializers.ListField(  # type: ignore[assignment]
+        child=_text(2000), max_length=20, required=False, default=list
+    )
 
 
 class StatusApi(APIView):
@@ -108,7 +111,7 @@ class StatusApi(APIView):
         data.is_valid(raise_exception=True)
         report = data.validated_data
         fleet.device_report_record(
-            device_id=request.auth.device_id,
+            device_id=calling_device(request).device_id,
             applied_revision=report["applied_revision"],
             codex_version=report["codex_version"] or "",
             os=report["os"],
@@ -125,4 +128,4 @@ class KeysApi(APIView):
     permission_classes = [IsAuthenticated]
 
     def get(self, request: Request) -> Response:
-        return Response({"keys": _keys(request.auth.organization_id)})
+        return Response({"keys": _keys(calling_device(request).organization_id)})

@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import authentication, exceptions
 
-from policyhub.delivery.cache import DeviceEntry
+from policyhub.delivery.entries import DeviceEntry
 from policyhub.delivery.selectors import bearer_credential, device_for_credential
 
 
@@ -32,3 +32,10 @@ class DeviceCredentialAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Any) -> str:
         return 'Bearer realm="policyhub"'
+
+
+def calling_device(request: Any) -> DeviceEntry:
+    """The device behind a request authenticated by DeviceCredentialAuthentication."""
+    if not isinstance(request.auth, DeviceEntry):
+        raise exceptions.NotAuthenticated()
+    return request.auth

@@ -24,14 +24,16 @@ import multiprocessing.util
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import psycopg
 from django.conf import settings
-from django.db import connections
+from django.db import connection, connections
 
-from providers.codex_versions import Span, Version, in_spans
+from policyhub.delivery.entries import DeviceEntry, TeamEntry
+from policyhub.delivery.loaders import delivery_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -53,59 +55,6 @@ _CONNECTION_OPTIONS = {
 }
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceEntry:
-    device_id: str
-    organization_id: int
-    team_path: str
-
-
-@dataclass(frozen=True, slots=True)
-class ServedSet:
-    """Another file set of a release as the agent gets it, and the Codex versions it is for."""
-
-    spans: tuple[Span, ...]
-    etag: str
-    agent_body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Served:
-    """One release as it goes out: quoted ETag and both bodies of its own set (the window's
-    newest version), already encoded, and the agent bodies of its other sets."""
-
-    release_id: int
-    revision: int
-    etag: str
-    agent_body: bytes
-    native_body: bytes
-    # The versions the release's own set is for, and the other sets (lowest versions first).
-    spans: tuple[Span, ...] = ()
-    variants: tuple[ServedSet, ...] = ()
-
-    def for_agent(self, codex: Version | None) -> tuple[str, bytes]:
-        """(ETag, body) for a machine running Codex `codex`: the set whose versions hold it;
-        below every set, the lowest; otherwise (above the window, or unknown) the newest."""
-        if codex is None or not self.variants:
-            return self.etag, self.agent_body
-        if in_spans(codex, self.spans):
-            return self.etag, self.agent_body
-        for variant in self.variants:
-            if in_spans(codex, variant.spans):
-                return variant.etag, variant.agent_body
-        lowest = self.variants[0]
-        if codex < lowest.spans[0][0] and self.spans and lowest.spans[0][0] < self.spans[0][0]:
-            return lowest.etag, lowest.agent_body  # below the window, and the oldest set
-        return self.etag, self.agent_body
-
-
-@dataclass(frozen=True, slots=True)
-class TeamEntry:
-    current: Served | None
-    previous: Served | None
-    rollout_percent: int
 
 
 Row = tuple[float, int | None, str, int]
@@ -153,6 +102,7 @@ class DeliveryCache:
         self._valid_since = float("inf")
         self._database_down_until = 0.0
         self._generation = 0
+        self._catching_up: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -209,8 +159,15 @@ class DeliveryCache:
     # Invalidation ------------------------------------------------------------------------------
 
     def invalidate(self, payload: str) -> None:
-        """Apply one announcement: `device:<credential hash>`, `team:<org id>:<path>` or `*`."""
+        """Apply one announcement: `device:<credential hash>`, `team:<org id>:<path>`,
+        `caught-up:<token>` (see catch_up) or `*`."""
         kind, _, rest = payload.partition(":")
+        if kind == "caught-up":
+            with self._lock:
+                waiting = self._catching_up.get(rest)
+            if waiting is not None:
+                waiting.set()
+            return  # another process's marker, or one whose waiter gave up: nothing changed
         with self._lock:
             self._generation += 1
             if kind == "device":
@@ -228,6 +185,26 @@ class DeliveryCache:
     def clear(self) -> None:
         self.invalidate("*")
 
+    def catch_up(self, timeout: float = 5.0) -> bool:
+        """Wait until this process has applied every announcement of changes committed before
+        the call, so that its answers are the database's (read your own writes).
+
+        PostgreSQL delivers notifications in commit order: a marker sent now arrives after all of
+        them. False when the listener does not run or the marker did not come back in time.
+        """
+        if not self.listening.wait(timeout):
+            return False
+        token, arrived = uuid.uuid4().hex, threading.Event()
+        with self._lock:
+            self._catching_up[token] = arrived
+        try:
+            with self._connect() as sender:
+                sender.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"caught-up:{token}"))
+            return arrived.wait(timeout)
+        finally:
+            with self._lock:
+                self._catching_up.pop(token, None)
+
     def _listening_from_now(self) -> None:
         """(Re)connected: older entries stay as a fallback but are re-read before being trusted.
         Then every device and team is read at once, so that this process can answer any device
@@ -236,10 +213,6 @@ class DeliveryCache:
         with self._lock:
             self._generation += 1
             self._valid_since = time.monotonic()
-        from django.db import connection
-
-        from policyhub.delivery.selectors import delivery_snapshot  # it imports this module
-
         try:
             devices, teams = delivery_snapshot()
         finally:
@@ -274,8 +247,6 @@ class DeliveryCache:
         self.listening.clear()
 
     def _connect(self) -> Any:
-        import psycopg
-
         params = {**connections["default"].get_connection_params(), **_CONNECTION_OPTIONS}
         return psycopg.connect(**params, autocommit=True)
 

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from policyhub.accounts.models import Organization
 from policyhub.accounts.selectors import organizations_for
+from policyhub.apis import acting_user
 from policyhub.fleet import selectors, services
 from policyhub.fleet.models import Device, EnrollmentToken
 from policyhub.validators import plain_text
@@ -33,7 +34,7 @@ def _device(organization: Organization, device_id: str) -> Device:
     return found
 
 
-class DeviceStatusOut(serializers.Serializer):
+class DeviceStatusOut(serializers.Serializer[Any]):
     id = serializers.UUIDField(source="device.pk")
     team = serializers.CharField(source="device.team.path")
     hostname = serializers.CharField(source="device.hostname")
@@ -50,11 +51,14 @@ class DeviceStatusOut(serializers.Serializer):
     codex_window = serializers.CharField()
     os = serializers.CharField(source="device.os")
     agent_version = serializers.CharField(source="device.agent_version")
-    errors = serializers.ListField(source="device.errors", child=serializers.CharField())
+    # DRF takes declared fields off the class, so this does not hide Serializer.errors.
+    errors = serializers.ListField(  # type: ignore[assignment]
+        source="device.errors", child=serializers.CharField()
+    )
     enrolled_at = serializers.DateTimeField(source="device.enrolled_at")
 
 
-class TeamFleetOut(serializers.Serializer):
+class TeamFleetOut(serializers.Serializer[Any]):
     team = serializers.CharField(source="team_path")
     revision = serializers.IntegerField(allow_null=True)
     total = serializers.IntegerField()
@@ -70,7 +74,7 @@ class FleetTeamsApi(APIView):
         return Response({"teams": TeamFleetOut(selectors.team_fleet(org), many=True).data})
 
 
-class DevicesQuery(serializers.Serializer):
+class DevicesQuery(serializers.Serializer[None]):
     team = serializers.CharField(max_length=1024, required=False, validators=[plain_text])
     state = serializers.ChoiceField(choices=selectors.STATES, required=False)
     codex_window = serializers.ChoiceField(
@@ -94,7 +98,7 @@ class FleetDevicesApi(APIView):
         return Response({"devices": DeviceStatusOut(statuses, many=True).data})
 
 
-class CodexVersionOut(serializers.Serializer):
+class CodexVersionOut(serializers.Serializer[Any]):
     version = serializers.CharField()
     devices = serializers.IntegerField()
     window = serializers.CharField()
@@ -116,7 +120,7 @@ class FleetCodexVersionsApi(APIView):
         )
 
 
-class ReasonIn(serializers.Serializer):
+class ReasonIn(serializers.Serializer[None]):
     reason = serializers.CharField(
         max_length=2000, allow_blank=True, required=False, default="", validators=[plain_text]
     )
@@ -131,7 +135,7 @@ class DeviceRevokeApi(APIView):
         device = _device(_organization(request, slug), device_id)
         data = ReasonIn(data=request.data)
         data.is_valid(raise_exception=True)
-        services.device_revoke(device=device, actor=request.user, **data.validated_data)
+        services.device_revoke(device=device, actor=acting_user(request), **data.validated_data)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -143,13 +147,13 @@ class DeviceMoveApi(APIView):
         device = services.device_move(
             device=device,
             team_path=data.validated_data["team"],
-            actor=request.user,
+            actor=acting_user(request),
             reason=data.validated_data["reason"],
         )
         return Response({"id": str(device.pk), "team": device.team.path})
 
 
-class TokenOut(serializers.ModelSerializer):
+class TokenOut(serializers.ModelSerializer[EnrollmentToken]):
     team = serializers.CharField(source="team.path")
 
     class Meta:
@@ -157,7 +161,7 @@ class TokenOut(serializers.ModelSerializer):
         fields = ["id", "team", "prefix", "note", "expires_at", "max_uses", "uses", "revoked_at"]
 
 
-class TokenIn(serializers.Serializer):
+class TokenIn(serializers.Serializer[None]):
     team = serializers.CharField(max_length=1024, validators=[plain_text])
     expires = serializers.CharField(max_length=16, required=False, default="7d")
     uses = serializers.IntegerField(min_value=1, allow_null=True, required=False, default=None)
@@ -182,7 +186,7 @@ class EnrollmentTokensApi(APIView):
             lifetime=services.duration_parse(given["expires"]),
             max_uses=given["uses"],
             note=given["note"],
-            actor=request.user,
+            actor=acting_user(request),
         )
         return Response({**TokenOut(token).data, "token": secret}, status=status.HTTP_201_CREATED)
 
@@ -192,5 +196,5 @@ class EnrollmentTokenRevokeApi(APIView):
         token = selectors.enrollment_token_get(_organization(request, slug), token_id)
         if token is None:
             raise Http404("no such enrolment token")
-        services.enrollment_token_revoke(token=token, actor=request.user)
+        services.enrollment_token_revoke(token=token, actor=acting_user(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

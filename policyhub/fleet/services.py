@@ -14,12 +14,11 @@ from django.utils import timezone
 from policyhub.accounts.models import Organization, Role
 from policyhub.accounts.selectors import require_role
 from policyhub.audit.services import audit_record
-from policyhub.delivery.cache import cache_running
 from policyhub.errors import ApplicationError
 from policyhub.fleet import credentials
 from policyhub.fleet.models import Device, EnrollmentToken
 from policyhub.fleet.selectors import token_refusal
-from policyhub.releases.services import signing_key_active
+from policyhub.releases.services.keys import signing_key_active
 from policyhub.teams.models import Team
 from providers.base import Issue
 
@@ -57,14 +56,6 @@ def _require_fleet_role(organization: Organization, actor: User | None, doing: s
     """People act as owners or admins; None is the operator at the server's command line."""
     if actor is not None:
         require_role(organization, actor, FLEET_ROLES, doing)
-
-
-def _forget(device: Device) -> None:
-    """A process that serves fetches drops the device from its cache at commit, without waiting
-    for PostgreSQL's announcement (delivery migration 0001) that tells every other process."""
-    state = cache_running()
-    if state is not None:
-        transaction.on_commit(lambda: state.invalidate(f"device:{device.credential_hash}"))
 
 
 def _team(organization: Organization, team_path: str, field: str = "team") -> Team:
@@ -114,7 +105,7 @@ def enrollment_token_create(
     token.full_clean()
     token.save()
     audit_record(
-        organization=organization,
+        organization_id=organization.pk,
         actor=actor,
         action="enrollment_token.create",
         object_type="enrollment_token",
@@ -134,7 +125,7 @@ def enrollment_token_revoke(*, token: EnrollmentToken, actor: User | None) -> En
         token.full_clean()
         token.save(update_fields=["revoked_at"])
         audit_record(
-            organization=token.organization,
+            organization_id=token.organization_id,
             actor=actor,
             action="enrollment_token.revoke",
             object_type="enrollment_token",
@@ -190,7 +181,7 @@ def device_enroll(
     device.full_clean()
     device.save()
     audit_record(
-        organization=token.organization,
+        organization_id=token.organization_id,
         actor=None,
         action="device.enroll",
         object_type="device",
@@ -203,19 +194,14 @@ def device_enroll(
 @transaction.atomic
 def device_revoke(*, device: Device, actor: User | None, reason: str = "") -> Device:
     """Both channels refuse the device's credential from the moment this commits."""
-    _require_fleet_role(device.organization, actor, "revoke devices")
-    device = Device.objects.select_for_update(of=("self",)).select_related("team").get(pk=device.pk)
+    device = _device_locked(device, actor, "revoke devices")
     if device.revoked_at is None:
         device.revoked_at = timezone.now()
-        device.full_clean()
-        device.save(update_fields=["revoked_at"])
-        _forget(device)
-        audit_record(
-            organization=device.organization,
+        _device_save(
+            device,
+            "revoke",
+            ["revoked_at"],
             actor=actor,
-            action="device.revoke",
-            object_type="device",
-            object_key=str(device.pk),
             before={"revoked": False},
             after={"revoked": True, "team": device.team.path, "hostname": device.hostname},
             reason=reason,
@@ -226,8 +212,7 @@ def device_revoke(*, device: Device, actor: User | None, reason: str = "") -> De
 @transaction.atomic
 def device_move(*, device: Device, team_path: str, actor: User | None, reason: str = "") -> Device:
     """Serve the device another team's release from its next fetch on."""
-    _require_fleet_role(device.organization, actor, "move devices")
-    device = Device.objects.select_for_update(of=("self",)).select_related("team").get(pk=device.pk)
+    device = _device_locked(device, actor, "move devices")
     if device.revoked_at is not None:
         raise ApplicationError(
             "a revoked device cannot be moved", [Issue("error", "device", "revoked")]
@@ -236,20 +221,48 @@ def device_move(*, device: Device, team_path: str, actor: User | None, reason: s
     if team.pk != device.team_id:
         before = device.team.path
         device.team = team
-        device.full_clean()
-        device.save(update_fields=["team"])
-        _forget(device)
-        audit_record(
-            organization=device.organization,
+        _device_save(
+            device,
+            "move",
+            ["team"],
             actor=actor,
-            action="device.move",
-            object_type="device",
-            object_key=str(device.pk),
             before={"team": before},
             after={"team": team.path},
             reason=reason,
         )
     return device
+
+
+def _device_locked(device: Device, actor: User | None, doing: str) -> Device:
+    _require_fleet_role(device.organization, actor, doing)
+    return Device.objects.select_for_update(of=("self",)).select_related("team").get(pk=device.pk)
+
+
+def _device_save(
+    device: Device,
+    verb: str,
+    fields: list[str],
+    *,
+    actor: User | None,
+    before: Any,
+    after: Any,
+    reason: str,
+) -> None:
+    """Store an admin's change of a device with its audit event. Every web process drops the
+    device from its cache when this commits (delivery/receivers.py, and PostgreSQL's
+    announcement for the others)."""
+    device.full_clean()
+    device.save(update_fields=fields)
+    audit_record(
+        organization_id=device.organization_id,
+        actor=actor,
+        action=f"device.{verb}",
+        object_type="device",
+        object_key=str(device.pk),
+        before=before,
+        after=after,
+        reason=reason,
+    )
 
 
 def device_report_record(

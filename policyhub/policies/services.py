@@ -72,7 +72,7 @@ def policy_apply(
         _write_node(organization, teams[path], old, spec.node)
     for change in changes:
         audit_record(
-            organization=organization,
+            organization_id=organization.pk,
             actor=actor,
             action=f"policy.{change.action}",
             object_type=change.object.split(" ")[0],

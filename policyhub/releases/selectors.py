@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from typing import Any
 
-from django.db.models import Max, OuterRef, QuerySet, Subquery
+from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
 
 from policyhub.accounts.models import Organization
 from policyhub.accounts.selectors import organizations_for
@@ -55,6 +57,22 @@ def last_revisions(organization: Organization) -> dict[str, int]:
 
 def publish_run_get(run_id: int) -> PublishRun | None:
     return PublishRun.objects.filter(pk=run_id).first()
+
+
+def publish_runs_busy() -> QuerySet[PublishRun]:
+    """Runs waiting for a worker or running."""
+    return PublishRun.objects.filter(
+        status__in=[PublishRun.Status.PENDING, PublishRun.Status.RUNNING]
+    )
+
+
+def publish_runs_stalled() -> list[int]:
+    """Runs that should be moving and are not: pending for over a minute (their task was lost,
+    say the broker was down at commit time) or running past their lease (their worker died)."""
+    now = timezone.now()
+    stale = Q(status=PublishRun.Status.PENDING, created_at__lt=now - timedelta(minutes=1))
+    expired = Q(status=PublishRun.Status.RUNNING, lease_expires_at__lt=now)
+    return list(PublishRun.objects.filter(stale | expired).values_list("pk", flat=True))
 
 
 def release_list(organization: Organization, *, team_path: str | None = None) -> QuerySet[Release]:

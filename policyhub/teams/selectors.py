@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from django.db.models import Q, QuerySet
 
-from policyhub.accounts.models import Organization
+from policyhub.accounts.models import Membership, Organization
 from policyhub.teams.models import Team
 
 
@@ -16,3 +16,12 @@ def team_subtrees(organization: Organization, paths: Iterable[str]) -> QuerySet[
     for path in paths:
         match |= Q(path=path) | Q(path__startswith=f"{path}/")
     return Team.objects.filter(match, organization=organization)
+
+
+def memberships_scoped_to(teams: QuerySet[Team]) -> QuerySet[Membership]:
+    """The memberships (team editors) whose scope is one of `teams`, with user and team loaded."""
+    return (
+        Membership.objects.filter(team__in=teams)
+        .select_related("user", "team")
+        .order_by("team__path", "user__username")
+    )

@@ -13,12 +13,10 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from policyhub.accounts.models import Organization
-from policyhub.accounts.selectors import memberships_scoped_to
-from policyhub.audit.services import audit_record
 from policyhub.errors import ApplicationError
-from policyhub.fleet.models import Device, EnrollmentToken
+from policyhub.teams.attachments import team_attachments
 from policyhub.teams.models import Team
-from policyhub.teams.selectors import team_subtrees
+from policyhub.teams.selectors import memberships_scoped_to, team_subtrees
 from providers.base import Issue
 
 
@@ -44,15 +42,21 @@ def team_rename(*, team: Team, name: str) -> Team:
 
 
 def team_delete_check(*, organization: Organization, paths: Iterable[str]) -> None:
-    """Refuse deleting the teams at `paths` (with their subtrees) while team editors are scoped to
-    any of them: deleting the team would otherwise take the editor's membership with it."""
+    """Refuse deleting the teams at `paths` (with their subtrees) while something still needs
+    them: an app attached to teams (enrolled machines, say) or a team editor scoped to one of them,
+    whose membership would otherwise go with the team."""
     paths = sorted(paths)
     if not paths:
         return
-    _devices_check(organization, paths)
+    subtree = team_subtrees(organization, paths)
+    for attachment in team_attachments():
+        refusal = attachment.deletion_refusal(organization, subtree)
+        if refusal is not None:
+            raise refusal
     scoped: dict[str, list[str]] = {}
-    scopes = memberships_scoped_to(team_subtrees(organization, paths))
-    for path, username in scopes.values_list("team__path", "user__username"):
+    for path, username in memberships_scoped_to(subtree).values_list(
+        "team__path", "user__username"
+    ):
         scoped.setdefault(path, []).append(username)
     if not scoped:
         return
@@ -76,46 +80,14 @@ def team_delete_check(*, organization: Organization, paths: Iterable[str]) -> No
     )
 
 
-def _devices_check(organization: Organization, paths: list[str]) -> None:
-    """Refuse deleting teams that machines are enrolled in: they would lose their policy."""
-    enrolled: dict[str, int] = {}
-    subtree = team_subtrees(organization, paths)
-    for path in Device.objects.filter(team__in=subtree, revoked_at__isnull=True).values_list(
-        "team__path", flat=True
-    ):
-        enrolled[path] = enrolled.get(path, 0) + 1
-    if enrolled:
-        raise ApplicationError(
-            f"cannot delete team(s) {', '.join(sorted(enrolled))}: devices are enrolled in them; "
-            "move or revoke those devices first",
-            [
-                Issue("error", f"teams.{path}", f"has {count} enrolled device(s)")
-                for path, count in sorted(enrolled.items())
-            ],
-        )
-
-
 @transaction.atomic
 def team_delete(*, team: Team, actor: User | None = None) -> None:
-    """Delete a team, its subtree and their policy nodes; refused while editors are scoped there
-    or devices are enrolled. Revoked devices and enrolment tokens of the subtree go with it, each
-    with an audit event (their earlier events stay)."""
+    """Delete a team, its subtree and their policy nodes; refused while anything still needs
+    them (team_delete_check). What attached apps still keep there goes first, each row with an
+    audit event (their earlier events stay)."""
     organization = team.organization
     team_delete_check(organization=organization, paths=[team.path])
     subtree = team_subtrees(organization, [team.path])
-    for kind, rows in (
-        ("device", Device.objects.filter(team__in=subtree, revoked_at__isnull=False)),
-        ("enrollment_token", EnrollmentToken.objects.filter(team__in=subtree)),
-    ):
-        for key, path in rows.values_list("pk", "team__path"):
-            audit_record(
-                organization=organization,
-                actor=actor,
-                action=f"{kind}.delete",
-                object_type=kind,
-                object_key=str(key),
-                before={"team": path},
-                reason=f"team {team.path} deleted",
-            )
-        rows.delete()
+    for attachment in team_attachments():
+        attachment.delete_with(organization, subtree, actor, f"team {team.path} deleted")
     team.delete()

@@ -19,7 +19,8 @@ from policyhub.fleet.models import Device
 from policyhub.fleet.services import device_revoke, enrollment_token_create
 from policyhub.policies.services import policy_apply
 from policyhub.releases.models import Release
-from policyhub.releases.services import publish_run_request, signing_key_rotate
+from policyhub.releases.services.keys import signing_key_rotate
+from policyhub.releases.services.runs import publish_run_request
 from tests.agent.support import HOME, MISSING_CODEX, snapshot
 from tests.conftest import make_policy
 from tests.delivery.conftest import fresh_cache

@@ -18,12 +18,13 @@ from policyhub.changes.services import (
     change_set_submit,
     organization_settings_update,
 )
-from policyhub.changes.tasks import publish_due_change_sets
 from policyhub.errors import ApplicationError
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_apply
 from policyhub.releases.models import PublishRun, Release
-from policyhub.releases.services import publish_run_execute, publish_run_request
+from policyhub.releases.services.publishing import publish_run_execute
+from policyhub.releases.services.runs import publish_run_request
+from policyhub.releases.tasks import publish_due_change_sets_task
 from tests.conftest import BASE, THREE_TEAMS, make_policy
 
 POLICY = THREE_TEAMS
@@ -269,7 +270,7 @@ def test_a_scheduled_change_set_is_published_by_the_beat_once_due_and_not_before
 ) -> None:
     change_set = submitted(live, publish_at=timezone.now() + timedelta(hours=1))
     change_set_approve(change_set=change_set, approver=live["owner"])
-    assert publish_due_change_sets() == 0
+    assert publish_due_change_sets_task() == 0
     assert publish(live).releases_created == 0
     change_set.refresh_from_db()
     assert change_set.status == "approved"
@@ -277,12 +278,12 @@ def test_a_scheduled_change_set_is_published_by_the_beat_once_due_and_not_before
     ChangeSet.objects.filter(pk=change_set.pk).update(
         publish_at=timezone.now() - timedelta(seconds=1)
     )
-    assert publish_due_change_sets() == 1
-    assert publish_due_change_sets() == 0  # a run is already waiting
+    assert publish_due_change_sets_task() == 1
+    assert publish_due_change_sets_task() == 0  # a run is already waiting
     run = PublishRun.objects.get(status="pending")
     assert run.requested_by is None
     done = publish_run_execute(run_id=run.pk)
     assert done is not None and done.releases_created == 1
     change_set.refresh_from_db()
     assert (change_set.status, change_set.published_run_id) == ("published", run.pk)
-    assert publish_due_change_sets() == 0
+    assert publish_due_change_sets_task() == 0

@@ -28,23 +28,18 @@ from typing import Any
 import pytest
 
 from policyhub.policies import document
+from policyhub.policies.demo import ACME
 from policyhub.policies.document import DocumentInvalid
 from policyhub.policies.domain import Json, Node, OrgPolicy
 from policyhub.policies.resolution import Resolved
 from policyhub.policies.validation import validate_policy, validate_team
 from policyhub.policies.window import managed_pins
-from policyhub.rendering.render import (
-    CONFIG,
-    MANAGED_CONFIG,
-    REQUIREMENTS,
-    PolicyInvalid,
-    render_team,
-)
+from policyhub.rendering.render import PolicyInvalid, render_team
 from providers import KINDS
 from providers.base import Issue
+from providers.codex_files import CONFIG, MANAGED_CONFIG, REQUIREMENTS
 from providers.codex_versions import CodexCapabilities, capabilities, version_segment
 from tests.codex.harness import (
-    REPO_ROOT,
     FileSetResult,
     check_file_set,
 )
@@ -52,7 +47,7 @@ from tests.codex.harness import (
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 VALID = sorted((CORPUS / "valid").glob("*.toml"))
 INVALID = sorted((CORPUS / "invalid").glob("*.toml"))
-DEMO = REPO_ROOT / "policyhub" / "policies" / "demo" / "acme.toml"
+DEMO = ACME
 
 ORG_WIDE = "-"
 PARSE = "parse"

@@ -15,7 +15,8 @@ from policyhub.fleet.models import Device
 from policyhub.fleet.services import device_enroll, enrollment_token_create
 from policyhub.policies.services import policy_apply
 from policyhub.releases.models import PublishRun
-from policyhub.releases.services import publish_run_execute, publish_run_request
+from policyhub.releases.services.publishing import publish_run_execute
+from policyhub.releases.services.runs import publish_run_request
 from tests.conftest import THREE_TEAMS, make_policy
 
 # platform/ci gets a profile: the agent writes profiles, the native channel leaves them out.

@@ -16,7 +16,7 @@ from django.test import Client
 
 from policyhub.releases import signing
 from policyhub.releases.models import Release
-from policyhub.releases.services import signing_key_rotate
+from policyhub.releases.services.keys import signing_key_rotate
 
 pytestmark = [pytest.mark.django_db]
 

@@ -11,14 +11,14 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from policyhub.delivery.cache import FLUSH_SQL, _flush_params
+from policyhub.delivery.cache import FLUSH_SQL, _flush_params, cache
 from policyhub.fleet.models import Device
 from policyhub.fleet.services import device_move, device_revoke
 from policyhub.policies.services import policy_apply
 from policyhub.releases import signing
 from policyhub.releases.models import Release
 from policyhub.releases.selectors import rollout_includes
-from policyhub.releases.services import release_rollout_start
+from policyhub.releases.services.rollout import release_rollout_start
 from tests.conftest import make_policy
 from tests.delivery.conftest import POLICY
 
@@ -27,11 +27,20 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 Enrol = Callable[..., tuple[Device, str]]
 
 
+def caught_up() -> None:
+    """This process has heard of every change committed so far (they arrive a few milliseconds
+    after the commit; a busy machine could otherwise fetch in between)."""
+    state = cache()
+    assert state is None or state.catch_up(), "the delivery listener did not catch up"
+
+
 def native(client: Client, credential: str, **headers: str) -> Any:
+    caught_up()
     return client.get(f"/config-server/{credential}/codex/config/bundle", headers=headers)
 
 
 def agent(client: Client, credential: str, **headers: str) -> Any:
+    caught_up()
     return client.get(
         "/api/v1/device/bundle", headers={"Authorization": f"Bearer {credential}", **headers}
     )

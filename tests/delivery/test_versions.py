@@ -12,11 +12,13 @@ import pytest
 from django.test import Client
 from policyhub_agent.verify import verify_bundle
 
-from policyhub.delivery.cache import Served, ServedSet, cache
+from policyhub.delivery.cache import cache
+from policyhub.delivery.entries import Served, ServedSet
 from policyhub.errors import ApplicationError
 from policyhub.releases import signing
 from policyhub.releases.models import Release, ReleaseVariant
-from policyhub.releases.services import LEGACY_CODEX, release_rollback
+from policyhub.releases.services.rollback import release_rollback
+from policyhub.releases.services.signed import LEGACY_CODEX
 from policyhub.rendering.render import render_release
 from providers.codex_versions import parse_version
 from tests.conftest import make_policy

@@ -19,11 +19,11 @@ from policyhub.celery import app as celery_app
 from policyhub.fleet.models import Device
 from policyhub.fleet.services import device_revoke, enrollment_token_create
 from policyhub.policies import document
+from policyhub.policies.demo import ACME
 from policyhub.policies.services import policy_apply
 from policyhub.releases.models import Release
-from policyhub.releases.services import publish_run_request
+from policyhub.releases.services.runs import publish_run_request
 from tests.codex.harness import (
-    REPO_ROOT,
     Machine,
     check_profile,
     check_startup,
@@ -38,7 +38,7 @@ pytestmark = [
     pytest.mark.usefixtures("codex_ready"),
 ]
 
-DEMO = (REPO_ROOT / "policyhub" / "policies" / "demo" / "acme.toml").read_text()
+DEMO = ACME.read_text()
 TEAM = "engineering/web"
 # The change a later publish carries: engineering/web may no longer write to the workspace.
 NARROWED = DEMO.replace(

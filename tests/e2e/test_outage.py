@@ -14,7 +14,8 @@ from django.db import connection
 from policyhub.fleet.services import device_enroll, device_revoke, enrollment_token_create
 from policyhub.policies.services import policy_apply
 from policyhub.releases.models import Release
-from policyhub.releases.services import publish_run_execute, publish_run_request
+from policyhub.releases.services.publishing import publish_run_execute
+from policyhub.releases.services.runs import publish_run_request
 from tests.conftest import make_policy
 from tests.e2e.stack import Stack, TcpProxy, running_stack
 

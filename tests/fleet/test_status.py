@@ -15,7 +15,7 @@ from policyhub.fleet.selectors import device_statuses, team_fleet
 from policyhub.fleet.services import device_report_record
 from policyhub.releases.models import Release
 from policyhub.releases.selectors import rollout_includes
-from policyhub.releases.services import release_rollout_start
+from policyhub.releases.services.rollout import release_rollout_start
 from tests.delivery.conftest import POLICY
 
 pytestmark = [pytest.mark.django_db]

@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 
 from policyhub.audit.models import AuditEvent
 from policyhub.policies import document
-from policyhub.policies.management.commands.seed_demo import DEMO_POLICY
+from policyhub.policies.demo import ACME
 from policyhub.policies.selectors import org_policy, organization_get
 from tests.codex.harness import check_file_set
 
@@ -50,7 +50,7 @@ def test_seed_demo_creates_acme_and_prints_a_working_login() -> None:
     assert authenticate(username="admin", password="policyhub-demo") is not None
     org = organization_get("acme")
     assert org is not None
-    assert org_policy(org) == document.parse(DEMO_POLICY.read_text())
+    assert org_policy(org) == document.parse(ACME.read_text())
 
 
 def test_seed_demo_run_again_leaves_acme_and_its_edited_policy_alone(demo: None) -> None:

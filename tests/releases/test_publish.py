@@ -13,7 +13,9 @@ from policyhub.audit.models import AuditEvent
 from policyhub.policies.services import policy_apply
 from policyhub.releases import signing
 from policyhub.releases.models import PublishRun, Release, SigningKey
-from policyhub.releases.services import publish_run_execute, publish_run_request, signing_key_rotate
+from policyhub.releases.services.keys import signing_key_rotate
+from policyhub.releases.services.publishing import publish_run_execute
+from policyhub.releases.services.runs import publish_run_request
 from tests.conftest import THREE_TEAMS, make_policy
 
 POLICY = THREE_TEAMS
@@ -169,7 +171,7 @@ def test_every_beat_entry_names_a_registered_task() -> None:
     app.loader.import_default_modules()
     names = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert names == {
-        "policyhub.changes.tasks.publish_due_change_sets",
+        "policyhub.releases.tasks.publish_due_change_sets_task",
         "policyhub.releases.tasks.publish_runs_recover_task",
     }
     assert names <= set(app.tasks)

@@ -22,15 +22,15 @@ from policyhub.policies.services import policy_apply
 from policyhub.releases import signing
 from policyhub.releases.models import Release
 from policyhub.releases.selectors import release_for_device, rollout_includes
-from policyhub.releases.services import (
-    publish_run_execute,
-    publish_run_request,
-    release_rollback,
+from policyhub.releases.services.keys import signing_key_rotate
+from policyhub.releases.services.publishing import publish_run_execute
+from policyhub.releases.services.rollback import release_rollback
+from policyhub.releases.services.rollout import (
     release_rollout_abort,
     release_rollout_promote,
     release_rollout_start,
-    signing_key_rotate,
 )
+from policyhub.releases.services.runs import publish_run_request
 from policyhub.rendering.render import render_team, retitle
 from tests.conftest import BASE, make_policy
 

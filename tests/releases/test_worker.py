@@ -21,7 +21,7 @@ from policyhub.policies.selectors import org_policy, organization_get
 from policyhub.policies.services import policy_apply
 from policyhub.releases import signing
 from policyhub.releases.models import PublishRun, Release
-from policyhub.releases.services import publish_run_request
+from policyhub.releases.services.runs import publish_run_request
 from policyhub.teams.models import Team
 from tests.codex.harness import REPO_ROOT, check_file_set
 

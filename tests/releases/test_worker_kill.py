@@ -14,7 +14,8 @@ from policyhub.celery import app as celery_app
 from policyhub.policies.domain import TeamSpec
 from policyhub.policies.services import policy_apply
 from policyhub.releases.models import PublishRun, Release
-from policyhub.releases.services import publish_run_request, publish_runs_recover
+from policyhub.releases.services.runs import publish_run_request
+from policyhub.releases.tasks import publish_runs_recover_task
 from tests.conftest import make_policy
 from tests.releases.test_worker import start_worker, stop_worker
 
@@ -66,7 +67,7 @@ def test_a_killed_worker_leaves_no_partial_release_and_the_retry_completes_the_r
     second = start_worker(**FAST_RECOVERY)
     try:
         time.sleep(4.5)  # the dead worker's lease runs out
-        assert publish_runs_recover() == [run.pk]
+        assert publish_runs_recover_task() == [run.pk]
         run = wait_status(run, "succeeded", 120)
     finally:
         stop_worker(second)

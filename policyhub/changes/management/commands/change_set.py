@@ -9,10 +9,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from policyhub.accounts.cli import organization_arg, refused, user_arg
 from policyhub.changes.models import ChangeSet
 from policyhub.changes.selectors import change_set_get, change_set_list, change_set_preview
 from policyhub.changes.services import change_set_approve, change_set_reject, change_set_submit
-from policyhub.cli import organization_arg, refused, user_arg
 from policyhub.errors import ApplicationError
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from policyhub.cli import organization_arg, refused, user_arg
+from policyhub.accounts.cli import organization_arg, refused, user_arg
 from policyhub.errors import ApplicationError
 from policyhub.fleet.models import Device
 from policyhub.fleet.selectors import device_get, device_statuses

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from policyhub.cli import organization_arg, refused, user_arg
+from policyhub.accounts.cli import organization_arg, refused, user_arg
 from policyhub.errors import ApplicationError
 from policyhub.fleet.selectors import enrollment_token_get, enrollment_tokens, token_refusal
 from policyhub.fleet.services import (

@@ -8,10 +8,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from policyhub.cli import organization_arg, user_arg
+from policyhub.accounts.cli import organization_arg, user_arg
 from policyhub.releases.models import PublishRun
 from policyhub.releases.selectors import publish_run_get
-from policyhub.releases.services import publish_run_request
+from policyhub.releases.services.runs import publish_run_request
 
 
 class Command(BaseCommand):

@@ -8,13 +8,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from policyhub.accounts.cli import organization_arg, refused, user_arg
 from policyhub.accounts.models import Organization
-from policyhub.cli import organization_arg, refused, user_arg
 from policyhub.errors import ApplicationError
 from policyhub.releases.models import Release
 from policyhub.releases.selectors import release_list
-from policyhub.releases.services import (
-    release_rollback,
+from policyhub.releases.services.rollback import release_rollback
+from policyhub.releases.services.rollout import (
     release_rollout_abort,
     release_rollout_promote,
     release_rollout_start,

@@ -7,9 +7,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from policyhub.cli import organization_arg
+from policyhub.accounts.cli import organization_arg
 from policyhub.releases.selectors import signing_keys
-from policyhub.releases.services import signing_key_rotate
+from policyhub.releases.services.keys import signing_key_rotate
 
 
 class Command(BaseCommand):

@@ -6,7 +6,6 @@ and memberships its admins gave it, and an existing admin user keeps its passwor
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -17,11 +16,11 @@ from policyhub.accounts.models import Membership
 from policyhub.accounts.services import membership_grant, organization_create
 from policyhub.env import env_str
 from policyhub.policies import document
+from policyhub.policies.demo import ACME
 from policyhub.policies.selectors import organization_get
 from policyhub.policies.services import policy_apply
-from policyhub.releases.services import publish_run_execute, publish_run_request
-
-DEMO_POLICY = Path(__file__).resolve().parents[2] / "demo" / "acme.toml"
+from policyhub.releases.services.publishing import publish_run_execute
+from policyhub.releases.services.runs import publish_run_request
 
 
 class Command(BaseCommand):
@@ -30,7 +29,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         username = env_str("DEMO_ADMIN_USERNAME", "admin")
         password = env_str("DEMO_ADMIN_PASSWORD", "policyhub-demo")
-        wanted = document.parse(DEMO_POLICY.read_text())
+        wanted = document.parse(ACME.read_text())
         with transaction.atomic():
             user_model = get_user_model()
             admin = user_model.objects.filter(username=username).first()

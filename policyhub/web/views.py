@@ -34,7 +34,7 @@ def _organization(request: HttpRequest, slug: str) -> Organization:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "policies/home.html", {"organizations": organizations_for(request.user)})
+    return render(request, "web/home.html", {"organizations": organizations_for(request.user)})
 
 
 @login_required
@@ -59,7 +59,7 @@ def organization_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "codex_seen": codex_versions_seen(org),
         "accepted": accepted_unenforced(policy.codex),
     }
-    return render(request, "policies/organization.html", context)
+    return render(request, "web/organization.html", context)
 
 
 @login_required
@@ -102,4 +102,4 @@ def team_detail(request: HttpRequest, slug: str, path: str) -> HttpResponse:
         "files": sorted(files.items()),
         "published": current_releases(org).filter(team_path=path).first(),
     }
-    return render(request, "policies/team.html", context)
+    return render(request, "web/team.html", context)

@@ -16,9 +16,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from policyhub.accounts.cli import organization_arg, refused, user_arg
 from policyhub.changes.selectors import policy_plan_lines
 from policyhub.changes.services import change_set_create, change_set_submit
-from policyhub.cli import organization_arg, refused, user_arg
 from policyhub.errors import ApplicationError
 from policyhub.policies import document
 from policyhub.policies.selectors import org_policy

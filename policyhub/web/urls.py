@@ -1,6 +1,6 @@
 from django.urls import path
 
-from policyhub.policies import views
+from policyhub.web import views
 
 urlpatterns = [
     path("", views.home, name="home"),

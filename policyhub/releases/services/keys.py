@@ -1,0 +1,59 @@
+"""Writes of signing keys: rotation, and the active key made on first use."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from policyhub.accounts.models import Organization
+from policyhub.accounts.selectors import organization_lock
+from policyhub.audit.services import audit_record
+from policyhub.releases import signing
+from policyhub.releases.models import SigningKey
+
+
+@transaction.atomic
+def signing_key_rotate(*, organization: Organization, actor: User | None) -> SigningKey:
+    """A new active key; the previous one is retired and keeps verifying what it signed."""
+    organization_lock(organization.pk)
+    retired = SigningKey.objects.filter(
+        organization=organization, status=SigningKey.Status.ACTIVE
+    ).first()
+    if retired is not None:
+        retired.status, retired.retired_at = SigningKey.Status.RETIRED, timezone.now()
+        retired.full_clean()
+        retired.save(update_fields=["status", "retired_at"])
+    key_id, public_key, encrypted = signing.generate()
+    key = SigningKey(
+        organization=organization,
+        key_id=key_id,
+        public_key=public_key,
+        private_key_encrypted=encrypted,
+    )
+    if retired is not None:
+        # Machines pinned the old key; its signature over the new one lets them trust it.
+        key.endorsed_by = retired
+        key.endorsement = signing.sign(
+            retired.private_key_encrypted, signing.endorsement_message(key_id, public_key)
+        )
+    key.full_clean()
+    key.save()
+    audit_record(
+        organization_id=organization.pk,
+        actor=actor,
+        action="signing_key.rotate",
+        object_type="signing_key",
+        object_key=key_id,
+        before={"key_id": retired.key_id, "status": "retired"} if retired else None,
+        after={"key_id": key_id, "public_key": public_key},
+    )
+    return key
+
+
+def signing_key_active(*, organization: Organization, actor: User | None) -> SigningKey:
+    """The organisation's active signing key, made on first use."""
+    key = SigningKey.objects.filter(
+        organization=organization, status=SigningKey.Status.ACTIVE
+    ).first()
+    return key if key is not None else signing_key_rotate(organization=organization, actor=actor)

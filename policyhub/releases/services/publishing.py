@@ -1,0 +1,209 @@
+"""Publishing, as a worker does it: claim a run, apply the approved change sets that are due,
+then render, validate, sign and store one release per team whose files changed.
+
+All of it runs in one transaction under a lock on the organisation: all teams or none, and two
+publishes of one organisation run one after the other and agree on revisions. Nothing here
+enqueues work (runs.py and tasks.py do), so the tasks can import this module.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from policyhub.accounts.models import Organization
+from policyhub.accounts.selectors import organization_lock
+from policyhub.audit.services import audit_event, audit_record, audit_record_many
+from policyhub.changes.selectors import organizations_with_due_change_sets
+from policyhub.changes.services import change_sets_publish_due
+from policyhub.policies.selectors import org_policy
+from policyhub.policies.services import policy_check
+from policyhub.policies.validation import TeamValidation
+from policyhub.releases.models import PublishRun, Release, ReleaseVariant
+from policyhub.releases.selectors import (
+    current_releases_with_published_digest,
+    last_revisions,
+    publish_runs_busy,
+)
+from policyhub.releases.services.keys import signing_key_active
+from policyhub.releases.services.signed import FileSet, releases_save, signed_release
+from policyhub.rendering.render import render_release
+
+# Releases are stored as they come, this many at a time (the transaction still makes it all or
+# nothing): a worker holds one batch of bodies, not every team's.
+PUBLISH_BATCH = 500
+
+
+@transaction.atomic
+def publish_run_create(*, organization: Organization, actor: User | None) -> PublishRun:
+    """Record a publish run (a worker still has to be handed it: runs.publish_run_request)."""
+    run = PublishRun(organization=organization, requested_by=actor)
+    run.full_clean()
+    run.save()
+    audit_record(
+        organization_id=organization.pk,
+        actor=actor,
+        action="publish_run.request",
+        object_type="publish_run",
+        object_key=str(run.pk),
+    )
+    return run
+
+
+@transaction.atomic
+def publish_runs_create_due(*, now: datetime | None = None) -> list[PublishRun]:
+    """A run for every organisation with an approved change set whose publish time has come,
+    unless one is already waiting or running (Celery beat asks every minute)."""
+    organizations = organizations_with_due_change_sets(now or timezone.now()).exclude(
+        pk__in=publish_runs_busy().values("organization_id")
+    )
+    return [publish_run_create(organization=org, actor=None) for org in organizations]
+
+
+def _claimable() -> Q:
+    """Pending runs, and running ones whose worker let the lease expire (it died)."""
+    expired = Q(status=PublishRun.Status.RUNNING, lease_expires_at__lt=timezone.now())
+    return Q(status=PublishRun.Status.PENDING) | expired
+
+
+def publish_run_execute(*, run_id: int) -> PublishRun | None:
+    """Claim a run and publish it; returns None when another worker holds it or it is done.
+
+    The claim is one conditional UPDATE, so exactly one worker wins. A worker killed mid-run
+    leaves no release (the publish transaction dies with it) and a running row whose lease
+    expires; the redelivered task or the recovery sweep then claims it again.
+    """
+    now = timezone.now()
+    claimed = PublishRun.objects.filter(_claimable(), pk=run_id).update(
+        status=PublishRun.Status.RUNNING,
+        started_at=now,
+        lease_expires_at=now + timedelta(seconds=settings.PUBLISH_LEASE_SECONDS),
+        attempts=F("attempts") + 1,
+    )
+    if claimed != 1:
+        return None
+    run = PublishRun.objects.get(pk=run_id)
+    try:
+        created, rendered = release_publish(run=run)
+    except (OperationalError, InterfaceError):
+        # The database went away: nothing was stored; the task's retry claims the run again.
+        PublishRun.objects.filter(pk=run_id).update(status=PublishRun.Status.PENDING)
+        raise
+    except Exception as exc:
+        # The publish transaction rolled back (a refusal, a bug, or the task's time limit):
+        # nothing was stored. Record why on the run.
+        PublishRun.objects.filter(pk=run_id).update(
+            status=PublishRun.Status.FAILED,
+            finished_at=timezone.now(),
+            error=(str(exc) or type(exc).__name__)[:10_000],
+        )
+        raise
+    PublishRun.objects.filter(pk=run_id).update(
+        status=PublishRun.Status.SUCCEEDED,
+        finished_at=timezone.now(),
+        teams_rendered=rendered,
+        releases_created=created,
+    )
+    return PublishRun.objects.get(pk=run_id)
+
+
+@transaction.atomic
+def release_publish(*, run: PublishRun) -> tuple[int, int]:
+    """Apply the due approved change sets, then store a signed release for every team whose files
+    changed; (releases created, teams)."""
+    organization = organization_lock(run.organization_id)
+    due = change_sets_publish_due(organization=organization, run_id=run.pk, actor=run.requested_by)
+    if due.refused:
+        # The run itself goes on with the others; its error names what was refused and why.
+        PublishRun.objects.filter(pk=run.pk).update(error="\n".join(due.refused))
+    applied = [change_set.pk for change_set in due.published]
+    policy = org_policy(organization)
+    validations: dict[str, TeamValidation] = {}
+    policy_check(policy, validations)  # every team resolved once, for rendering below
+    key = signing_key_active(organization=organization, actor=run.requested_by)
+    current = {
+        r.team_path: r
+        for r in current_releases_with_published_digest(organization).defer("files", "manifest")
+    }
+    revisions = last_revisions(organization)
+    signed: list[tuple[Release, list[ReleaseVariant]]] = []
+    created = 0
+    for path in sorted(policy.teams):
+        revision = revisions.get(path, 0) + 1
+        rendered = render_release(
+            policy, path, revision=str(revision), validation=validations.pop(path)
+        )
+        previous = current.get(path)
+        # Unchanged policy, nothing to release: neither what devices get now, nor what this team
+        # was last published (so a rollback or an aborted rollout is not undone by a publish
+        # that another team's change set off).
+        if previous is not None and rendered.content_digest in (
+            previous.content_digest,
+            previous.published_digest,  # type: ignore[attr-defined]
+        ):
+            continue
+        primary = rendered.primary
+        sets = [primary, *(v for v in rendered.variants if v is not primary)]
+        signed.append(
+            signed_release(
+                organization=organization,
+                team_path=path,
+                revision=revision,
+                sets=[FileSet(v.team.files, v.team.content_digest, v.codex) for v in sets],
+                content_digest=rendered.content_digest,
+                key=key,
+                previous=previous,
+                publish_run=run,
+                created_by=run.requested_by,
+                provenance=rendered.validation.resolved.provenance(),
+            )
+        )
+        if len(signed) == PUBLISH_BATCH:
+            created += _publish_batch(organization, run, applied, signed)
+            signed = []
+    created += _publish_batch(organization, run, applied, signed)
+    return created, len(policy.teams)
+
+
+def _publish_batch(
+    organization: Organization,
+    run: PublishRun,
+    applied: list[int],
+    signed: list[tuple[Release, list[ReleaseVariant]]],
+) -> int:
+    """Make these new releases current, link them to the applied change sets, audit them."""
+    changed = [release.team_path for release, _ in signed]
+    Release.objects.filter(organization=organization, team_path__in=changed, current=True).update(
+        current=False
+    )
+    new = releases_save(signed)
+    Release.change_sets.through.objects.bulk_create(
+        [
+            Release.change_sets.through(release_id=release.pk, changeset_id=change_set_id)
+            for release in new
+            for change_set_id in applied
+        ]
+    )
+    audit_record_many(
+        [
+            audit_event(
+                organization_id=organization.pk,
+                actor=run.requested_by,
+                action="release.publish",
+                object_type="release",
+                object_key=f"{release.team_path} r{release.revision}",
+                after={
+                    "content_digest": release.content_digest,
+                    "hashes": release.hashes,
+                    "run": run.pk,
+                },
+            )
+            for release in new
+        ]
+    )
+    return len(new)
