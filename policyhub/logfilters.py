@@ -26,7 +26,7 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-class RedactingGunicornLogger(Logger):
+class RedactingGunicornLogger(Logger):  # type: ignore[misc]  # gunicorn ships no types
     """gunicorn's access log (`--logger-class policyhub.logfilters.RedactingGunicornLogger`):
     request lines and headers without secrets."""
 

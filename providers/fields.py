@@ -264,7 +264,7 @@ SettingsRule = Callable[[Mapping[str, Any]], list[Issue]]
 
 
 def check_settings(
-    kind: ProviderKind, settings: Mapping[str, Any], provider_id: str, *rules: SettingsRule
+    kind: ProviderKind, settings: object, provider_id: str, *rules: SettingsRule
 ) -> list[Issue]:
     """The rules every kind shares (id, unknown keys, required fields, types, checks, secrets),
     then the kind's own `rules`, which may rely on `settings` being a mapping."""

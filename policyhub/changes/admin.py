@@ -4,7 +4,7 @@ from policyhub.changes.models import ChangeSet
 
 
 @admin.register(ChangeSet)
-class ChangeSetAdmin(admin.ModelAdmin):
+class ChangeSetAdmin(admin.ModelAdmin[ChangeSet]):
     """Read-only: change sets move only through the services, which audit every step."""
 
     list_display = ["id", "organization", "title", "status", "author", "created_at", "publish_at"]

@@ -9,7 +9,7 @@ from django.db import models
 from policyhub.accounts.models import Organization
 
 
-class BodyField(models.TextField):
+class BodyField(models.TextField[str, str]):
     """A served body (kilobytes of JSON holding TOML): stored like any text column.
 
     Its `get_placeholder` keeps `bulk_create` on PostgreSQL to plain `VALUES` rows. Django 5.2
