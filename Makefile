@@ -1,20 +1,27 @@
 # Routine actions. The two that matter: `make run` (PolicyHub with demo data) and `make test`.
+# Fast tiers of the suite have their own targets: `make unit` (no services), `make lint`,
+# `make check`; `make help` lists them all.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-CODEX_VERSIONS := 0.125.0 0.140.0 0.169.0
+# The Codex releases the suite runs against, from the one home of Codex-version facts.
+CODEX_VERSIONS := $(shell $(PYTHON) -m providers.codex_versions suite)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
-# Settings for everything that loads Django outside `make run` (checks, mypy, tests).
-TEST_ENV := SECRET_KEY=test-only-not-a-secret SECURE_SSL_REDIRECT=0 DATABASE_URL=$(TEST_DATABASE_URL)
+# Settings for everything that loads Django outside `make run` (checks, type checks, tests).
+UNIT_ENV := SECRET_KEY=test-only-not-a-secret SECURE_SSL_REDIRECT=0
+TEST_ENV := $(UNIT_ENV) DATABASE_URL=$(TEST_DATABASE_URL)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv services codex browser tools lint check pytest clean
+.PHONY: help run test unit lint check pytest hooks venv venv-dev services codex browser tools clean
+
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## //'
 
 ## run: PolicyHub on http://127.0.0.1:8000 with the demo organisation (SQLite and in-process
-## tasks by default; PostgreSQL, Redis and a Celery worker when DATABASE_URL/REDIS_URL are set).
+##   tasks by default; PostgreSQL, Redis and a Celery worker when DATABASE_URL/REDIS_URL are set).
 run: venv
 	@export DEBUG=$${DEBUG:-1}; \
 	$(PY) manage.py migrate --no-input -v0 && $(PY) manage.py seed_demo && \
@@ -25,15 +32,47 @@ run: venv
 	echo; echo "PolicyHub: http://$(HOST):$(PORT)/  (log in with the demo admin above)"; echo; \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-## test: lint, type-check, Django checks, then the whole suite on PostgreSQL and Redis with the
-## real Codex binary.
-test: venv services codex browser tools lint check pytest
+## test: everything CI runs: lint and type checks, Django's checks, then the whole suite on
+##   PostgreSQL and Redis with the real Codex binaries and a real browser.
+test: venv-dev services codex browser tools lint check pytest
 
+## unit: the tests that need no service (no database, Codex or browser), in seconds.
+unit: venv-dev
+	$(UNIT_ENV) $(VENV)/bin/pytest -n 2 -m "not database and not codex and not browser" $(PYTEST_ARGS)
+
+## lint: ruff (lint and format) and mypy, exactly as the pre-commit hook runs them.
+lint: venv-dev
+	$(VENV)/bin/pre-commit run --all-files --show-diff-on-failure
+
+## check: Django's system checks (also the production deployment checklist), and migrations.
+check: venv-dev
+	$(TEST_ENV) $(PY) manage.py check --fail-level WARNING
+	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
+	DEBUG=0 SECRET_KEY=$$(head -c 48 /dev/urandom | base64) ALLOWED_HOSTS=policyhub.example \
+		DATABASE_URL=$(TEST_DATABASE_URL) $(PY) manage.py check --deploy --fail-level WARNING
+
+## pytest: the whole suite (needs `make services codex browser tools`); PYTEST_ARGS narrows it,
+##   e.g. PYTEST_ARGS="-k resolution".
+pytest: venv-dev
+	$(TEST_ENV) REDIS_URL=$(TEST_REDIS_URL) POLICYHUB_REQUIRE_CODEX=1 POLICYHUB_REQUIRE_BROWSER=1 \
+		$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+
+## hooks: run lint before every commit (pre-commit's git hook).
+hooks: venv-dev
+	$(VENV)/bin/pre-commit install
+
+# What running needs, and what developing needs on top (test, lint and type-check tools, and the
+# agent, whose tests run against the server). Each is installed once per change of its inputs.
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml agent/pyproject.toml
+venv-dev: $(VENV)/.installed-dev
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e .
+	@touch $@
+$(VENV)/.installed-dev: pyproject.toml agent/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]' -e ./agent
-	@touch $@
+	@touch $@ $(VENV)/.installed
 
 ## services: start PostgreSQL and Redis on loopback if they are down (installing them if missing).
 services:
@@ -51,7 +90,8 @@ services:
 	fi
 	@pg_isready -h 127.0.0.1 -p 5432 && redis-cli -h 127.0.0.1 ping
 
-## codex: the pinned Codex CLI release(s), project-local and git-ignored.
+## codex: the Codex CLI releases of the suite (providers/codex_versions.py SUITE_VERSIONS),
+##   project-local and git-ignored (CODEX_VERSIONS="0.170.0" installs another instead).
 codex:
 	@for v in $(CODEX_VERSIONS); do \
 		bin=.codex-bin/$$v/node_modules/.bin/codex; \
@@ -76,24 +116,6 @@ tools:
 	fi
 	@# (the packaged nginx may start on port 80 of every address at install; it is stopped)
 	@/usr/sbin/nginx -v && wrk --version 2>&1 | head -n1
-
-lint: venv
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(TEST_ENV) $(VENV)/bin/mypy policyhub providers tests bench
-	@# The agent is its own distribution: checked on its own, as a developer machine installs it.
-	$(TEST_ENV) $(VENV)/bin/mypy agent
-
-check: venv
-	$(TEST_ENV) $(PY) manage.py check --fail-level WARNING
-	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
-	@# The production configuration must pass Django's deployment checklist.
-	DEBUG=0 SECRET_KEY=$$(head -c 48 /dev/urandom | base64) ALLOWED_HOSTS=policyhub.example \
-		DATABASE_URL=$(TEST_DATABASE_URL) $(PY) manage.py check --deploy --fail-level WARNING
-
-pytest: venv
-	$(TEST_ENV) REDIS_URL=$(TEST_REDIS_URL) POLICYHUB_REQUIRE_CODEX=1 POLICYHUB_REQUIRE_BROWSER=1 \
-		$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .codex-bin policyhub.sqlite3 .mypy_cache .ruff_cache

@@ -107,10 +107,28 @@ def codex_ready() -> None:
         pytest.fail(str(exc))
 
 
+# Fixtures that reach the database; a test using one is marked `database` (make unit skips them).
+DATABASE_FIXTURES = frozenset(
+    {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the database: the fast tier (`make unit`) runs the others with
+    no services at all, and pytest-django refuses any database access they would still try."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("django_db") or fixtures & DATABASE_FIXTURES:
+            item.add_marker(pytest.mark.database)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def delivery_listener_stopped(django_db_setup: Any) -> Iterator[None]:
+def delivery_listener_stopped(request: pytest.FixtureRequest) -> Iterator[None]:
     """Delivery tests start a thread that LISTENs on the test database; it must let go of the
-    database before pytest-django drops it (this fixture is torn down first)."""
+    database before pytest-django drops it (depending on the database set-up, this fixture is
+    torn down first). A run without database tests sets no database up."""
+    if any(item.get_closest_marker("database") for item in request.session.items):
+        request.getfixturevalue("django_db_setup")
     yield
     from policyhub.delivery.cache import cache_stop
 
