@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 import django_stubs_ext
+from django.core.exceptions import ImproperlyConfigured
 
 from policyhub.env import env_bool, env_int, env_list, env_str
 
@@ -121,6 +122,16 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 # A running publish whose worker has not finished it within this time may be claimed again.
 PUBLISH_LEASE_SECONDS = env_int("PUBLISH_LEASE_SECONDS", 900)
+if PUBLISH_LEASE_SECONDS < 2:
+    raise ImproperlyConfigured("PUBLISH_LEASE_SECONDS must be at least 2 seconds")
+# So it is stopped before its lease ends (no two workers ever publish one run): the soft limit
+# raises inside the publish, which rolls back and fails the run with the reason; the hard limit
+# ends a worker process that did not stop.
+PUBLISH_SOFT_TIME_LIMIT = PUBLISH_LEASE_SECONDS - max(1, min(60, PUBLISH_LEASE_SECONDS // 10))
+PUBLISH_TIME_LIMIT = PUBLISH_LEASE_SECONDS
+# Any other task: the periodic sweeps run every minute and take well under a second.
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 45)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 55)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

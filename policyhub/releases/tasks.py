@@ -2,7 +2,7 @@
 
 Time limits: a publish that cannot finish within its lease (PUBLISH_LEASE_SECONDS) is stopped
 before another worker may claim the run, and fails with the reason on its row; the periodic
-sweeps are short and give way to their next turn a minute later.
+sweeps keep the default limits (CELERY_TASK_SOFT_TIME_LIMIT), well inside their minute.
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ from django.db import InterfaceError, OperationalError, transaction
 from policyhub.releases.selectors import publish_runs_stalled
 from policyhub.releases.services.publishing import publish_run_execute, publish_runs_create_due
 
-# A minute between turns of Celery beat: each sweep is done well before the next one.
-SWEEP_SOFT_LIMIT, SWEEP_HARD_LIMIT = 45, 55
-
 
 @shared_task(
     acks_late=True,
@@ -24,10 +21,8 @@ SWEEP_SOFT_LIMIT, SWEEP_HARD_LIMIT = 45, 55
     retry_backoff=True,
     retry_jitter=True,
     max_retries=5,
-    # The soft limit raises inside the publish (its transaction rolls back, the run is marked
-    # failed); the hard limit ends a worker that did not stop. Both fall before the lease ends.
-    soft_time_limit=settings.PUBLISH_LEASE_SECONDS - 60,
-    time_limit=settings.PUBLISH_LEASE_SECONDS - 30,
+    soft_time_limit=settings.PUBLISH_SOFT_TIME_LIMIT,
+    time_limit=settings.PUBLISH_TIME_LIMIT,
 )
 def publish_run_task(run_id: int) -> str:
     run = publish_run_execute(run_id=run_id)
@@ -36,15 +31,21 @@ def publish_run_task(run_id: int) -> str:
 
 def publish_run_enqueue(run_id: int) -> None:
     """Hand the run to a worker when the surrounding transaction commits (at once outside one)."""
-    transaction.on_commit(lambda: publish_run_task.delay(run_id))
+    transaction.on_commit(lambda: _hand_over(run_id))
 
 
-@shared_task(soft_time_limit=SWEEP_SOFT_LIMIT, time_limit=SWEEP_HARD_LIMIT)
+def _hand_over(run_id: int) -> None:
+    # No time limits in the message: the worker applies its own, from its PUBLISH_LEASE_SECONDS,
+    # rather than those of whichever process asked (Celery sends the sender's by default).
+    publish_run_task.apply_async((run_id,), time_limit=None, soft_time_limit=None)
+
+
+@shared_task
 def publish_runs_recover_task() -> list[int]:
     """Celery beat, every minute: runs that lost their task or their worker go out again."""
     stalled = publish_runs_stalled()
     for run_id in stalled:
-        publish_run_task.delay(run_id)
+        _hand_over(run_id)
     return stalled
 
 
@@ -53,12 +54,10 @@ def publish_runs_recover_task() -> list[int]:
     retry_backoff=True,
     retry_jitter=True,
     max_retries=3,
-    soft_time_limit=SWEEP_SOFT_LIMIT,
-    time_limit=SWEEP_HARD_LIMIT,
 )
 def publish_due_change_sets_task() -> int:
     """Celery beat, every minute: a publish run for each organisation with a change set due."""
     runs = publish_runs_create_due()  # committed on return
     for run in runs:
-        publish_run_task.delay(run.pk)
+        _hand_over(run.pk)
     return len(runs)

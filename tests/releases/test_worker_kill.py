@@ -1,5 +1,6 @@
 """A worker killed with SIGKILL in the middle of a publish: no partial release, and the run
-is completed by the next worker without duplicate revisions."""
+is completed by the next worker without duplicate revisions. A publish that outlives its time
+limit is stopped the same clean way."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 
 # About 3 s of publishing (0.8 s for 800 such teams since releases are inserted as plain rows).
 TEAMS = 3000
-# Short enough for a test; the kill happens well inside the first worker's lease.
-FAST_RECOVERY = {"PUBLISH_LEASE_SECONDS": "4", "CELERY_VISIBILITY_TIMEOUT": "3"}
+# Short enough for a test; the kill happens well inside the first worker's lease, and the lease
+# (its soft time limit is 9 s) leaves the second worker three times what the publish needs.
+LEASE = 10
+FAST_RECOVERY = {"PUBLISH_LEASE_SECONDS": str(LEASE), "CELERY_VISIBILITY_TIMEOUT": "3"}
 
 
 def big_organisation() -> Organization:
@@ -66,7 +69,7 @@ def test_a_killed_worker_leaves_no_partial_release_and_the_retry_completes_the_r
 
     second = start_worker(**FAST_RECOVERY)
     try:
-        time.sleep(4.5)  # the dead worker's lease runs out
+        time.sleep(LEASE + 0.5)  # the dead worker's lease runs out
         assert publish_runs_recover_task() == [run.pk]
         run = wait_status(run, "succeeded", 120)
     finally:
@@ -75,3 +78,18 @@ def test_a_killed_worker_leaves_no_partial_release_and_the_retry_completes_the_r
     assert run.releases_created == TEAMS
     assert Release.objects.count() == TEAMS
     assert set(Release.objects.values_list("revision", flat=True)) == {1}
+
+
+def test_a_publish_past_its_time_limit_stops_stores_nothing_and_says_why() -> None:
+    org = big_organisation()
+    celery_app.control.purge()
+    # A 2 s lease: the publish (about 3 s) meets its soft time limit after 1 s.
+    worker = start_worker(PUBLISH_LEASE_SECONDS="2")
+    try:
+        run = publish_run_request(organization=org, actor=None)
+        run = wait_status(run, "failed", 60)
+    finally:
+        stop_worker(worker)
+    assert "stopped after 1 s, before its lease ran out" in run.error
+    assert run.finished_at is not None and run.releases_created == 0
+    assert not Release.objects.exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import InterfaceError, OperationalError, transaction
@@ -94,14 +95,16 @@ def publish_run_execute(*, run_id: int) -> PublishRun | None:
         # The database went away: nothing was stored; the task's retry claims the run again.
         PublishRun.objects.filter(pk=run_id).update(status=PublishRun.Status.PENDING)
         raise
-    except Exception as exc:
-        # The publish transaction rolled back (a refusal, a bug, or the task's time limit):
-        # nothing was stored. Record why on the run.
-        PublishRun.objects.filter(pk=run_id).update(
-            status=PublishRun.Status.FAILED,
-            finished_at=timezone.now(),
-            error=(str(exc) or type(exc).__name__)[:10_000],
+    except SoftTimeLimitExceeded:
+        _failed(
+            run_id,
+            f"stopped after {settings.PUBLISH_SOFT_TIME_LIMIT} s, before its lease ran out "
+            "(PUBLISH_LEASE_SECONDS); nothing was stored",
         )
+        raise
+    except Exception as exc:
+        # The publish transaction rolled back: nothing was stored. Record why on the run.
+        _failed(run_id, str(exc) or type(exc).__name__)
         raise
     PublishRun.objects.filter(pk=run_id).update(
         status=PublishRun.Status.SUCCEEDED,
@@ -110,6 +113,12 @@ def publish_run_execute(*, run_id: int) -> PublishRun | None:
         releases_created=created,
     )
     return PublishRun.objects.get(pk=run_id)
+
+
+def _failed(run_id: int, error: str) -> None:
+    PublishRun.objects.filter(pk=run_id).update(
+        status=PublishRun.Status.FAILED, finished_at=timezone.now(), error=error[:10_000]
+    )
 
 
 @transaction.atomic
