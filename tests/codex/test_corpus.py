@@ -16,7 +16,11 @@ No database: documents go through `document.parse` -> `validate_policy` / `rende
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 import tomllib
 from collections.abc import Callable, Mapping
@@ -34,15 +38,12 @@ from policyhub.policies.domain import Json, Node, OrgPolicy
 from policyhub.policies.resolution import Resolved
 from policyhub.policies.validation import validate_policy, validate_team
 from policyhub.policies.window import managed_pins
-from policyhub.rendering.render import PolicyInvalid, render_team
+from policyhub.rendering.render import PolicyInvalid, render_release, render_team
 from providers import KINDS
 from providers.base import Issue
 from providers.codex_files import CONFIG, MANAGED_CONFIG, REQUIREMENTS
 from providers.codex_versions import CodexCapabilities, capabilities, version_segment
-from tests.codex.harness import (
-    FileSetResult,
-    check_file_set,
-)
+from tests.codex.harness import REPO_ROOT, FileSetResult, check_file_set
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 VALID = sorted((CORPUS / "valid").glob("*.toml"))
@@ -236,11 +237,55 @@ def test_valid_document_renders_exactly_the_policy(path: Path) -> None:
         assert set(rendered[team][file]) == keys
 
 
+def render_digests(text: str) -> dict[str, Any]:
+    """Every file of every set of every team of a document, as sha256, as JSON would carry it."""
+    policy = document.parse(text)
+    digests = {
+        team: [
+            [
+                variant.codex,
+                {n: hashlib.sha256(b).hexdigest() for n, b in variant.team.files.items()},
+            ]
+            for variant in render_release(policy, team, revision="1").variants
+        ]
+        for team in sorted(policy.teams)
+    }
+    return dict(json.loads(json.dumps(digests)))
+
+
+RENDER_ELSEWHERE = (
+    "import json, sys; from pathlib import Path; from tests.codex.test_corpus import render_digests; "
+    "print(json.dumps({name: render_digests(Path(name).read_text()) for name in sys.argv[1:]}))"
+)
+
+
+@pytest.fixture(scope="module")
+def rendered_elsewhere() -> list[dict[str, Any]]:
+    """The digests from two fresh interpreters with different hash seeds: set and dict orders
+    that depend on the seed (as this process's own, random one) would show as other bytes."""
+    runs = []
+    for seed in ("1", "2"):
+        out = subprocess.run(
+            [sys.executable, "-c", RENDER_ELSEWHERE, *map(str, VALID_AND_DEMO)],
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        runs.append(json.loads(out.stdout))
+    return runs
+
+
 @pytest.mark.parametrize("path", corpus_params(VALID_AND_DEMO, "valid", "twice"))
-def test_rendering_twice_gives_the_same_bytes(path: Path) -> None:
-    policy, _ = load(path)
-    for team in policy.teams:
-        assert render_team(policy, team).files == render_team(policy, team).files
+def test_rendering_in_other_processes_gives_the_same_bytes(
+    path: Path, rendered_elsewhere: list[dict[str, Any]]
+) -> None:
+    """Same policy, same bytes: here and in two interpreters with other hash seeds."""
+    here = render_digests(path.read_text(encoding="utf-8"))
+    first, second = (run[str(path)] for run in rendered_elsewhere)
+    assert first == second == here
+    assert here and all(variants for variants in here.values())
 
 
 @pytest.mark.parametrize("path", corpus_params(VALID_AND_DEMO, "valid", "storage-order"))
