@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
@@ -322,6 +322,58 @@ def feature_rows(text: str) -> list[FeatureRow]:
             FeatureRow(name, parse_version(start), parse_version(until) if until else None, stage)
         )
     return rows
+
+
+def features_with_release(
+    rows: Sequence[FeatureRow], version: Version, listed: Mapping[str, str]
+) -> list[FeatureRow]:
+    """The rows once `version`, newer than every release in them, was measured printing
+    `listed` (feature name -> stage): names it no longer prints end there, new ones start."""
+    if any(row.start >= version or (row.until or OLDEST) >= version for row in rows):
+        raise ValueError(f"{version_text(version)} is not newer than every measured release")
+    still = {row.name for row in rows if row.until is None}
+    out = [
+        replace(row, stage=listed[row.name])
+        if row.until is None and row.name in listed
+        else replace(row, until=version, stage="")
+        if row.until is None
+        else row
+        for row in rows
+    ]
+    out += [
+        FeatureRow(name, version, None, stage)
+        for name, stage in listed.items()
+        if name not in still
+    ]
+    return sorted(out, key=lambda row: (row.name, row.start))
+
+
+def features_file(text: str) -> tuple[str, list[str], list[FeatureRow]]:
+    """A features file's parts: its header comment, the releases it was measured on, its rows."""
+    header = "".join(
+        line
+        for line in text.splitlines(keepends=True)
+        if line.startswith("#") and not line.startswith(("# releases:", "# name\t"))
+    )
+    releases = next(
+        (
+            line.split(":", 1)[1].split()
+            for line in text.splitlines()
+            if line.startswith("# releases:")
+        ),
+        [],
+    )
+    return header, releases, feature_rows(text)
+
+
+def features_text(rows: Sequence[FeatureRow], releases: Sequence[str], header: str) -> str:
+    """The features file: `header` (comment lines), the releases measured, then one row a line."""
+    lines = [*header.rstrip("\n").splitlines(), f"# releases: {' '.join(releases)}"]
+    lines.append("# name\tfrom\tuntil\tstage")
+    for row in rows:
+        until = version_text(row.until) if row.until else ""
+        lines.append("\t".join([row.name, version_text(row.start), until, row.stage]))
+    return "\n".join(lines) + "\n"
 
 
 @cache

@@ -37,7 +37,12 @@ def publish_run_enqueue(run_id: int) -> None:
 def _hand_over(run_id: int) -> None:
     # No time limits in the message: the worker applies its own, from its PUBLISH_LEASE_SECONDS,
     # rather than those of whichever process asked (Celery sends the sender's by default).
-    publish_run_task.apply_async((run_id,), time_limit=None, soft_time_limit=None)
+    # (None is how Celery means "none given"; its type stubs only admit numbers.)
+    publish_run_task.apply_async(
+        (run_id,),
+        time_limit=None,  # type: ignore[arg-type]
+        soft_time_limit=None,  # type: ignore[arg-type]
+    )
 
 
 @shared_task

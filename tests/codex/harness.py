@@ -3,8 +3,8 @@
 Every run gets a throw-away work dir holding a fresh ``CODEX_HOME`` (profile files and an optional
 user ``config.toml``) and the upper dir of a private overlay of ``/etc`` (``requirements.toml``,
 ``config.toml``, ``managed_config.toml``). Codex runs inside ``unshare -mn``: the overlay exists
-only in that mount namespace, and the empty network namespace keeps every request on the host. See
-the shared Codex notes (``codex/SPEC.md`` §5 and ``codex/vectors/cx.sh``); needs root (or user namespaces).
+only in that mount namespace, and the empty network namespace keeps every request on the host
+(docs/codex.md, "Checking files with the real binary"); needs root (or user namespaces).
 
 Runs share no state, so callers may run several at once from a thread pool.
 """
@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from providers.codex_versions import capabilities
+from providers.codex_versions import SUITE_VERSIONS, capabilities
 
-DEFAULT_VERSION = "0.169.0"
+# The binary used unless a test names another: the newest release the suite installs.
+DEFAULT_VERSION = SUITE_VERSIONS[-1]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BINARY_ROOT = REPO_ROOT / ".codex-bin"
 

@@ -42,7 +42,12 @@ from policyhub.rendering.render import PolicyInvalid, render_release, render_tea
 from providers import KINDS
 from providers.base import Issue
 from providers.codex_files import CONFIG, MANAGED_CONFIG, REQUIREMENTS
-from providers.codex_versions import CodexCapabilities, capabilities, version_segment
+from providers.codex_versions import (
+    SUITE_VERSIONS,
+    CodexCapabilities,
+    capabilities,
+    version_segment,
+)
 from tests.codex.harness import REPO_ROOT, FileSetResult, check_file_set
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
@@ -413,10 +418,6 @@ class TeamRun:
     files: dict[str, bytes]
     result: FileSetResult
     seconds: float
-
-
-# The releases the suite installs (Makefile CODEX_VERSIONS): every document through each.
-SUITE_VERSIONS = ("0.125.0", "0.140.0", "0.169.0")
 
 
 @pytest.mark.codex

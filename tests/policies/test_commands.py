@@ -17,6 +17,7 @@ from policyhub.audit.models import AuditEvent
 from policyhub.policies import document
 from policyhub.policies.demo import ACME
 from policyhub.policies.selectors import org_policy, organization_get
+from providers.codex_versions import SUITE_VERSIONS
 from tests.codex.harness import check_file_set
 
 pytestmark = pytest.mark.django_db
@@ -190,7 +191,7 @@ def test_render_refuses_unknown_teams_versions_and_invalid_policies(
 
 @pytest.mark.codex
 @pytest.mark.usefixtures("codex_ready")
-@pytest.mark.parametrize("version", ["0.125.0", "0.140.0", "0.169.0"])
+@pytest.mark.parametrize("version", SUITE_VERSIONS)
 def test_every_demo_team_rendered_from_postgresql_passes_the_real_codex(
     demo: None, tmp_path: Path, version: str
 ) -> None:

@@ -1,7 +1,7 @@
 """The per-version capability table: how it folds, and that it matches the real binaries.
 
 The table's rows were measured on many releases; the suite re-measures them on the releases it
-installs (Makefile CODEX_VERSIONS), so a wrong entry fails here instead of on a machine.
+installs (SUITE_VERSIONS), so a wrong entry fails here instead of on a machine.
 """
 
 from __future__ import annotations
@@ -15,16 +15,28 @@ from policyhub.policies import schema
 from policyhub.policies.domain import MANAGED_KEYS
 from providers.codex_versions import (
     CHANGES,
+    DEFAULT_VERSION,
+    FEATURES_FILE,
+    LEGACY_RELEASE_VERSION,
+    NEWEST_MEASURED,
     OLDEST,
+    SUITE_VERSIONS,
     Change,
+    FeatureRow,
     capabilities,
+    feature_stages,
+    features_file,
+    features_text,
+    features_with_release,
+    main,
     parse_version,
     segments,
     version_segment,
+    version_text,
 )
 from tests.codex.harness import check_without_session, run_codex
+from tests.codex.record_features import parse_features_list
 
-SUITE_VERSIONS = ("0.125.0", "0.140.0", "0.169.0")
 # A loopback provider: the session-free check resolves it without any network.
 LOOPBACK = """model = "base-model"
 model_provider = "lp"
@@ -57,6 +69,51 @@ def test_each_entry_changes_exactly_from_its_release(change: Change) -> None:
     for flag in (*flags, "mcp_identity_matchers"):
         if getattr(entry, flag) is not None:
             assert getattr(at, flag) == getattr(entry, flag) != getattr(before, flag)
+
+
+def test_the_known_releases_agree_with_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    """The suite installs the newest measured release last, and every version the defaults name
+    is one the table covers; the Makefile reads the suite from the same place."""
+    suite = [parse_version(v) for v in SUITE_VERSIONS]
+    assert suite == sorted(set(suite)) and suite[-1] == NEWEST_MEASURED and suite[0] >= OLDEST
+    for version in (DEFAULT_VERSION, LEGACY_RELEASE_VERSION):
+        assert OLDEST <= parse_version(version) <= NEWEST_MEASURED
+    assert set(feature_stages()) == capabilities(NEWEST_MEASURED).features
+    stages = {"stable", "experimental", "under-development", "deprecated", "removed"}
+    assert set(feature_stages().values()) == stages
+    assert main(["suite"]) == 0 and capsys.readouterr().out.split() == list(SUITE_VERSIONS)
+    assert main(["newest"]) == 0 and capsys.readouterr().out.strip() == version_text(
+        NEWEST_MEASURED
+    )
+
+
+def test_the_features_file_writes_back_exactly_as_it_reads() -> None:
+    text = FEATURES_FILE.read_text()
+    header, releases, rows = features_file(text)
+    assert features_text(rows, releases, header) == text
+    assert releases[-1] == version_text(NEWEST_MEASURED)
+
+
+def test_recording_a_release_ends_the_names_it_dropped_and_starts_the_new_ones() -> None:
+    v = parse_version
+    rows = [
+        FeatureRow("kept", v("0.150.0"), None, "experimental"),
+        FeatureRow("dropped", v("0.150.0"), None, "removed"),
+        FeatureRow("old", v("0.118.0"), v("0.140.0"), ""),
+    ]
+    listed = {"kept": "stable", "fresh": "under-development"}
+    assert features_with_release(rows, v("0.170.0"), listed) == [
+        FeatureRow("dropped", v("0.150.0"), v("0.170.0"), ""),
+        FeatureRow("fresh", v("0.170.0"), None, "under-development"),
+        FeatureRow("kept", v("0.150.0"), None, "stable"),
+        FeatureRow("old", v("0.118.0"), v("0.140.0"), ""),
+    ]
+    with pytest.raises(ValueError, match="not newer"):
+        features_with_release(rows, v("0.150.0"), listed)
+    assert parse_features_list("apps   stable   true\nartifact   under development   false\n") == {
+        "apps": "stable",
+        "artifact": "under-development",
+    }
 
 
 def test_entries_are_in_release_order() -> None:
@@ -155,10 +212,12 @@ def test_introduced_values_match_the_binary(version: str, tmp_path: Path) -> Non
 @pytest.mark.usefixtures("codex_ready")
 @pytest.mark.parametrize("version", SUITE_VERSIONS)
 def test_feature_names_match_the_binary(version: str, tmp_path: Path) -> None:
-    listed = run_codex(tmp_path, ["features", "list"], version=version, timeout=60)
-    assert listed.rc == 0, listed.stderr
-    names = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
-    assert names == capabilities(version).features
+    run = run_codex(tmp_path, ["features", "list"], version=version, timeout=60)
+    assert run.rc == 0, run.stderr
+    listed = parse_features_list(run.stdout)
+    assert set(listed) == capabilities(version).features
+    if parse_version(version) == NEWEST_MEASURED:
+        assert listed == dict(feature_stages())
 
 
 BUILTIN_TABLES = {
