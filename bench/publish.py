@@ -4,7 +4,7 @@
 
 Runs the publish service in this process against PostgreSQL (database `policyhub_bench` on
 127.0.0.1, created when missing, or DATABASE_URL), so the peak RSS printed is what one worker
-needs. Target (PRODUCT.md): 10,000 teams in under 60 s on one worker; an unchanged re-publish
+needs. Target (README, "Benchmarks"): 10,000 teams in under 60 s on one worker; an unchanged re-publish
 writes nothing.
 """
 

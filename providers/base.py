@@ -18,9 +18,9 @@ Severity = Literal["error", "warning"]
 PROVIDER_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
-# Built into Codex 0.169.0 and never redefinable (SPEC §3.2).
+# Built into Codex and never redefinable (docs/codex.md, "config.toml").
 RESERVED_PROVIDER_IDS = frozenset({"openai", "ollama", "lmstudio"})
-# Built in, but accept a restricted partial override (SPEC §3.2).
+# Built in, but accept a restricted partial override (docs/codex.md, "config.toml").
 BUILTIN_OVERRIDABLE_PROVIDER_IDS = frozenset({"amazon-bedrock", "amazon-bedrock-runtime", "gcp"})
 BUILTIN_PROVIDER_IDS = RESERVED_PROVIDER_IDS | BUILTIN_OVERRIDABLE_PROVIDER_IDS
 
@@ -156,7 +156,7 @@ class ProviderKind:
     def provider_table(
         self, settings: Mapping[str, Any], provider_id: str
     ) -> dict[str, Any] | None:
-        """The `[model_providers.<provider_id>]` table exactly as Codex 0.169.0 accepts it.
+        """The `[model_providers.<provider_id>]` table exactly as Codex accepts it.
 
         None when the kind needs no table (the built-in `openai` provider).
         """

@@ -183,7 +183,7 @@ def one_credential_required(settings: Mapping[str, Any]) -> list[Issue]:
 
 
 def one_credential_issues(settings: Mapping[str, Any], *, required: bool = False) -> list[Issue]:
-    """Codex takes either `env_key` or an `[auth]` command, never both (SPEC 3.2)."""
+    """Codex takes either `env_key` or an `[auth]` command, never both (docs/codex.md)."""
     has_env_key = settings.get("env_key") is not None
     has_command = settings.get("auth_command") is not None
     if has_env_key and has_command:

@@ -21,7 +21,7 @@ _NAMESPACE = uuid.UUID("9a4f3f7e-52a1-4c55-9d43-6f1c1f0e2b10")
 def mobileconfig(release: Release) -> bytes:
     """A configuration profile whose payload sets Codex's managed preferences.
 
-    On macOS `config_toml_base64` is Codex's managed config, the highest config layer (SPEC §2):
+    On macOS `config_toml_base64` is Codex's managed config, the highest config layer (docs/codex.md):
     the defaults become fixed, as in `managed_config.toml`. Profile files cannot travel this way.
     """
     label = f"{release.organization.slug}/{release.team_path}"

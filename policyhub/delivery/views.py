@@ -1,6 +1,6 @@
 """The two fetch paths, as plain Django views: every microsecond here is multiplied by the fleet.
 
-* Codex's config-server protocol (SPEC §4): `GET /config-server/<credential>/codex/config/bundle`.
+* Codex's config-server protocol (docs/codex.md): `GET /config-server/<credential>/codex/config/bundle`.
 * The agent's `GET /api/v1/device/bundle` with `Authorization: Bearer <credential>`.
 
 Both answer from delivery/cache.py: no rendering, no database write, normally no query. Both

@@ -1,4 +1,4 @@
-"""Validation before anything is published (PRODUCT "Definition of correct").
+"""Validation before anything is published (docs/codex.md says why each rule exists).
 
 Errors block, warnings are shown. Three layers, each naming node, field path and a sentence:
 1. every endpoint and every node on its own (types, enums, unknown keys, secrets: `schema`);

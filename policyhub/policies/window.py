@@ -1,10 +1,10 @@
 """Validation across the organisation's Codex support window (`[codex]` of the policy).
 
 A policy whose effect would differ between the Codex versions an organisation runs is flagged
-before anything is published, naming the versions and the keys (shared VERSIONS.md):
+before anything is published, naming the versions and the keys (docs/support-window.md):
 
 * a requirement key (or feature pin) some versions ignore fails open there: an error, unless it is
-  backed by a managed_config.toml pin every version enforces (`managed_pins`, note M) or the admin
+  backed by a managed_config.toml pin every version enforces (`managed_pins`, docs/codex.md "Layers") or the admin
   accepts it (`accept_unenforced`; the organisation page lists what was accepted, and from which
   version on it is enforced);
 * a value some version refuses to start on (an enum value it does not know, a value it made

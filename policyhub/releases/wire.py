@@ -2,7 +2,7 @@
 that serving one is a lookup, never a rendering.
 
 * the agent's bundle: every file, its sha256, the signed manifest and the signature;
-* Codex's own config-server bundle (SPEC §4): requirements and config as `enterprise_managed`
+* Codex's own config-server bundle (docs/codex.md): requirements and config as `enterprise_managed`
   fragments. Profiles are not part of that protocol; the agent writes them.
 """
 

@@ -360,7 +360,7 @@ NO_PROMPT = "No prompt provided via stdin."
 
 
 def session_free_args(version: str, profile: str | None = None) -> list[str]:
-    """`exec` that loads the whole stack and stops before any model call (VERSIONS.md note V)."""
+    """`exec` that loads the whole stack and stops before any model call (docs/codex.md, "Checking files with the real binary")."""
     strict = ["--strict-config"] if capabilities(version).strict_config else []
     selected = ["--profile", profile] if profile else []
     return ["exec", *strict, "--skip-git-repo-check", *selected]
