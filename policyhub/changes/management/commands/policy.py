@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import sys
 from argparse import ArgumentParser
 from dataclasses import replace
 from pathlib import Path
@@ -183,8 +184,6 @@ class Command(BaseCommand):
 
     @staticmethod
     def _read(name: str) -> str:
-        import sys
-
         try:
             data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
             return data.decode("utf-8")
