@@ -61,8 +61,8 @@ pytest: venv-dev
 hooks: venv-dev
 	$(VENV)/bin/pre-commit install
 
-# What running needs, and what developing needs on top (test, lint and type-check tools, and the
-# agent, whose tests run against the server). Each is installed once per change of its inputs.
+## venv, venv-dev: .venv with what running needs, or with the test, lint and type-check tools and
+##   the agent on top (its tests run against the server); each reinstalls when its inputs change.
 venv: $(VENV)/.installed
 venv-dev: $(VENV)/.installed-dev
 $(VENV)/.installed: pyproject.toml
@@ -93,6 +93,7 @@ services:
 ## codex: the Codex CLI releases of the suite (providers/codex_versions.py SUITE_VERSIONS),
 ##   project-local and git-ignored (CODEX_VERSIONS="0.170.0" installs another instead).
 codex:
+	@test -n "$(CODEX_VERSIONS)" || { echo "no Codex versions: $(PYTHON) -m providers.codex_versions suite failed"; exit 1; }
 	@for v in $(CODEX_VERSIONS); do \
 		bin=.codex-bin/$$v/node_modules/.bin/codex; \
 		if ! $$bin --version 2>/dev/null | grep -qx "codex-cli $$v"; then \
@@ -117,5 +118,6 @@ tools:
 	@# (the packaged nginx may start on port 80 of every address at install; it is stopped)
 	@/usr/sbin/nginx -v && wrk --version 2>&1 | head -n1
 
+## clean: remove .venv, the Codex binaries, the SQLite database and the tool caches.
 clean:
 	rm -rf $(VENV) .codex-bin policyhub.sqlite3 .mypy_cache .ruff_cache

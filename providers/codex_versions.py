@@ -8,7 +8,7 @@ one home of Codex-version facts.
 * feature names and their stages per release, in `data/codex-features.tsv`.
 
 Every entry was measured against the real binary of that release and of the release before it
-(docs/codex-versions.md: a requirement key set to `-7` is "known" when Codex reports a type
+(docs/support-window.md: a requirement key set to `-7` is "known" when Codex reports a type
 error, "ignored" when it starts). Adding a release: docs/adding-a-codex-release.md.
 """
 

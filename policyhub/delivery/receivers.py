@@ -2,8 +2,9 @@
 
 PostgreSQL announces every change that alters an answer to every listening process (delivery
 migration 0001, delivery/cache.py), this one included, a few milliseconds after the commit. A
-process that revokes or moves a device and serves fetches too drops the entry at the commit
-itself, so not even its own next fetch can see the old answer.
+process that saves a device (revokes or moves it; an enrolment, which changes nothing cached,
+costs one dropped entry) and serves fetches too drops the entry at the commit itself, so not even
+its own next fetch can see the old answer.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def publish_runs_recover_task() -> list[int]:
     """Celery beat, every minute: runs that lost their task or their worker go out again."""
     stalled = publish_runs_stalled()
     for run_id in stalled:
-        _hand_over(run_id)
+        publish_run_enqueue(run_id)
     return stalled
 
 
@@ -62,7 +62,7 @@ def publish_runs_recover_task() -> list[int]:
 )
 def publish_due_change_sets_task() -> int:
     """Celery beat, every minute: a publish run for each organisation with a change set due."""
-    runs = publish_runs_create_due()  # committed on return
+    runs = publish_runs_create_due()
     for run in runs:
-        _hand_over(run.pk)
+        publish_run_enqueue(run.pk)
     return len(runs)

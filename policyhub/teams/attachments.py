@@ -40,8 +40,8 @@ _attachments: list[TeamAttachment] = []
 
 
 def team_attachment_register(attachment: TeamAttachment) -> None:
-    """Called once per app from its AppConfig.ready()."""
-    if attachment not in _attachments:
+    """Called from an app's AppConfig.ready(); registering the same kind again changes nothing."""
+    if not any(type(known) is type(attachment) for known in _attachments):
         _attachments.append(attachment)
 
 

@@ -25,7 +25,10 @@ from policyhub.releases.services.runs import publish_run_request
 from policyhub.teams.models import Team
 from tests.codex.harness import REPO_ROOT, check_file_set
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("broker_to_ourselves"),
+]
 
 
 def start_worker(**extra_env: str) -> subprocess.Popen[bytes]:

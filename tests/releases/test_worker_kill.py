@@ -20,7 +20,10 @@ from policyhub.releases.tasks import publish_runs_recover_task
 from tests.conftest import make_policy
 from tests.releases.test_worker import start_worker, stop_worker
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("broker_to_ourselves"),
+]
 
 # About 3 s of publishing (0.8 s for 800 such teams since releases are inserted as plain rows).
 TEAMS = 3000

@@ -56,10 +56,10 @@ def publish_run_create(*, organization: Organization, actor: User | None) -> Pub
     return run
 
 
-@transaction.atomic
 def publish_runs_create_due(*, now: datetime | None = None) -> list[PublishRun]:
     """A run for every organisation with an approved change set whose publish time has come,
-    unless one is already waiting or running (Celery beat asks every minute)."""
+    unless one is already waiting or running (Celery beat asks every minute). Each run is its own
+    transaction: one organisation's trouble does not hold back the others."""
     organizations = organizations_with_due_change_sets(now or timezone.now()).exclude(
         pk__in=publish_runs_busy().values("organization_id")
     )
