@@ -29,7 +29,7 @@ run: venv
 		$(VENV)/bin/celery -A policyhub worker --loglevel=INFO --concurrency=2 & \
 		trap 'kill %1 2>/dev/null' EXIT; \
 	fi; \
-	echo; echo "PolicyHub: http://$(HOST):$(PORT)/  (log in with the demo admin above)"; echo; \
+	echo; echo "PolicyHub: http://$(HOST):$(PORT)/  (sign in with the demo login above)"; echo; \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 ## test: everything CI runs: lint and type checks, Django's checks, then the whole suite on

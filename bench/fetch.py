@@ -124,6 +124,7 @@ def seed(devices: int) -> Fleet:
     from django.db import transaction
 
     from policyhub.accounts.models import Organization
+    from policyhub.actors import Actor
     from policyhub.fleet.services import device_enroll, enrollment_token_create
     from policyhub.releases.models import Release
     from policyhub.teams.models import Team
@@ -144,7 +145,9 @@ def seed(devices: int) -> Fleet:
     # joins it), so enrolments in one organisation run one at a time anyway.
     started = time.perf_counter()
     secrets = {
-        path: enrollment_token_create(organization=org, team_path=path, actor=None)[1]
+        path: enrollment_token_create(
+            organization=org, team_path=path, actor=Actor.operator("bench")
+        )[1]
         for path in paths
     }
     credentials = {}

@@ -43,6 +43,7 @@ def main() -> None:
     from django.core.management import call_command
 
     from policyhub.accounts.models import Organization
+    from policyhub.actors import Actor
     from policyhub.policies import document
     from policyhub.policies.demo import ACME
     from policyhub.policies.domain import TeamSpec
@@ -66,7 +67,7 @@ def main() -> None:
         demo, slug=org.slug, name="Bench", teams=dict(list(teams.items())[:teams_wanted])
     )
     started = time.perf_counter()
-    policy_apply(organization=org, wanted=policy, actor=None)
+    policy_apply(organization=org, wanted=policy, actor=Actor.operator("bench"))
     print(f"setup: {len(policy.teams):,} teams stored in {time.perf_counter() - started:.1f} s")
 
     def publish() -> tuple[float, PublishRun]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import User
 from rest_framework import exceptions, status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -31,14 +29,6 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
             out.update(_flatten(value, f"{prefix}.{index}".strip(".")))
         return out
     return {prefix or "body": [str(detail)]}
-
-
-def acting_user(request: Request) -> User:
-    """The person behind a request that passed IsAuthenticated; anything else is refused."""
-    user = request.user
-    if not isinstance(user, User):
-        raise exceptions.NotAuthenticated()
-    return user
 
 
 def application_error_response(error: ApplicationError, code: int = 400) -> Response:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from django.core.exceptions import ValidationError
+
 from providers.base import Issue
 
 
@@ -14,6 +16,14 @@ class ApplicationError(Exception):
     def __init__(self, message: str, issues: Sequence[Issue] = ()) -> None:
         self.message, self.issues = message, list(issues)
         super().__init__(message)
+
+
+def invalid_fields(message: str, error: ValidationError) -> ApplicationError:
+    """A model's validation error as a refusal naming each field."""
+    issues = [
+        Issue("error", field, text) for field, texts in error.message_dict.items() for text in texts
+    ]
+    return ApplicationError(message, issues)
 
 
 class NotPermitted(ApplicationError):

@@ -8,9 +8,10 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-# Device credentials (phd_) and enrolment tokens (phe_); the native channel carries the
-# credential in its URL, so Django's "Unauthorized: /config-server/..." line would show it.
-_SECRET_RE = re.compile(r"\b(ph[de]_)[A-Za-z0-9_-]{8,}")
+# Device credentials (phd_), enrolment tokens (phe_), API tokens (pht_) and invitations (phi_)
+# (policyhub.credentials); the native channel carries the credential in its URL, so Django's
+# "Unauthorized: /config-server/..." line would show it.
+_SECRET_RE = re.compile(r"\b(ph[deti]_)[A-Za-z0-9_-]{8,}")
 
 
 def redact(text: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from policyhub.actors import Actor
 from policyhub.policies import document
 from policyhub.policies.domain import OrgPolicy
 
@@ -67,28 +68,37 @@ def policy_from() -> Callable[..., OrgPolicy]:
     return make_policy
 
 
+# The server operator, as tests that set things up act (everything allowed, under this name).
+OPERATOR = Actor.operator("tests")
+
+
+def acting(user: Any) -> Actor:
+    """A signed-in person as the actor of a service call."""
+    return Actor.for_user(user)
+
+
+def person(name: str, email: str | None = None) -> Any:
+    """A user who signs in with a verified address, as allauth requires."""
+    from allauth.account.models import EmailAddress
+    from django.contrib.auth import get_user_model
+
+    email = email or f"{name}@example.com"
+    user = get_user_model().objects.create_user(name, email, "pw-" + name * 3)
+    EmailAddress.objects.create(user=user, email=email, primary=True, verified=True)
+    return user
+
+
 @pytest.fixture
 def cast(db: Any) -> dict[str, Any]:
     """owner, admin and auditor of acme; outsider owns another organisation."""
-    from django.contrib.auth import get_user_model
-
     from policyhub.accounts.models import Role
     from policyhub.accounts.services import membership_grant, organization_create
 
-    users = {
-        name: get_user_model().objects.create_user(name, f"{name}@example.com", "pw-" + name * 3)
-        for name in ("owner", "admin", "auditor", "outsider")
-    }
-    acme = organization_create(slug="acme", name="Acme", actor=users["owner"])
-    other = organization_create(slug="other", name="Other", actor=users["outsider"])
-    membership_grant(organization=acme, user=users["owner"], role=Role.OWNER, actor=users["owner"])
-    membership_grant(organization=acme, user=users["admin"], role=Role.ADMIN, actor=users["owner"])
-    membership_grant(
-        organization=acme, user=users["auditor"], role=Role.AUDITOR, actor=users["owner"]
-    )
-    membership_grant(
-        organization=other, user=users["outsider"], role=Role.OWNER, actor=users["outsider"]
-    )
+    users = {name: person(name) for name in ("owner", "admin", "auditor", "outsider")}
+    acme = organization_create(actor=OPERATOR, slug="acme", name="Acme", owner=users["owner"])
+    other = organization_create(actor=OPERATOR, slug="other", name="Other", owner=users["outsider"])
+    for name, role in (("admin", Role.ADMIN), ("auditor", Role.AUDITOR)):
+        membership_grant(actor=OPERATOR, organization=acme, user=users[name], role=role)
     return {**users, "acme": acme, "other": other}
 
 

@@ -16,6 +16,8 @@ class Organization(models.Model):
     name = models.CharField(max_length=200)
     # Four eyes: a submitted change set waits for an owner, admin or approver other than its author.
     requires_approval = models.BooleanField(default=False)
+    # Members reach this organisation only in a session signed in through single sign-on.
+    sso_required = models.BooleanField(default=False)
     # The Codex versions its machines run (policies.domain.CodexWindow; empty: the default).
     # Part of the policy: written by `policy_apply`, audited and diffed like the rest.
     codex_window = models.JSONField(default=dict, blank=True)
@@ -64,3 +66,74 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.role} in {self.organization}"
+
+
+class Invitation(models.Model):
+    """An invitation to join an organisation with a role: sent by email, used once, expiring.
+    Only the sha256 of its secret is stored."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="invitations"
+    )
+    email = models.EmailField()
+    role = models.CharField(max_length=20, choices=Role.choices)
+    # A team editor's scope, by path: checked again when the invitation is accepted.
+    team_path = models.CharField(max_length=1024, blank=True)
+    secret_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.CharField(max_length=150)  # the actor's label
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(role__in=[r.value for r in Role]), name="invitation_role_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(team_path="") | models.Q(role=Role.TEAM_EDITOR),
+                name="invitation_team_only_for_editors",
+            ),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} as {self.role} in {self.organization}"
+
+
+class ApiToken(models.Model):
+    """A person's credential for the API in one organisation, at most at `role`: shown once,
+    stored as a sha256, expiring, revocable."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    # The ceiling: the token acts with what both this role and its user's current role allow.
+    role = models.CharField(max_length=20, choices=Role.choices)
+    secret_hash = models.CharField(max_length=64, unique=True)
+    # The first characters of the secret, to tell tokens apart without revealing them.
+    prefix = models.CharField(max_length=12)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(role__in=[r.value for r in Role]), name="api_token_role_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["organization", "user"])]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"

@@ -1,13 +1,14 @@
-"""Reads of organisations and memberships."""
+"""Reads of organisations, memberships, invitations and API tokens."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
-from policyhub.accounts.models import Membership, Organization, Role
-from policyhub.errors import NotPermitted
-from providers.base import Issue
+from policyhub import credentials
+from policyhub.accounts.models import ApiToken, Invitation, Membership, Organization
 
 
 def organizations_for(user: User | AnonymousUser) -> QuerySet[Organization]:
@@ -17,19 +18,94 @@ def organizations_for(user: User | AnonymousUser) -> QuerySet[Organization]:
     return Organization.objects.filter(memberships__user_id=user.pk).order_by("slug")
 
 
-def require_role(
-    organization: Organization, user: User, roles: tuple[Role, ...], doing: str
-) -> None:
-    """Refuse, naming the roles that may, unless `user` holds one of `roles` in the organisation."""
-    if not Membership.objects.filter(organization=organization, user=user, role__in=roles).exists():
-        allowed = ", ".join(r.value for r in roles)
-        raise NotPermitted(
-            f"{user.get_username()} may not {doing} in {organization.slug}",
-            [Issue("error", "user", f"needs one of the roles {allowed} in {organization.slug}")],
-        )
-
-
 def organization_lock(organization_id: int) -> Organization:
     """The organisation's row, locked until the transaction ends: the writers of one
     organisation's policy, releases and keys go one after the other and see each other's work."""
     return Organization.objects.select_for_update().get(pk=organization_id)
+
+
+def members(organization: Organization) -> QuerySet[Membership]:
+    return (
+        Membership.objects.filter(organization=organization)
+        .select_related("user", "team")
+        .order_by("user__email", "user__username")
+    )
+
+
+def membership_of(organization: Organization, user_key: str) -> Membership | None:
+    """A member named by email or username."""
+    return (
+        members(organization)
+        .filter(Q(user__email__iexact=user_key) | Q(user__username=user_key))
+        .first()
+    )
+
+
+def user_by_key(user_key: str) -> User | None:
+    """A user named by email (as people sign in) or username."""
+    return (
+        User.objects.filter(Q(email__iexact=user_key) | Q(username=user_key)).order_by("pk").first()
+    )
+
+
+def invitations_pending(organization: Organization) -> QuerySet[Invitation]:
+    return Invitation.objects.filter(
+        organization=organization,
+        accepted_at__isnull=True,
+        revoked_at__isnull=True,
+        expires_at__gt=timezone.now(),
+    )
+
+
+def invitation_refusal(invitation: Invitation | None) -> str | None:
+    """Why this invitation cannot be accepted now, or None if it can."""
+    if invitation is None:
+        return "unknown invitation"
+    if invitation.revoked_at is not None:
+        return "this invitation was withdrawn"
+    if invitation.accepted_at is not None:
+        return "this invitation has been used"
+    if invitation.expires_at <= timezone.now():
+        return "this invitation has expired"
+    return None
+
+
+def invitation_link(secret: str) -> str:
+    return f"{settings.BASE_URL.rstrip('/')}/invitations/{secret}/"
+
+
+def invitation_for_secret(secret: object) -> Invitation | None:
+    if not credentials.well_formed(secret, credentials.INVITATION_PREFIX):
+        return None
+    return (
+        Invitation.objects.select_related("organization")
+        .filter(secret_hash=credentials.secret_hash(secret))
+        .first()
+    )
+
+
+def api_tokens(organization: Organization, *, user: User | None = None) -> QuerySet[ApiToken]:
+    found = ApiToken.objects.filter(organization=organization).select_related("user")
+    return found.filter(user=user) if user is not None else found
+
+
+def api_token_for_secret(secret: object) -> ApiToken | None:
+    """The usable token holding `secret`: not revoked, not expired, its user still a member."""
+    if not credentials.well_formed(secret, credentials.API_TOKEN_PREFIX):
+        return None
+    token = (
+        ApiToken.objects.select_related("user", "organization")
+        .filter(
+            secret_hash=credentials.secret_hash(secret),
+            revoked_at__isnull=True,
+            expires_at__gt=timezone.now(),
+            user__is_active=True,
+        )
+        .first()
+    )
+    if token is None:
+        return None
+    still_member = Membership.objects.filter(
+        organization_id=token.organization_id, user_id=token.user_id
+    ).exists()
+    return token if still_member else None

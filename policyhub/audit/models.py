@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from policyhub.actors import ActorKind
+
 
 class AuditEvent(models.Model):
     """Who changed what, when, from what to what, and why."""
@@ -17,7 +19,11 @@ class AuditEvent(models.Model):
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # Kept even if the user is later removed.
+    # A person (user), a person's API token, the server operator, a system job or a machine
+    # (policyhub.actors); the label is kept even if the user is later removed.
+    actor_kind = models.CharField(
+        max_length=16, choices=[(k.value, k.value) for k in ActorKind], default=ActorKind.USER.value
+    )
     actor_label = models.CharField(max_length=150)
     action = models.CharField(max_length=64)
     object_type = models.CharField(max_length=64)

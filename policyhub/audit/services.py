@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import User
 from django.db import transaction
 
+from policyhub.actors import Actor
 from policyhub.audit.models import AuditEvent
 
 
 def audit_event(
     *,
     organization_id: int | None,
-    actor: User | None,
+    actor: Actor,
     action: str,
     object_type: str,
     object_key: str,
@@ -24,8 +24,9 @@ def audit_event(
     """One unsaved, validated event (for `audit_record_many`)."""
     event = AuditEvent(
         organization_id=organization_id,
-        actor=actor if actor is not None and actor.pk else None,
-        actor_label=actor.get_username() if actor is not None else "system",
+        actor=actor.user,
+        actor_kind=actor.kind,
+        actor_label=actor.label,
         action=action,
         object_type=object_type,
         object_key=object_key,

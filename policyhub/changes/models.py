@@ -21,9 +21,13 @@ class ChangeSet(models.Model):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="change_sets"
     )
+    # The person who wrote it; None for the server operator (named in author_label).
     author = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Who wrote it (policyhub.actors): the publish that applies it acts in their name.
+    author_kind = models.CharField(max_length=16, default="user")
+    author_label = models.CharField(max_length=150, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     title = models.CharField(max_length=200, blank=True)
     reason = models.TextField(blank=True)
@@ -39,6 +43,7 @@ class ChangeSet(models.Model):
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    decided_by_label = models.CharField(max_length=150, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_reason = models.TextField(blank=True)
     published_at = models.DateTimeField(null=True, blank=True)

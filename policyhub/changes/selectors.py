@@ -23,17 +23,11 @@ PREVIEW_REVISION = "preview"
 
 
 def change_set_list(organization: Organization) -> QuerySet[ChangeSet]:
-    return ChangeSet.objects.filter(organization=organization).select_related(
-        "author", "decided_by"
-    )
+    return ChangeSet.objects.filter(organization=organization)
 
 
 def change_set_get(change_set_id: int) -> ChangeSet | None:
-    return (
-        ChangeSet.objects.filter(pk=change_set_id)
-        .select_related("organization", "author", "decided_by")
-        .first()
-    )
+    return ChangeSet.objects.filter(pk=change_set_id).select_related("organization").first()
 
 
 def organizations_with_due_change_sets(now: datetime) -> QuerySet[Organization]:
@@ -52,9 +46,9 @@ def live_policy_digest(organization: Organization) -> str:
     return policy_digest(org_policy(organization))
 
 
-def policy_plan_lines(organization: Organization, wanted: OrgPolicy) -> list[str]:
-    """The plan from the live policy to `wanted`, one line per change."""
-    return [str(change) for change in document.plan(org_policy(organization), wanted)]
+def policy_plan(organization: Organization, wanted: OrgPolicy) -> list[document.Change]:
+    """The plan from the live policy to `wanted`, one change per line."""
+    return document.plan(org_policy(organization), wanted)
 
 
 @dataclass(frozen=True)

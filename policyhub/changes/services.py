@@ -11,73 +11,59 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from policyhub.accounts.models import Organization, Role
-from policyhub.accounts.selectors import organization_lock, require_role
+from policyhub.accounts.models import Organization
+from policyhub.accounts.permissions import Permission, authorize
+from policyhub.actors import Actor
 from policyhub.audit.services import audit_record
 from policyhub.changes.models import ChangeSet
-from policyhub.changes.selectors import live_policy_digest, policy_plan_lines
+from policyhub.changes.selectors import live_policy_digest, policy_plan
 from policyhub.errors import ApplicationError
 from policyhub.policies import document
+from policyhub.policies.document import Change
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_apply, policy_check
 from policyhub.teams.services import team_delete_check
 from providers.base import Issue
 
-APPROVER_ROLES = (Role.OWNER, Role.ADMIN, Role.APPROVER)
-SETTINGS_ROLES = (Role.OWNER, Role.ADMIN)
-
-
-@transaction.atomic
-def organization_settings_update(
-    *, organization: Organization, actor: User, requires_approval: bool
-) -> Organization:
-    """Change the organisation's review setting; only its owners and admins may."""
-    require_role(organization, actor, SETTINGS_ROLES, "change the organisation's settings")
-    organization = organization_lock(organization.pk)
-    before = {"requires_approval": organization.requires_approval}
-    organization.requires_approval = requires_approval
-    organization.full_clean()
-    organization.save(update_fields=["requires_approval"])
-    audit_record(
-        organization_id=organization.pk,
-        actor=actor,
-        action="organization.settings_update",
-        object_type="organization",
-        object_key=organization.slug,
-        before=before,
-        after={"requires_approval": requires_approval},
-    )
-    return organization
+# Who approves when the organisation asks for no second person.
+AUTO_APPROVAL = Actor.system("approval-not-required")
+# Who refuses a change set that can no longer be applied when its publish comes.
+PUBLISHER = Actor.system("publish")
 
 
 @transaction.atomic
 def change_set_create(
     *,
+    actor: Actor,
     organization: Organization,
     document_text: str,
-    author: User,
     reason: str = "",
     title: str = "",
     publish_at: datetime | None = None,
 ) -> ChangeSet:
-    """A draft change set: the wanted document and its plan against the live policy."""
+    """A draft change set: the wanted document and its plan against the live policy. Its author
+    must be allowed to change every node it touches."""
+    authorize(actor, organization, Permission.POLICY_EDIT, doing="propose policy changes")
     wanted = document.parse(document_text)
     if wanted.slug != organization.slug:
         raise ApplicationError(
             "the document is for another organisation",
             [Issue("error", "organization.slug", f"is {wanted.slug!r}, not {organization.slug!r}")],
         )
-    plan = policy_plan_lines(organization, wanted)
+    changes = policy_plan(organization, wanted)
+    _authorize_nodes(actor, organization, changes)
+    plan = [str(change) for change in changes]
     if not plan:
         raise ApplicationError(f"the document matches the live policy of {organization.slug}")
     change_set = ChangeSet(
         organization=organization,
-        author=author,
+        author=actor.user,
+        author_kind=actor.kind,
+        author_label=actor.label,
         title=title or _title(plan),
         reason=reason,
         document=document_text,
@@ -87,22 +73,25 @@ def change_set_create(
     )
     change_set.full_clean()
     change_set.save()
-    _audit(change_set, author, "create", after={"plan": plan}, reason=reason)
+    _audit(change_set, actor, "create", after={"plan": plan}, reason=reason)
     return change_set
 
 
 @transaction.atomic
 def change_set_submit(
-    *, change_set: ChangeSet, actor: User, publish_at: datetime | None = None
+    *, actor: Actor, change_set: ChangeSet, publish_at: datetime | None = None
 ) -> ChangeSet:
     """Validate the whole wanted policy (errors block) and put the change set up for review;
-    where the organisation does not require approval it is approved at once."""
+    where the organisation does not require approval it is approved at once. Whoever submits
+    must be allowed to change every node it touches."""
     change_set = _locked(change_set)
-    _require_status(change_set, ChangeSet.Status.DRAFT, "submitted")
     organization = change_set.organization
+    authorize(actor, organization, Permission.POLICY_EDIT, doing="submit policy changes")
+    _require_status(change_set, ChangeSet.Status.DRAFT, "submitted")
     if live_policy_digest(organization) != change_set.base_digest:
         raise _stale(change_set)
     wanted = document.parse(change_set.document)
+    _authorize_nodes(actor, organization, policy_plan(organization, wanted))
     policy_check(wanted)
     current = org_policy(organization)
     team_delete_check(organization=organization, paths=set(current.teams) - set(wanted.teams))
@@ -115,57 +104,79 @@ def change_set_submit(
     _audit(change_set, actor, "submit", after=_state(change_set))
     if not organization.requires_approval:
         change_set.status, change_set.decided_at = ChangeSet.Status.APPROVED, now
+        change_set.decided_by_label = AUTO_APPROVAL.label
         change_set.decision_reason = "the organisation does not require approval"
         change_set.full_clean()
         change_set.save()
         _audit(
-            change_set, None, "approve", after=_state(change_set), reason=change_set.decision_reason
+            change_set,
+            AUTO_APPROVAL,
+            "approve",
+            after=_state(change_set),
+            reason=change_set.decision_reason,
         )
     return change_set
 
 
 @transaction.atomic
-def change_set_approve(*, change_set: ChangeSet, approver: User, reason: str = "") -> ChangeSet:
-    """Four eyes: an owner, admin or approver other than the author approves a submitted set."""
+def change_set_approve(*, actor: Actor, change_set: ChangeSet, reason: str = "") -> ChangeSet:
+    """Four eyes: a reviewer other than the author approves a submitted change set."""
     change_set = _locked(change_set)
-    require_role(change_set.organization, approver, APPROVER_ROLES, "approve change sets")
-    if change_set.author_id is not None and change_set.author_id == approver.pk:
+    authorize(
+        actor, change_set.organization, Permission.CHANGE_SET_REVIEW, doing="approve change sets"
+    )
+    if _same_person(actor, change_set):
         raise ApplicationError(
             "the author can never approve their own change",
-            [
-                Issue(
-                    "error",
-                    "approver",
-                    f"{approver.get_username()} wrote change set {change_set.pk}",
-                )
-            ],
+            [Issue("error", "actor", f"{actor.label} wrote change set {change_set.pk}")],
         )
-    return _decide(change_set, approver, ChangeSet.Status.APPROVED, reason)
+    return _decide(change_set, actor, ChangeSet.Status.APPROVED, reason)
 
 
 @transaction.atomic
-def change_set_reject(*, change_set: ChangeSet, approver: User, reason: str) -> ChangeSet:
+def change_set_reject(*, actor: Actor, change_set: ChangeSet, reason: str) -> ChangeSet:
     """Send a submitted change set back; a rejection always says why."""
     change_set = _locked(change_set)
-    require_role(change_set.organization, approver, APPROVER_ROLES, "reject change sets")
+    authorize(
+        actor, change_set.organization, Permission.CHANGE_SET_REVIEW, doing="reject change sets"
+    )
     if not reason.strip():
         raise ApplicationError(
             "a rejection needs a reason", [Issue("error", "reason", "must not be empty")]
         )
-    return _decide(change_set, approver, ChangeSet.Status.REJECTED, reason)
+    return _decide(change_set, actor, ChangeSet.Status.REJECTED, reason)
+
+
+def _same_person(actor: Actor, change_set: ChangeSet) -> bool:
+    """Whether the reviewer wrote the change set: the same person, through whichever means
+    (session or API token), or the same operator."""
+    if actor.user is not None and change_set.author_id is not None:
+        return actor.user.pk == change_set.author_id
+    return actor.label == change_set.author_label
+
+
+def _authorize_nodes(actor: Actor, organization: Organization, changes: list[Change]) -> None:
+    authorize(
+        actor,
+        organization,
+        Permission.POLICY_EDIT,
+        doing="change these nodes",
+        nodes=[change.node for change in changes],
+    )
 
 
 def _decide(
-    change_set: ChangeSet, approver: User, status: ChangeSet.Status, reason: str
+    change_set: ChangeSet, actor: Actor, status: ChangeSet.Status, reason: str
 ) -> ChangeSet:
     """A reviewer's decision on a submitted change set, recorded and audited."""
     _require_status(change_set, ChangeSet.Status.SUBMITTED, status)
-    change_set.status, change_set.decided_by = status, approver
+    change_set.status, change_set.decided_by = status, actor.user
+    change_set.decided_by_label = actor.label
     change_set.decided_at, change_set.decision_reason = timezone.now(), reason.strip()
     change_set.full_clean()
     change_set.save()
     verb = {ChangeSet.Status.APPROVED: "approve", ChangeSet.Status.REJECTED: "reject"}[status]
-    _audit(change_set, approver, verb, after=_state(change_set), reason=reason)
+    _audit(change_set, actor, verb, after=_state(change_set), reason=reason)
     return change_set
 
 
@@ -178,7 +189,7 @@ class DueChangeSets:
 
 
 def change_sets_publish_due(
-    *, organization: Organization, run_id: int, actor: User | None
+    *, organization: Organization, run_id: int, actor: Actor
 ) -> DueChangeSets:
     """Apply the organisation's approved change sets that are due, oldest approval first, and
     mark them published by publish run `run_id` (requested by `actor`). One planned against a
@@ -208,8 +219,9 @@ def change_sets_publish_due(
                     policy_apply(
                         organization=organization,
                         wanted=document.parse(change_set.document),
-                        actor=change_set.author,
+                        actor=_author(change_set),
                         reason=_apply_reason(change_set),
+                        approved_change_set_id=change_set.pk,
                     )
             except ApplicationError as exc:
                 details = "; ".join(str(issue) for issue in exc.issues)
@@ -217,10 +229,11 @@ def change_sets_publish_due(
                 problem += f" ({details})" if details else ""
         if problem:
             change_set.status, change_set.decided_by = ChangeSet.Status.REJECTED, None
+            change_set.decided_by_label = PUBLISHER.label
             change_set.decided_at, change_set.decision_reason = now, problem
             change_set.full_clean()
             change_set.save()
-            _audit(change_set, None, "refuse", after=_state(change_set), reason=problem)
+            _audit(change_set, PUBLISHER, "refuse", after=_state(change_set), reason=problem)
             refused.append(problem)
             continue
         change_set.status, change_set.published_at = ChangeSet.Status.PUBLISHED, now
@@ -259,6 +272,10 @@ def _stale(change_set: ChangeSet) -> ApplicationError:
     )
 
 
+def _author(change_set: ChangeSet) -> Actor:
+    return Actor.recorded(change_set.author_kind, change_set.author_label, change_set.author)
+
+
 def _apply_reason(change_set: ChangeSet) -> str:
     label = f"change set {change_set.pk}"
     return f"{label}: {change_set.reason}" if change_set.reason else label
@@ -279,7 +296,7 @@ def _state(change_set: ChangeSet) -> dict[str, object]:
 
 def _audit(
     change_set: ChangeSet,
-    actor: User | None,
+    actor: Actor,
     verb: str,
     *,
     after: object = None,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from policyhub import credentials
 from policyhub.delivery.cache import DeliveryCache, cache
 from policyhub.delivery.entries import DeviceEntry, Served
 from policyhub.delivery.loaders import device_load, team_load
-from policyhub.fleet import credentials
 from policyhub.releases.selectors import rollout_serves_current
 
 

@@ -19,12 +19,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.http import parse_etags
 from django.views.decorators.csrf import csrf_exempt
 
+from policyhub.accounts.access import organization_for_request
 from policyhub.delivery import exports
 from policyhub.delivery.selectors import bearer_credential, device_for_credential, release_served
 from policyhub.delivery.services import fetch_record
 from policyhub.fleet.models import Device
 from policyhub.releases.models import Release
-from policyhub.releases.selectors import current_release_of_member_team
+from policyhub.releases.selectors import current_release_of_team
 from policyhub.validators import is_plain_text
 from providers.codex_versions import Version, parse_version
 
@@ -119,12 +120,9 @@ def device_bundle(request: HttpRequest) -> HttpResponse:
 
 
 def _current_release(request: HttpRequest, slug: str, path: str) -> Release:
-    """The team's current release, for members of its organisation only (404 for others)."""
-    release = None
-    if is_plain_text(path):
-        release = current_release_of_member_team(
-            request.user, organization_slug=slug, team_path=path
-        )
+    """The team's current release, for those who may see its organisation (404 for others)."""
+    organization, _ = organization_for_request(request, slug)
+    release = current_release_of_team(organization, path) if is_plain_text(path) else None
     if release is None:
         raise Http404("no published release for this team")
     return release

@@ -11,20 +11,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from policyhub.accounts.access import organization_for_request
 from policyhub.accounts.models import Organization
-from policyhub.accounts.selectors import organizations_for
-from policyhub.apis import acting_user
 from policyhub.fleet import selectors, services
 from policyhub.fleet.models import Device, EnrollmentToken
-from policyhub.validators import plain_text
+from policyhub.validators import duration_parse, plain_text
 from providers.codex_versions import version_text
-
-
-def _organization(request: Request, slug: str) -> Organization:
-    found = organizations_for(request.user).filter(slug=slug).first()
-    if found is None:
-        raise Http404("no such organisation")
-    return found
 
 
 def _device(organization: Organization, device_id: str) -> Device:
@@ -70,7 +62,7 @@ class FleetTeamsApi(APIView):
     """Per team: devices current, behind, failing, stale or pending, and rollout progress."""
 
     def get(self, request: Request, slug: str) -> Response:
-        org = _organization(request, slug)
+        org, _ = organization_for_request(request, slug)
         return Response({"teams": TeamFleetOut(selectors.team_fleet(org), many=True).data})
 
 
@@ -86,7 +78,7 @@ class FleetDevicesApi(APIView):
     """Every enrolled device with what it was served, applied and reported."""
 
     def get(self, request: Request, slug: str) -> Response:
-        org = _organization(request, slug)
+        org, _ = organization_for_request(request, slug)
         query = DevicesQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         statuses = selectors.device_statuses(
@@ -108,7 +100,7 @@ class FleetCodexVersionsApi(APIView):
     """The Codex versions the fleet runs, against the organisation's support window."""
 
     def get(self, request: Request, slug: str) -> Response:
-        org = _organization(request, slug)
+        org, _ = organization_for_request(request, slug)
         seen = selectors.codex_versions_seen(org)
         low, high = selectors.window_of(org)
         return Response(
@@ -132,22 +124,24 @@ class MoveIn(ReasonIn):
 
 class DeviceRevokeApi(APIView):
     def post(self, request: Request, slug: str, device_id: str) -> Response:
-        device = _device(_organization(request, slug), device_id)
+        org, actor = organization_for_request(request, slug)
+        device = _device(org, device_id)
         data = ReasonIn(data=request.data)
         data.is_valid(raise_exception=True)
-        services.device_revoke(device=device, actor=acting_user(request), **data.validated_data)
+        services.device_revoke(device=device, actor=actor, **data.validated_data)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class DeviceMoveApi(APIView):
     def post(self, request: Request, slug: str, device_id: str) -> Response:
-        device = _device(_organization(request, slug), device_id)
+        org, actor = organization_for_request(request, slug)
+        device = _device(org, device_id)
         data = MoveIn(data=request.data)
         data.is_valid(raise_exception=True)
         device = services.device_move(
             device=device,
             team_path=data.validated_data["team"],
-            actor=acting_user(request),
+            actor=actor,
             reason=data.validated_data["reason"],
         )
         return Response({"id": str(device.pk), "team": device.team.path})
@@ -172,29 +166,30 @@ class TokenIn(serializers.Serializer[None]):
 
 class EnrollmentTokensApi(APIView):
     def get(self, request: Request, slug: str) -> Response:
-        org = _organization(request, slug)
+        org, _ = organization_for_request(request, slug)
         return Response({"tokens": TokenOut(selectors.enrollment_tokens(org), many=True).data})
 
     def post(self, request: Request, slug: str) -> Response:
-        org = _organization(request, slug)
+        org, actor = organization_for_request(request, slug)
         data = TokenIn(data=request.data)
         data.is_valid(raise_exception=True)
         given: dict[str, Any] = data.validated_data
         token, secret = services.enrollment_token_create(
             organization=org,
             team_path=given["team"],
-            lifetime=services.duration_parse(given["expires"]),
+            lifetime=duration_parse(given["expires"]),
             max_uses=given["uses"],
             note=given["note"],
-            actor=acting_user(request),
+            actor=actor,
         )
         return Response({**TokenOut(token).data, "token": secret}, status=status.HTTP_201_CREATED)
 
 
 class EnrollmentTokenRevokeApi(APIView):
     def post(self, request: Request, slug: str, token_id: int) -> Response:
-        token = selectors.enrollment_token_get(_organization(request, slug), token_id)
+        org, actor = organization_for_request(request, slug)
+        token = selectors.enrollment_token_get(org, token_id)
         if token is None:
             raise Http404("no such enrolment token")
-        services.enrollment_token_revoke(token=token, actor=acting_user(request))
+        services.enrollment_token_revoke(token=token, actor=actor)
         return Response(status=status.HTTP_204_NO_CONTENT)

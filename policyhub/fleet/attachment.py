@@ -3,10 +3,10 @@ alive; revoked machines and enrolment tokens go with it."""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import User
 from django.db.models import Count, QuerySet
 
 from policyhub.accounts.models import Organization
+from policyhub.actors import Actor
 from policyhub.audit.services import audit_record
 from policyhub.errors import ApplicationError
 from policyhub.fleet.models import Device, EnrollmentToken
@@ -38,7 +38,7 @@ class FleetOnTeams:
         )
 
     def delete_with(
-        self, organization: Organization, subtree: QuerySet[Team], actor: User | None, reason: str
+        self, organization: Organization, subtree: QuerySet[Team], actor: Actor, reason: str
     ) -> None:
         for kind, rows in (
             ("device", Device.objects.filter(team__in=subtree, revoked_at__isnull=False)),

@@ -3,19 +3,18 @@ status devices report."""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from policyhub.accounts.models import Organization, Role
-from policyhub.accounts.selectors import require_role
+from policyhub import credentials
+from policyhub.accounts.models import Organization
+from policyhub.accounts.permissions import Permission, authorize
+from policyhub.actors import Actor
 from policyhub.audit.services import audit_record
 from policyhub.errors import ApplicationError
-from policyhub.fleet import credentials
 from policyhub.fleet.models import Device, EnrollmentToken
 from policyhub.fleet.selectors import token_refusal
 from policyhub.releases.services.keys import signing_key_active
@@ -23,9 +22,6 @@ from policyhub.teams.models import Team
 from providers.base import Issue
 
 MAX_TOKEN_LIFETIME = timedelta(days=365)
-FLEET_ROLES = (Role.OWNER, Role.ADMIN)
-_DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
 class EnrollmentRefused(ApplicationError):
@@ -35,27 +31,8 @@ class EnrollmentRefused(ApplicationError):
         super().__init__(message, [Issue("error", "token", message)])
 
 
-def duration_parse(text: str, *, field: str = "expires") -> timedelta:
-    """`30m`, `12h`, `7d`: the lifetime an admin gives a token."""
-    match = _DURATION_RE.match(text.strip())
-    if not match:
-        raise ApplicationError(
-            f"{field} must be a number followed by m, h or d (e.g. 7d)",
-            [Issue("error", field, f"{text!r} is not a duration like 30m, 12h or 7d")],
-        )
-    value = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    if value > MAX_TOKEN_LIFETIME:
-        raise ApplicationError(
-            f"{field} may be at most 365d",
-            [Issue("error", field, f"{text} is longer than 365 days")],
-        )
-    return value
-
-
-def _require_fleet_role(organization: Organization, actor: User | None, doing: str) -> None:
-    """People act as owners or admins; None is the operator at the server's command line."""
-    if actor is not None:
-        require_role(organization, actor, FLEET_ROLES, doing)
+def _authorize(organization: Organization, actor: Actor, doing: str) -> None:
+    authorize(actor, organization, Permission.FLEET_MANAGE, doing=doing)
 
 
 def _team(organization: Organization, team_path: str, field: str = "team") -> Team:
@@ -76,10 +53,10 @@ def enrollment_token_create(
     lifetime: timedelta = timedelta(days=7),
     max_uses: int | None = None,
     note: str = "",
-    actor: User | None,
+    actor: Actor,
 ) -> tuple[EnrollmentToken, str]:
     """A new token for the team; returns it with its secret, which is shown only this once."""
-    _require_fleet_role(organization, actor, "create enrolment tokens")
+    _authorize(organization, actor, "create enrolment tokens")
     team = _team(organization, team_path)
     if max_uses is not None and max_uses < 1:
         raise ApplicationError("uses must be at least 1", [Issue("error", "uses", "must be ≥ 1")])
@@ -100,7 +77,7 @@ def enrollment_token_create(
         note=note,
         expires_at=timezone.now() + lifetime,
         max_uses=max_uses,
-        created_by=actor,
+        created_by=actor.user,
     )
     token.full_clean()
     token.save()
@@ -116,8 +93,8 @@ def enrollment_token_create(
 
 
 @transaction.atomic
-def enrollment_token_revoke(*, token: EnrollmentToken, actor: User | None) -> EnrollmentToken:
-    _require_fleet_role(token.organization, actor, "revoke enrolment tokens")
+def enrollment_token_revoke(*, token: EnrollmentToken, actor: Actor) -> EnrollmentToken:
+    _authorize(token.organization, actor, "revoke enrolment tokens")
     token = EnrollmentToken.objects.select_for_update().get(pk=token.pk)
     if token.revoked_at is None:
         before = _token_data(token)
@@ -182,7 +159,7 @@ def device_enroll(
     device.save()
     audit_record(
         organization_id=token.organization_id,
-        actor=None,
+        actor=Actor.device(f"enrolment token {token.prefix}…"),
         action="device.enroll",
         object_type="device",
         object_key=str(device.pk),
@@ -192,7 +169,7 @@ def device_enroll(
 
 
 @transaction.atomic
-def device_revoke(*, device: Device, actor: User | None, reason: str = "") -> Device:
+def device_revoke(*, device: Device, actor: Actor, reason: str = "") -> Device:
     """Both channels refuse the device's credential from the moment this commits."""
     device = _device_locked(device, actor, "revoke devices")
     if device.revoked_at is None:
@@ -210,7 +187,7 @@ def device_revoke(*, device: Device, actor: User | None, reason: str = "") -> De
 
 
 @transaction.atomic
-def device_move(*, device: Device, team_path: str, actor: User | None, reason: str = "") -> Device:
+def device_move(*, device: Device, team_path: str, actor: Actor, reason: str = "") -> Device:
     """Serve the device another team's release from its next fetch on."""
     device = _device_locked(device, actor, "move devices")
     if device.revoked_at is not None:
@@ -233,8 +210,8 @@ def device_move(*, device: Device, team_path: str, actor: User | None, reason: s
     return device
 
 
-def _device_locked(device: Device, actor: User | None, doing: str) -> Device:
-    _require_fleet_role(device.organization, actor, doing)
+def _device_locked(device: Device, actor: Actor, doing: str) -> Device:
+    _authorize(device.organization, actor, doing)
     return Device.objects.select_for_update(of=("self",)).select_related("team").get(pk=device.pk)
 
 
@@ -243,7 +220,7 @@ def _device_save(
     verb: str,
     fields: list[str],
     *,
-    actor: User | None,
+    actor: Actor,
     before: Any,
     after: Any,
     reason: str,

@@ -256,6 +256,13 @@ class Change:
     before: Any = None
     after: Any = None
 
+    @property
+    def node(self) -> str:
+        """The team path whose node this changes; "" for the organisation's own (its name,
+        endpoints, Codex window and root node)."""
+        kind, _, rest = self.object.partition(" ")
+        return rest.split(" ", 1)[0] if kind == "team" else ""
+
     def __str__(self) -> str:
         sign = {"create": "+", "change": "~", "delete": "-"}[self.action]
         if self.action == "change":

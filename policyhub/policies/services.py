@@ -1,16 +1,18 @@
 """Writes of policy data. Everything goes through `policy_apply`: a whole wanted policy is
-validated, diffed against the stored one, and written in one transaction with one audit event
-per change, or not at all.
+checked against what its actor may change, validated, diffed against the stored one, and
+written in one transaction with one audit event per change, or not at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from django.contrib.auth.models import User
 from django.db import transaction
 
 from policyhub.accounts.models import Organization
+from policyhub.accounts.permissions import Permission, authorize
+from policyhub.accounts.selectors import organization_lock
+from policyhub.actors import Actor
 from policyhub.audit.services import audit_record
 from policyhub.errors import ApplicationError
 from policyhub.policies.document import Change, codex_dict, plan
@@ -20,6 +22,7 @@ from policyhub.policies.selectors import org_policy
 from policyhub.policies.validation import TeamValidation, errors_of, validate_policy
 from policyhub.teams.models import Team
 from policyhub.teams.services import team_create, team_delete, team_delete_check, team_rename
+from providers.base import Issue
 
 
 def policy_check(policy: OrgPolicy, teams: dict[str, TeamValidation] | None = None) -> None:
@@ -40,20 +43,44 @@ def policy_apply(
     *,
     organization: Organization,
     wanted: OrgPolicy,
-    actor: User | None,
+    actor: Actor,
     dry_run: bool = False,
     reason: str = "",
+    approved_change_set_id: int | None = None,
 ) -> list[Change]:
-    """Make the stored policy equal `wanted`; returns the plan that was (or would be) applied."""
+    """Make the stored policy equal `wanted`; returns the plan that was (or would be) applied.
+
+    The actor must be allowed to change every node the plan touches (a team editor: only their
+    subtree), and an organisation that requires approval takes no direct apply: its changes come
+    as change sets, which publishing applies once approved (`approved_change_set_id`, passed
+    only by changes.services, which checked all this when the change set was made and reviewed).
+    """
     if wanted.slug != organization.slug:
         raise ApplicationError(
             f"the document is for organisation {wanted.slug!r}, not {organization.slug!r}"
         )
+    doing = "change the policy"
+    if approved_change_set_id is None:
+        authorize(actor, organization, Permission.POLICY_EDIT, doing=doing)
     policy_check(wanted)
     # Serialise concurrent applies to one organisation; the plan is computed under the lock.
-    organization = Organization.objects.select_for_update().get(pk=organization.pk)
+    organization = organization_lock(organization.pk)
     current = org_policy(organization)
     changes = plan(current, wanted)
+    if approved_change_set_id is None:
+        authorize(
+            actor,
+            organization,
+            Permission.POLICY_EDIT,
+            doing=doing,
+            nodes=[change.node for change in changes],
+        )
+        if organization.requires_approval and not dry_run and changes:
+            raise ApplicationError(
+                f"{organization.slug} requires approval: propose the change as a change set "
+                "(policy apply --submit), and another person approves it",
+                [Issue("error", "organization.requires_approval", "is on")],
+            )
     # Before any write, and on dry runs too: a deleted team must not take an editor's membership.
     team_delete_check(organization=organization, paths=set(current.teams) - set(wanted.teams))
     if dry_run or not changes:
@@ -100,7 +127,7 @@ def _write_endpoints(organization: Organization, current: OrgPolicy, wanted: Org
 
 
 def _write_teams(
-    organization: Organization, current: OrgPolicy, wanted: OrgPolicy, actor: User | None
+    organization: Organization, current: OrgPolicy, wanted: OrgPolicy, actor: Actor
 ) -> dict[str, Team]:
     teams = {t.path: t for t in Team.objects.filter(organization=organization)}
     gone = set(current.teams) - set(wanted.teams)

@@ -77,6 +77,9 @@ class PublishRun(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Who asked (policyhub.actors): the worker publishes, and audits, in their name.
+    requested_by_kind = models.CharField(max_length=16, default="user")
+    requested_by_label = models.CharField(max_length=150, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
-from typing import Any
 
 from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from policyhub.accounts.models import Organization
-from policyhub.accounts.selectors import organizations_for
 from policyhub.releases.models import PublishRun, Release, SigningKey
 
 
@@ -103,17 +101,9 @@ def rollout_serves_current(
     return rollout_includes(release_id=release_id, device_id=device_id, percent=percent)
 
 
-def current_release_of_member_team(
-    user: Any, *, organization_slug: str, team_path: str
-) -> Release | None:
-    """A team's current release, if `user` is a member of its organisation (else None)."""
+def current_release_of_team(organization: Organization, team_path: str) -> Release | None:
     return (
-        Release.objects.filter(
-            organization__in=organizations_for(user),
-            organization__slug=organization_slug,
-            team_path=team_path,
-            current=True,
-        )
+        Release.objects.filter(organization=organization, team_path=team_path, current=True)
         .select_related("organization", "signing_key")
         .first()
     )

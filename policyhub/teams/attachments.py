@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
 from policyhub.accounts.models import Organization
+from policyhub.actors import Actor
 from policyhub.errors import ApplicationError
 from policyhub.teams.models import Team
 
@@ -29,7 +29,7 @@ class TeamAttachment(Protocol):
         ...
 
     def delete_with(
-        self, organization: Organization, subtree: QuerySet[Team], actor: User | None, reason: str
+        self, organization: Organization, subtree: QuerySet[Team], actor: Actor, reason: str
     ) -> None:
         """Delete, with an audit event each, what the teams of `subtree` still hold; runs in the
         deleting transaction, after `deletion_refusal` said yes."""

@@ -1,18 +1,19 @@
 """Writes of the team tree.
 
-`policy_apply` is the one caller: it plans the whole policy and records one audit event per plan
-line in the same transaction, so these functions do not audit on their own (a team change would
-otherwise be recorded twice, once without its policy context).
+`policy_apply` is the one caller: it checks what its actor may change, plans the whole policy and
+records one audit event per plan line in the same transaction, so these functions neither check
+nor audit on their own (a team change would otherwise be recorded twice, once without its policy
+context).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.contrib.auth.models import User
 from django.db import transaction
 
 from policyhub.accounts.models import Organization
+from policyhub.actors import Actor
 from policyhub.errors import ApplicationError
 from policyhub.teams.attachments import team_attachments
 from policyhub.teams.models import Team
@@ -81,7 +82,7 @@ def team_delete_check(*, organization: Organization, paths: Iterable[str]) -> No
 
 
 @transaction.atomic
-def team_delete(*, team: Team, actor: User | None = None) -> None:
+def team_delete(*, team: Team, actor: Actor) -> None:
     """Delete a team, its subtree and their policy nodes; refused while anything still needs
     them (team_delete_check). What attached apps still keep there goes first, each row with an
     audit event (their earlier events stay)."""

@@ -9,7 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from policyhub.accounts.models import Organization
+from policyhub.accounts.access import organization_for_request
 from policyhub.accounts.selectors import organizations_for
 from policyhub.fleet.selectors import codex_versions_seen
 from policyhub.policies.selectors import org_policy
@@ -24,14 +24,6 @@ def shown(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def _organization(request: HttpRequest, slug: str) -> Organization:
-    """The organisation if the user is a member; 404 otherwise, so non-members learn nothing."""
-    org = organizations_for(request.user).filter(slug=slug).first()
-    if org is None:
-        raise Http404("no such organisation")
-    return org
-
-
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "web/home.html", {"organizations": organizations_for(request.user)})
@@ -39,7 +31,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def organization_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    org = _organization(request, slug)
+    org, _ = organization_for_request(request, slug)
     policy = org_policy(org)
     found = validate_policy(policy)
     teams = [
@@ -64,7 +56,7 @@ def organization_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 def team_detail(request: HttpRequest, slug: str, path: str) -> HttpResponse:
-    org = _organization(request, slug)
+    org, _ = organization_for_request(request, slug)
     policy = org_policy(org)
     if path not in policy.teams:
         raise Http404("no such team")

@@ -22,7 +22,7 @@ from policyhub.releases.models import Release
 from policyhub.releases.services.keys import signing_key_rotate
 from policyhub.releases.services.runs import publish_run_request
 from tests.agent.support import HOME, MISSING_CODEX, snapshot
-from tests.conftest import make_policy
+from tests.conftest import acting, make_policy
 from tests.delivery.conftest import fresh_cache
 
 __all__ = ["fresh_cache"]  # autouse: publishing runs at commit, the delivery cache starts empty
@@ -53,8 +53,10 @@ def publish(cast: dict[str, Any]) -> Callable[[str], Release]:
     """Apply a policy to acme and publish it; returns the team's current release."""
 
     def run(text: str = POLICY) -> Release:
-        policy_apply(organization=cast["acme"], wanted=make_policy(text), actor=cast["admin"])
-        requested = publish_run_request(organization=cast["acme"], actor=cast["admin"])
+        policy_apply(
+            organization=cast["acme"], wanted=make_policy(text), actor=acting(cast["admin"])
+        )
+        requested = publish_run_request(organization=cast["acme"], actor=acting(cast["admin"]))
         requested.refresh_from_db()
         assert requested.status == "succeeded", requested.error
         return Release.objects.get(organization=cast["acme"], team_path=TEAM, current=True)
@@ -68,7 +70,7 @@ def new_token(cast: dict[str, Any]) -> Callable[[], str]:
 
     def make() -> str:
         _, secret = enrollment_token_create(
-            organization=cast["acme"], team_path=TEAM, actor=cast["admin"]
+            organization=cast["acme"], team_path=TEAM, actor=acting(cast["admin"])
         )
         return secret
 
@@ -164,7 +166,7 @@ def test_enrol_sync_publish_and_revoke_against_the_real_server(
     assert all(credential not in out for out in (enrolled.stdout, enrolled.stderr, text))
 
     before = snapshot(root, skip=(STATE,))
-    device_revoke(device=device, actor=cast["admin"], reason="laptop lost")
+    device_revoke(device=device, actor=acting(cast["admin"]), reason="laptop lost")
     refused = agent("sync")
     assert refused.returncode == 1
     assert "answered 401: unknown or revoked device credential" in refused.stderr
@@ -181,7 +183,7 @@ def test_a_rotated_signing_key_is_pinned_through_its_endorsement(
     root = agent.root
     first = publish()
     assert agent("enroll", "--server", live_server.url, "--token", new_token()).returncode == 0
-    new_key = signing_key_rotate(organization=cast["acme"], actor=cast["owner"])
+    new_key = signing_key_rotate(organization=cast["acme"], actor=acting(cast["owner"]))
     second = publish(POLICY.replace('"high"', '"medium"'))
     assert second.signing_key == new_key and first.signing_key != new_key
     result = agent("sync")
@@ -213,7 +215,7 @@ def test_enrolling_in_a_team_without_a_release_succeeds_and_writes_nothing(
     cast: dict[str, Any],
     agent: Machine,
 ) -> None:
-    policy_apply(organization=cast["acme"], wanted=make_policy(POLICY), actor=cast["admin"])
+    policy_apply(organization=cast["acme"], wanted=make_policy(POLICY), actor=acting(cast["admin"]))
     root = agent.root
     done = agent("enroll", "--server", live_server.url, "--token", new_token())
     assert done.returncode == 0, done.stderr

@@ -20,6 +20,11 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 
 @pytest.fixture
 def page(live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    yield from browser_page(live_server, monkeypatch)
+
+
+def browser_page(live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A Chromium page on the live server, with the demo organisation seeded."""
     if not shutil.which("chromium") and not os.environ.get("POLICYHUB_REQUIRE_BROWSER"):
         pytest.skip("Chromium is not installed; run `make browser`")
     from playwright.sync_api import sync_playwright
@@ -38,9 +43,9 @@ def page(live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 def log_in(page: Any) -> None:
     page.goto("/")
-    page.fill("input[name=username]", "admin")
+    page.fill("input[name=login]", "admin@acme.example")
     page.fill("input[name=password]", "policyhub-demo")
-    page.click("button[type=submit]")
+    page.click("main form button[type=submit]")
 
 
 def test_an_admin_logs_in_walks_to_a_team_and_sees_why_it_gets_each_value(
@@ -65,9 +70,9 @@ def test_an_admin_logs_in_walks_to_a_team_and_sees_why_it_gets_each_value(
 
 def test_a_wrong_password_keeps_the_visitor_out(page: Any) -> None:
     page.goto("/")
-    page.fill("input[name=username]", "admin")
+    page.fill("input[name=login]", "admin@acme.example")
     page.fill("input[name=password]", "wrong")
-    page.click("button[type=submit]")
-    assert "did not match" in page.content()
+    page.click("main form button[type=submit]")
+    assert "are not correct" in page.content()
     page.goto("/orgs/acme/")
-    assert "/login/" in page.url
+    assert "/accounts/login/" in page.url

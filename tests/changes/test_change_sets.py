@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from policyhub.accounts.services import organization_settings_update
 from policyhub.audit.models import AuditEvent
 from policyhub.changes.models import ChangeSet
 from policyhub.changes.selectors import change_set_preview
@@ -16,7 +17,6 @@ from policyhub.changes.services import (
     change_set_create,
     change_set_reject,
     change_set_submit,
-    organization_settings_update,
 )
 from policyhub.errors import ApplicationError
 from policyhub.policies.selectors import org_policy
@@ -25,7 +25,7 @@ from policyhub.releases.models import PublishRun, Release
 from policyhub.releases.services.publishing import publish_run_execute
 from policyhub.releases.services.runs import publish_run_request
 from policyhub.releases.tasks import publish_due_change_sets_task
-from tests.conftest import BASE, THREE_TEAMS, make_policy
+from tests.conftest import BASE, THREE_TEAMS, acting, make_policy
 
 POLICY = THREE_TEAMS
 CI_EDIT = POLICY.replace('model = "codex-ci"', 'model = "gpt-5.5"')
@@ -34,16 +34,16 @@ CI_EDIT = POLICY.replace('model = "codex-ci"', 'model = "gpt-5.5"')
 @pytest.fixture
 def live(cast: dict[str, Any]) -> dict[str, Any]:
     """acme with POLICY live and published once; approval required."""
-    policy_apply(organization=cast["acme"], wanted=make_policy(POLICY), actor=cast["admin"])
+    policy_apply(organization=cast["acme"], wanted=make_policy(POLICY), actor=acting(cast["admin"]))
     publish(cast)
     cast["acme"] = organization_settings_update(
-        organization=cast["acme"], actor=cast["owner"], requires_approval=True
+        organization=cast["acme"], actor=acting(cast["owner"]), requires_approval=True
     )
     return cast
 
 
 def publish(cast: dict[str, Any]) -> PublishRun:
-    run = publish_run_request(organization=cast["acme"], actor=cast["admin"])
+    run = publish_run_request(organization=cast["acme"], actor=acting(cast["admin"]))
     done = publish_run_execute(run_id=run.pk)
     assert done is not None
     return done
@@ -53,14 +53,14 @@ def draft(cast: dict[str, Any], text: str = CI_EDIT, **kwargs: Any) -> ChangeSet
     return change_set_create(
         organization=cast["acme"],
         document_text=BASE + text,
-        author=cast["admin"],
+        actor=acting(cast["admin"]),
         reason="CI moves to gpt-5.5",
         **kwargs,
     )
 
 
 def submitted(cast: dict[str, Any], text: str = CI_EDIT, **kwargs: Any) -> ChangeSet:
-    return change_set_submit(change_set=draft(cast, text, **kwargs), actor=cast["admin"])
+    return change_set_submit(change_set=draft(cast, text, **kwargs), actor=acting(cast["admin"]))
 
 
 def revisions(cast: dict[str, Any]) -> dict[str, int]:
@@ -94,7 +94,7 @@ def test_four_eyes_a_submitted_change_waits_for_a_second_admin(live: dict[str, A
     assert change_set.status == "submitted"
     assert publish(live).releases_created == 0
     assert org_policy(live["acme"]) == make_policy(POLICY)
-    change_set = change_set_approve(change_set=change_set, approver=live["owner"])
+    change_set = change_set_approve(change_set=change_set, actor=acting(live["owner"]))
     assert (change_set.status, change_set.decided_by) == ("approved", live["owner"])
     assert AuditEvent.objects.filter(action="change_set.approve", actor=live["owner"]).exists()
 
@@ -102,7 +102,7 @@ def test_four_eyes_a_submitted_change_waits_for_a_second_admin(live: dict[str, A
 def test_the_author_can_never_approve_their_own_change(live: dict[str, Any]) -> None:
     change_set = submitted(live)
     with pytest.raises(ApplicationError, match="the author can never approve their own change"):
-        change_set_approve(change_set=change_set, approver=live["admin"])
+        change_set_approve(change_set=change_set, actor=acting(live["admin"]))
     change_set.refresh_from_db()
     assert change_set.status == "submitted"
 
@@ -111,9 +111,9 @@ def test_the_author_can_never_approve_their_own_change(live: dict[str, Any]) -> 
 def test_outsiders_and_auditors_cannot_approve_or_reject(live: dict[str, Any], who: str) -> None:
     change_set = submitted(live)
     with pytest.raises(ApplicationError, match="may not approve"):
-        change_set_approve(change_set=change_set, approver=live[who])
+        change_set_approve(change_set=change_set, actor=acting(live[who]))
     with pytest.raises(ApplicationError, match="may not reject"):
-        change_set_reject(change_set=change_set, approver=live[who], reason="no")
+        change_set_reject(change_set=change_set, actor=acting(live[who]), reason="no")
     change_set.refresh_from_db()
     assert change_set.status == "submitted"
 
@@ -121,13 +121,13 @@ def test_outsiders_and_auditors_cannot_approve_or_reject(live: dict[str, Any], w
 def test_a_rejection_needs_a_reason(live: dict[str, Any]) -> None:
     change_set = submitted(live)
     with pytest.raises(ApplicationError, match="needs a reason"):
-        change_set_reject(change_set=change_set, approver=live["owner"], reason="  ")
+        change_set_reject(change_set=change_set, actor=acting(live["owner"]), reason="  ")
     change_set = change_set_reject(
-        change_set=change_set, approver=live["owner"], reason="CI stays on codex-ci"
+        change_set=change_set, actor=acting(live["owner"]), reason="CI stays on codex-ci"
     )
     assert (change_set.status, change_set.decision_reason) == ("rejected", "CI stays on codex-ci")
     with pytest.raises(ApplicationError, match="only a submitted one can be approved"):
-        change_set_approve(change_set=change_set, approver=live["owner"])
+        change_set_approve(change_set=change_set, actor=acting(live["owner"]))
 
 
 def test_only_a_submitted_change_set_can_be_decided_and_only_a_draft_submitted(
@@ -135,17 +135,17 @@ def test_only_a_submitted_change_set_can_be_decided_and_only_a_draft_submitted(
 ) -> None:
     change_set = draft(live)
     with pytest.raises(ApplicationError, match="only a submitted one"):
-        change_set_approve(change_set=change_set, approver=live["owner"])
-    change_set_submit(change_set=change_set, actor=live["admin"])
+        change_set_approve(change_set=change_set, actor=acting(live["owner"]))
+    change_set_submit(change_set=change_set, actor=acting(live["admin"]))
     with pytest.raises(ApplicationError, match="only a draft one"):
-        change_set_submit(change_set=change_set, actor=live["admin"])
+        change_set_submit(change_set=change_set, actor=acting(live["admin"]))
 
 
 def test_submitting_a_change_set_with_errors_is_blocked(live: dict[str, Any]) -> None:
     broken = CI_EDIT.replace('web_search = "disabled"', 'sandbox_mode = "full-access"', 1)
     change_set = draft(live, broken)
     with pytest.raises(ApplicationError, match="error") as caught:
-        change_set_submit(change_set=change_set, actor=live["admin"])
+        change_set_submit(change_set=change_set, actor=acting(live["admin"]))
     assert [(i.node, i.path) for i in caught.value.issues] == [
         ("platform/ci", "config.sandbox_mode")
     ]
@@ -154,7 +154,7 @@ def test_submitting_a_change_set_with_errors_is_blocked(live: dict[str, Any]) ->
 
 
 def test_without_required_approval_submitting_approves_at_once(cast: dict[str, Any]) -> None:
-    policy_apply(organization=cast["acme"], wanted=make_policy(POLICY), actor=cast["admin"])
+    policy_apply(organization=cast["acme"], wanted=make_policy(POLICY), actor=acting(cast["admin"]))
     change_set = submitted(cast)
     assert (change_set.status, change_set.decided_by) == ("approved", None)
     assert change_set.decided_at is not None
@@ -163,10 +163,10 @@ def test_without_required_approval_submitting_approves_at_once(cast: dict[str, A
 def test_organisation_settings_are_for_owners_and_admins_and_audited(cast: dict[str, Any]) -> None:
     with pytest.raises(ApplicationError, match="may not change the organisation's settings"):
         organization_settings_update(
-            organization=cast["acme"], actor=cast["auditor"], requires_approval=True
+            organization=cast["acme"], actor=acting(cast["auditor"]), requires_approval=True
         )
     org = organization_settings_update(
-        organization=cast["acme"], actor=cast["admin"], requires_approval=True
+        organization=cast["acme"], actor=acting(cast["admin"]), requires_approval=True
     )
     assert org.requires_approval
     event = AuditEvent.objects.get(action="organization.settings_update")
@@ -214,7 +214,7 @@ def test_preview_shows_created_and_deleted_teams(live: dict[str, Any]) -> None:
 def test_publish_applies_approved_change_sets_then_releases_exactly_the_affected_teams(
     live: dict[str, Any],
 ) -> None:
-    change_set = change_set_approve(change_set=submitted(live), approver=live["owner"])
+    change_set = change_set_approve(change_set=submitted(live), actor=acting(live["owner"]))
     run = publish(live)
     assert (run.status, run.releases_created, run.error) == ("succeeded", 1, "")
     assert revisions(live) == {"batch": 1, "platform": 1, "platform/ci": 2}
@@ -237,8 +237,8 @@ def test_a_stale_change_set_is_refused_at_publish_instead_of_overwriting(
         live, POLICY.replace('model = "openai.gpt-oss-120b"', 'model = "openai.gpt-oss-20b"')
     )
     # Approved in the other order: the later-planned one goes first, the other is now stale.
-    change_set_approve(change_set=second, approver=live["owner"])
-    change_set_approve(change_set=first, approver=live["owner"])
+    change_set_approve(change_set=second, actor=acting(live["owner"]))
+    change_set_approve(change_set=first, actor=acting(live["owner"]))
     run = publish(live)
     assert run.status == "succeeded" and run.releases_created == 1
     assert f"change set {first.pk} is stale" in run.error and "re-plan it" in run.error
@@ -255,21 +255,25 @@ def test_submit_refuses_a_change_set_planned_against_an_older_live_policy(
     live: dict[str, Any],
 ) -> None:
     change_set = draft(live)
+    # Another change reaches the live policy meanwhile (approval switched off for it).
+    owner = acting(live["owner"])
+    organization_settings_update(organization=live["acme"], actor=owner, requires_approval=False)
     policy_apply(
         organization=live["acme"],
         wanted=make_policy(POLICY + "[requirements]\nallow_login_shell = false\n"),
-        actor=live["owner"],
+        actor=owner,
     )
+    organization_settings_update(organization=live["acme"], actor=owner, requires_approval=True)
     assert change_set_preview(change_set).stale
     with pytest.raises(ApplicationError, match="re-plan it"):
-        change_set_submit(change_set=change_set, actor=live["admin"])
+        change_set_submit(change_set=change_set, actor=acting(live["admin"]))
 
 
 def test_a_scheduled_change_set_is_published_by_the_beat_once_due_and_not_before(
     live: dict[str, Any],
 ) -> None:
     change_set = submitted(live, publish_at=timezone.now() + timedelta(hours=1))
-    change_set_approve(change_set=change_set, approver=live["owner"])
+    change_set_approve(change_set=change_set, actor=acting(live["owner"]))
     assert publish_due_change_sets_task() == 0
     assert publish(live).releases_created == 0
     change_set.refresh_from_db()

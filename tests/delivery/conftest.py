@@ -17,7 +17,7 @@ from policyhub.policies.services import policy_apply
 from policyhub.releases.models import PublishRun
 from policyhub.releases.services.publishing import publish_run_execute
 from policyhub.releases.services.runs import publish_run_request
-from tests.conftest import THREE_TEAMS, make_policy
+from tests.conftest import THREE_TEAMS, acting, make_policy
 
 # platform/ci gets a profile: the agent writes profiles, the native channel leaves them out.
 POLICY = (
@@ -47,8 +47,10 @@ def publish(cast: dict[str, Any]) -> Callable[..., PublishRun]:
     """Apply a policy (POLICY by default) to acme and publish it; returns the finished run."""
 
     def run(text: str = POLICY) -> PublishRun:
-        policy_apply(organization=cast["acme"], wanted=make_policy(text), actor=cast["admin"])
-        requested = publish_run_request(organization=cast["acme"], actor=cast["admin"])
+        policy_apply(
+            organization=cast["acme"], wanted=make_policy(text), actor=acting(cast["admin"])
+        )
+        requested = publish_run_request(organization=cast["acme"], actor=acting(cast["admin"]))
         # Committed (transactional tests), the eager task has run it; otherwise run it here.
         publish_run_execute(run_id=requested.pk)
         requested.refresh_from_db()
@@ -64,7 +66,7 @@ def enrol(cast: dict[str, Any]) -> Callable[..., tuple[Device, str]]:
 
     def run(team_path: str = "platform/ci", hostname: str = "laptop-1") -> tuple[Device, str]:
         _, secret = enrollment_token_create(
-            organization=cast["acme"], team_path=team_path, actor=cast["admin"]
+            organization=cast["acme"], team_path=team_path, actor=acting(cast["admin"])
         )
         return device_enroll(token_secret=secret, hostname=hostname)
 

@@ -17,6 +17,7 @@ from django.test import Client
 from policyhub.releases import signing
 from policyhub.releases.models import Release
 from policyhub.releases.services.keys import signing_key_rotate
+from tests.conftest import acting
 
 pytestmark = [pytest.mark.django_db]
 
@@ -94,7 +95,7 @@ def test_keys_api_lists_keys_each_endorsed_by_the_one_before(
 ) -> None:
     publish()
     with transaction.atomic():
-        signing_key_rotate(organization=cast["acme"], actor=cast["admin"])
+        signing_key_rotate(organization=cast["acme"], actor=acting(cast["admin"]))
     _, credential = enrol()
     keys = client.get("/api/v1/keys", HTTP_AUTHORIZATION=f"Bearer {credential}").json()["keys"]
     first, second = keys

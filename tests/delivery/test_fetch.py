@@ -19,7 +19,7 @@ from policyhub.releases import signing
 from policyhub.releases.models import Release
 from policyhub.releases.selectors import rollout_includes
 from policyhub.releases.services.rollout import release_rollout_start
-from tests.conftest import make_policy
+from tests.conftest import acting, make_policy
 from tests.delivery.conftest import POLICY
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -123,7 +123,7 @@ def test_revoked_device_gets_401_on_both_channels_at_once(
     device, credential = enrol("platform/ci")
     assert native(client, credential).status_code == 200
     assert agent(client, credential).status_code == 200
-    device_revoke(device=device, actor=cast["admin"], reason="laptop lost")
+    device_revoke(device=device, actor=acting(cast["admin"]), reason="laptop lost")
     for response in (native(client, credential), agent(client, credential)):
         assert response.status_code == 401
         assert b"enterprise_managed" not in response.content
@@ -136,7 +136,7 @@ def test_moved_device_gets_its_new_team_release_on_its_next_fetch(
     publish()
     device, credential = enrol("platform/ci")
     assert json.loads(agent(client, credential).content)["team"] == "platform/ci"
-    device_move(device=device, team_path="batch", actor=cast["admin"])
+    device_move(device=device, team_path="batch", actor=acting(cast["admin"]))
     assert json.loads(agent(client, credential).content)["team"] == "batch"
 
 
@@ -147,7 +147,7 @@ def test_staged_rollout_serves_previous_release_to_devices_outside_it(
     devices = [enrol("batch", hostname=f"m{i}") for i in range(12)]
     publish(POLICY.replace('model = "openai.gpt-oss-120b"', 'model = "openai.gpt-oss-20b"'))
     new = release_rollout_start(
-        organization=cast["acme"], team_path="batch", percent=50, actor=cast["admin"]
+        organization=cast["acme"], team_path="batch", percent=50, actor=acting(cast["admin"])
     )
     served = {}
     for device, credential in devices:
@@ -161,7 +161,7 @@ def test_staged_rollout_serves_previous_release_to_devices_outside_it(
 def test_team_without_release_gets_empty_native_bundle_and_agent_404(
     cast: dict[str, Any], enrol: Enrol, client: Client
 ) -> None:
-    policy_apply(organization=cast["acme"], wanted=make_policy(POLICY), actor=cast["admin"])
+    policy_apply(organization=cast["acme"], wanted=make_policy(POLICY), actor=acting(cast["admin"]))
     _, credential = enrol("platform")  # applied, never published
     response = native(client, credential)
     assert (response.status_code, response.content) == (200, b"{}")

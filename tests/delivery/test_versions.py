@@ -21,7 +21,7 @@ from policyhub.releases.services.rollback import release_rollback
 from policyhub.releases.services.signed import LEGACY_CODEX
 from policyhub.rendering.render import render_release
 from providers.codex_versions import parse_version
-from tests.conftest import make_policy
+from tests.conftest import OPERATOR, acting, make_policy
 from tests.delivery.conftest import POLICY
 from tests.delivery.test_fetch import Enrol, agent, native
 
@@ -184,7 +184,10 @@ def test_a_rollback_keeps_every_set(
     publish(MIXED)
     publish(MIXED.replace('"high"', '"low"'))
     restored = release_rollback(
-        organization=cast["acme"], team_path="platform/ci", to_revision=1, actor=cast["admin"]
+        organization=cast["acme"],
+        team_path="platform/ci",
+        to_revision=1,
+        actor=acting(cast["admin"]),
     )
     assert restored.revision == 3
     (tables,) = restored.variants.all()
@@ -247,7 +250,7 @@ def test_a_rollback_to_content_made_for_fewer_versions_is_refused(
     publish(MIXED.replace('"high"', '"low"'))  # r2: the window widened to 0.125.0
     with pytest.raises(ApplicationError, match=r"made for other Codex versions.*0\.125\.0"):
         release_rollback(
-            organization=cast["acme"], team_path="platform/ci", to_revision=1, actor=None
+            organization=cast["acme"], team_path="platform/ci", to_revision=1, actor=OPERATOR
         )
     assert Release.objects.filter(team_path="platform/ci").count() == 2
 
@@ -260,7 +263,7 @@ def test_a_rollback_to_a_release_made_before_windows_is_signed_for_0169(
     # r1 as releases made before support windows were stored: no Codex versions.
     Release.objects.filter(team_path="platform/ci", revision=1).update(codex={})
     restored = release_rollback(
-        organization=cast["acme"], team_path="platform/ci", to_revision=1, actor=None
+        organization=cast["acme"], team_path="platform/ci", to_revision=1, actor=OPERATOR
     )
     assert restored.codex == LEGACY_CODEX
     _, credential = enrol("platform/ci")

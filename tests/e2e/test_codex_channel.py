@@ -30,6 +30,7 @@ from tests.codex.harness import (
     codex_binary,
     profile_names,
 )
+from tests.conftest import OPERATOR, acting
 from tests.e2e.stack import Stack, running_stack
 
 pytestmark = [
@@ -60,8 +61,10 @@ def stack() -> Iterator[Stack]:
 
 
 def publish(cast: dict[str, Any], text: str) -> Release:
-    policy_apply(organization=cast["acme"], wanted=document.parse(text), actor=cast["admin"])
-    run = publish_run_request(organization=cast["acme"], actor=cast["admin"])
+    policy_apply(
+        organization=cast["acme"], wanted=document.parse(text), actor=acting(cast["admin"])
+    )
+    run = publish_run_request(organization=cast["acme"], actor=acting(cast["admin"]))
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     return Release.objects.get(organization=cast["acme"], team_path=TEAM, current=True)
@@ -118,7 +121,7 @@ def test_published_policy_reaches_codex_through_the_agent_and_the_native_channel
 ) -> None:
     first = publish(cast, DEMO)
     _, token = enrollment_token_create(
-        organization=cast["acme"], team_path=TEAM, max_uses=1, actor=cast["admin"]
+        organization=cast["acme"], team_path=TEAM, max_uses=1, actor=acting(cast["admin"])
     )
     laptop = Laptop(stack, tmp_path / "laptop")
     enrolled = laptop.agent(
@@ -191,7 +194,7 @@ def test_an_older_codex_gets_profile_tables_and_no_native_channel(
 ) -> None:
     """Codex 0.125.0 on the machine: the agent reports it and gets the set rendered for it."""
     release = publish(cast, DEMO)
-    _, token = enrollment_token_create(organization=cast["acme"], team_path=TEAM, actor=None)
+    _, token = enrollment_token_create(organization=cast["acme"], team_path=TEAM, actor=OPERATOR)
     laptop = Laptop(stack, tmp_path / "old-laptop")
     enrolled = laptop.agent(
         "enroll",
@@ -232,7 +235,7 @@ def test_revoked_device_is_refused_by_both_channels_through_the_real_server(
     cast: dict[str, Any], stack: Stack, tmp_path: Path
 ) -> None:
     publish(cast, DEMO)
-    _, token = enrollment_token_create(organization=cast["acme"], team_path=TEAM, actor=None)
+    _, token = enrollment_token_create(organization=cast["acme"], team_path=TEAM, actor=OPERATOR)
     laptop = Laptop(stack, tmp_path / "laptop")
     assert (
         laptop.agent(
@@ -253,7 +256,7 @@ def test_revoked_device_is_refused_by_both_channels_through_the_real_server(
     credential = base_url.rsplit("/", 1)[1]
     before = laptop.root.joinpath("etc/codex/requirements.toml").read_bytes()
 
-    device_revoke(device=Device.objects.get(team__path=TEAM), actor=None)
+    device_revoke(device=Device.objects.get(team__path=TEAM), actor=OPERATOR)
     curl = [
         "curl",
         "-s",

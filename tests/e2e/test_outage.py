@@ -16,7 +16,7 @@ from policyhub.policies.services import policy_apply
 from policyhub.releases.models import Release
 from policyhub.releases.services.publishing import publish_run_execute
 from policyhub.releases.services.runs import publish_run_request
-from tests.conftest import make_policy
+from tests.conftest import OPERATOR, make_policy
 from tests.e2e.stack import Stack, TcpProxy, running_stack
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -40,13 +40,13 @@ def fetch(stack: Stack, path: str, *headers: str) -> tuple[str, str]:
 
 
 def test_fetches_survive_a_database_outage(cast: dict[str, Any], database: TcpProxy) -> None:
-    policy_apply(organization=cast["acme"], wanted=make_policy("[teams.web]\n"), actor=None)
-    run = publish_run_request(organization=cast["acme"], actor=None)
+    policy_apply(organization=cast["acme"], wanted=make_policy("[teams.web]\n"), actor=OPERATOR)
+    run = publish_run_request(organization=cast["acme"], actor=OPERATOR)
     publish_run_execute(run_id=run.pk)
     release = Release.objects.get(team_path="web", current=True)
-    _, token = enrollment_token_create(organization=cast["acme"], team_path="web", actor=None)
+    _, token = enrollment_token_create(organization=cast["acme"], team_path="web", actor=OPERATOR)
     device, credential = device_enroll(token_secret=token, hostname="laptop")
-    _, token = enrollment_token_create(organization=cast["acme"], team_path="web", actor=None)
+    _, token = enrollment_token_create(organization=cast["acme"], team_path="web", actor=OPERATOR)
     _, unseen = device_enroll(token_secret=token, hostname="never-fetched-before")
     native = f"/config-server/{credential}/codex/config/bundle"
     bearer = f"Authorization: Bearer {credential}"
@@ -77,7 +77,7 @@ def test_fetches_survive_a_database_outage(cast: dict[str, Any], database: TcpPr
 
         # Back: the workers listen again, so a revocation takes effect as usual.
         database.mend()
-        device_revoke(device=device, actor=None)
+        device_revoke(device=device, actor=OPERATOR)
         deadline = time.monotonic() + 20
         statuses: set[str] = set()
         while time.monotonic() < deadline:

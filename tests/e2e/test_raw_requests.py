@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from policyhub.fleet.services import device_enroll, enrollment_token_create
+from tests.conftest import OPERATOR, acting
 from tests.e2e.stack import Stack, running_stack
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -73,9 +74,9 @@ def test_oversize_status_body_from_a_real_device_gets_413(
     from tests.conftest import make_policy
 
     policy_apply(
-        organization=cast["acme"], wanted=make_policy("[teams.web]\n"), actor=cast["admin"]
+        organization=cast["acme"], wanted=make_policy("[teams.web]\n"), actor=acting(cast["admin"])
     )
-    _, token = enrollment_token_create(organization=cast["acme"], team_path="web", actor=None)
+    _, token = enrollment_token_create(organization=cast["acme"], team_path="web", actor=OPERATOR)
     _, credential = device_enroll(token_secret=token, hostname="raw")
     body = b'{"os": "' + b"x" * 2_000_000 + b'"}'
     head = (

@@ -12,20 +12,20 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.utils import timezone
 
+from policyhub import credentials
 from policyhub.audit.models import AuditEvent
 from policyhub.errors import ApplicationError
-from policyhub.fleet import credentials
 from policyhub.fleet.models import Device, EnrollmentToken
 from policyhub.fleet.services import (
     EnrollmentRefused,
     device_enroll,
     device_move,
-    duration_parse,
     enrollment_token_create,
     enrollment_token_revoke,
 )
 from policyhub.policies.services import policy_apply
-from tests.conftest import make_policy
+from policyhub.validators import duration_parse
+from tests.conftest import OPERATOR, acting, make_policy
 
 pytestmark = [pytest.mark.django_db]
 
@@ -35,13 +35,16 @@ def teams(cast: dict[str, Any]) -> None:
     policy_apply(
         organization=cast["acme"],
         wanted=make_policy("[teams.web]\n[teams.ci]\n"),
-        actor=cast["admin"],
+        actor=acting(cast["admin"]),
     )
 
 
 def token(cast: dict[str, Any], **kwargs: Any) -> tuple[EnrollmentToken, str]:
     return enrollment_token_create(
-        organization=cast["acme"], team_path=kwargs.pop("team_path", "web"), actor=None, **kwargs
+        organization=cast["acme"],
+        team_path=kwargs.pop("team_path", "web"),
+        actor=OPERATOR,
+        **kwargs,
     )
 
 
@@ -76,7 +79,7 @@ def test_expired_and_revoked_tokens_enrol_nothing(cast: dict[str, Any]) -> None:
     with pytest.raises(EnrollmentRefused, match="expired"):
         device_enroll(token_secret=expired_secret, hostname="a")
     revoked, revoked_secret = token(cast)
-    enrollment_token_revoke(token=revoked, actor=cast["admin"])
+    enrollment_token_revoke(token=revoked, actor=acting(cast["admin"]))
     with pytest.raises(EnrollmentRefused, match="revoked"):
         device_enroll(token_secret=revoked_secret, hostname="a")
     with pytest.raises(EnrollmentRefused, match="unknown"):
@@ -100,14 +103,18 @@ def test_token_lifetimes_parse() -> None:
 @pytest.mark.usefixtures("teams")
 def test_only_owners_and_admins_manage_tokens_and_devices(cast: dict[str, Any]) -> None:
     with pytest.raises(ApplicationError, match="may not create enrolment tokens"):
-        enrollment_token_create(organization=cast["acme"], team_path="web", actor=cast["auditor"])
+        enrollment_token_create(
+            organization=cast["acme"], team_path="web", actor=acting(cast["auditor"])
+        )
     with pytest.raises(ApplicationError, match="may not"):
-        enrollment_token_create(organization=cast["acme"], team_path="web", actor=cast["outsider"])
+        enrollment_token_create(
+            organization=cast["acme"], team_path="web", actor=acting(cast["outsider"])
+        )
     _, secret = token(cast)
     device, _ = device_enroll(token_secret=secret, hostname="a")
     with pytest.raises(ApplicationError, match="may not move devices"):
-        device_move(device=device, team_path="ci", actor=cast["auditor"])
-    assert device_move(device=device, team_path="ci", actor=cast["admin"]).team.path == "ci"
+        device_move(device=device, team_path="ci", actor=acting(cast["auditor"]))
+    assert device_move(device=device, team_path="ci", actor=acting(cast["admin"])).team.path == "ci"
 
 
 @pytest.mark.usefixtures("teams")
@@ -159,7 +166,9 @@ def test_team_with_enrolled_devices_cannot_be_deleted(cast: dict[str, Any]) -> N
     device_enroll(token_secret=secret, hostname="a")
     with pytest.raises(ApplicationError, match="devices are enrolled"):
         policy_apply(
-            organization=cast["acme"], wanted=make_policy("[teams.ci]\n"), actor=cast["admin"]
+            organization=cast["acme"],
+            wanted=make_policy("[teams.ci]\n"),
+            actor=acting(cast["admin"]),
         )
     assert Device.objects.get().team.path == "web"
 

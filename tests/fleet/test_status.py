@@ -16,6 +16,7 @@ from policyhub.fleet.services import device_report_record
 from policyhub.releases.models import Release
 from policyhub.releases.selectors import rollout_includes
 from policyhub.releases.services.rollout import release_rollout_start
+from tests.conftest import acting
 from tests.delivery.conftest import POLICY
 
 pytestmark = [pytest.mark.django_db]
@@ -75,7 +76,7 @@ def test_rollout_progress_counts_devices_inside_and_those_that_applied_it(
     devices = [enrol("batch", hostname=f"m{i}")[0] for i in range(20)]
     publish(NEWER)
     new = release_rollout_start(
-        organization=cast["acme"], team_path="batch", percent=40, actor=cast["admin"]
+        organization=cast["acme"], team_path="batch", percent=40, actor=acting(cast["admin"])
     )
     inside = [
         d for d in devices if rollout_includes(release_id=new.pk, device_id=str(d.pk), percent=40)
@@ -122,7 +123,7 @@ def test_fleet_api_answers_members_and_hides_the_organisation_from_others(
     assert bad.status_code == 400 and "state" in bad.json()["errors"]
     # An auditor reads but may not revoke.
     refused = client.post(f"/api/v1/orgs/acme/devices/{device.pk}/revoke", {}, "application/json")
-    assert refused.status_code == 403 and "user" in refused.json()["errors"]
+    assert refused.status_code == 403 and "actor" in refused.json()["errors"]
     client.force_login(cast["outsider"])
     for path in (
         "/api/v1/orgs/acme/fleet/teams",

@@ -23,7 +23,7 @@ from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_apply
 from policyhub.teams.models import Team
 from policyhub.teams.services import team_create, team_delete, team_rename
-from tests.conftest import BASE, make_policy
+from tests.conftest import BASE, OPERATOR, acting, make_policy
 
 WANTED = """
 [config]
@@ -44,7 +44,7 @@ command = "docs-mcp"
 
 def apply(cast: dict[str, Any], text: str, **kw: Any) -> list[document.Change]:
     return policy_apply(
-        organization=cast["acme"], wanted=make_policy(text), actor=cast["admin"], **kw
+        organization=cast["acme"], wanted=make_policy(text), actor=acting(cast["admin"]), **kw
     )
 
 
@@ -121,14 +121,18 @@ def test_every_change_writes_an_audit_event_with_actor_before_and_after(
 
 def test_a_document_for_another_organisation_is_refused(cast: dict[str, Any]) -> None:
     with pytest.raises(ApplicationError, match="'other'"):
-        policy_apply(organization=cast["acme"], wanted=for_other(WANTED), actor=cast["outsider"])
+        policy_apply(
+            organization=cast["acme"], wanted=for_other(WANTED), actor=acting(cast["outsider"])
+        )
     assert not AuditEvent.objects.filter(
         organization=cast["acme"], action__startswith="policy"
     ).exists()
 
 
 def test_applying_to_one_organisation_never_touches_another(cast: dict[str, Any]) -> None:
-    policy_apply(organization=cast["other"], wanted=for_other(WANTED), actor=cast["outsider"])
+    policy_apply(
+        organization=cast["other"], wanted=for_other(WANTED), actor=acting(cast["outsider"])
+    )
     apply(cast, '[config]\nmodel = "x"\n')
     assert set(org_policy(cast["other"]).teams) == {"platform", "platform/ci"}
     assert org_policy(cast["acme"]).teams == {}
@@ -154,7 +158,7 @@ def grant_team_editor(cast: dict[str, Any], username: str, path: str) -> Members
         user=user,
         role=Role.TEAM_EDITOR,
         team_path=path,
-        actor=cast["owner"],
+        actor=acting(cast["owner"]),
     )
 
 
@@ -197,7 +201,7 @@ def test_a_team_editor_needs_a_team_of_the_same_organisation(cast: dict[str, Any
                 user=user,
                 role=role,
                 team_path=scope,
-                actor=cast["owner"],
+                actor=OPERATOR,
             )
         assert [i.path for i in caught.value.issues] == ["team"]
     assert Membership.objects.get(organization=cast["acme"], user=user).role == Role.AUDITOR
@@ -207,7 +211,7 @@ def test_deleting_a_team_is_allowed_once_its_editors_are_reassigned(cast: dict[s
     apply(cast, WANTED)
     editor = grant_team_editor(cast, "alice", "platform/ci")
     membership_grant(
-        organization=cast["acme"], user=editor.user, role=Role.VIEWER, actor=cast["owner"]
+        organization=cast["acme"], user=editor.user, role=Role.VIEWER, actor=acting(cast["owner"])
     )
     assert "- team platform/ci" in [str(c) for c in apply(cast, ROOT_ONLY)]
     assert Membership.objects.get(user=editor.user).role == Role.VIEWER
@@ -220,7 +224,7 @@ def test_team_delete_refuses_while_an_editor_is_scoped_below_the_team(
     grant_team_editor(cast, "alice", "platform/ci")
     platform = Team.objects.get(organization=cast["acme"], path="platform")
     with pytest.raises(ApplicationError) as caught:
-        team_delete(team=platform)
+        team_delete(team=platform, actor=OPERATOR)
     assert [i.path for i in caught.value.issues] == ["teams.platform/ci"]
     assert Team.objects.filter(organization=cast["acme"]).count() == 2
 
@@ -263,7 +267,7 @@ def test_deleted_providers_profiles_and_mcp_servers_keep_their_content_in_the_au
     policy_apply(
         organization=cast["acme"],
         wanted=make_policy(smaller, base=without_bedrock),
-        actor=cast["admin"],
+        actor=acting(cast["admin"]),
     )
     deleted = {e.object_key: e.before for e in AuditEvent.objects.filter(action="policy.delete")}
     assert deleted == {

@@ -13,6 +13,7 @@ from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from policyhub.accounts.models import Membership, Role
 from policyhub.audit.models import AuditEvent
 from policyhub.policies import document
 from policyhub.policies.demo import ACME
@@ -47,8 +48,10 @@ def demo() -> None:
 def test_seed_demo_creates_acme_and_prints_a_working_login() -> None:
     out, _ = run("seed_demo")
     assert "Demo organisation acme created: 9 teams" in out
-    assert "Demo admin login: admin / policyhub-demo" in out
-    assert authenticate(username="admin", password="policyhub-demo") is not None
+    assert "Demo login (owner of acme): admin@acme.example / policyhub-demo" in out
+    owner = authenticate(username="admin@acme.example", password="policyhub-demo")
+    assert owner is not None and not owner.is_superuser and not owner.is_staff
+    assert Membership.objects.get(user=owner).role == Role.OWNER
     org = organization_get("acme")
     assert org is not None
     assert org_policy(org) == document.parse(ACME.read_text())
@@ -57,7 +60,17 @@ def test_seed_demo_creates_acme_and_prints_a_working_login() -> None:
 def test_seed_demo_run_again_leaves_acme_and_its_edited_policy_alone(demo: None) -> None:
     exported, _ = run("policy", "export", "--org", "acme")
     edited = exported.split("[teams.research]")[0]
-    run("policy", "apply", "--org", "acme", "-", "--direct", "--as", "admin", stdin=edited)
+    run(
+        "policy",
+        "apply",
+        "--org",
+        "acme",
+        "-",
+        "--direct",
+        "--as",
+        "admin@acme.example",
+        stdin=edited,
+    )
     events = AuditEvent.objects.count()
     out, _ = run("seed_demo")
     assert "Demo organisation acme exists; its policy was left as it is." in out
@@ -71,14 +84,14 @@ def test_seed_demo_run_again_leaves_acme_and_its_edited_policy_alone(demo: None)
 def test_seed_demo_keeps_an_existing_admin_password_and_does_not_print_one(
     demo: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    admin = get_user_model().objects.get(username="admin")
+    admin = get_user_model().objects.get(email="admin@acme.example")
     admin.set_password("changed-by-the-admin")
     admin.save()
-    monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "from-the-environment")
+    monkeypatch.setenv("DEMO_OWNER_PASSWORD", "from-the-environment")
     out, _ = run("seed_demo")
-    assert "Demo admin login: admin (existing user; its password was kept)" in out
+    assert "Demo login: admin@acme.example (existing user; its password was kept)" in out
     assert "from-the-environment" not in out and "policyhub-demo" not in out
-    assert authenticate(username="admin", password="changed-by-the-admin") is not None
+    assert authenticate(username="admin@acme.example", password="changed-by-the-admin") is not None
 
 
 def test_export_prints_a_document_that_applies_back_with_no_changes(
@@ -106,7 +119,17 @@ def test_apply_dry_run_shows_the_plan_and_changes_nothing(demo: None, tmp_path: 
     assert "- team research" in out
     assert "Would apply" in out
     assert AuditEvent.objects.count() == events
-    out, _ = run("policy", "apply", "--org", "acme", "-", "--direct", "--as", "admin", stdin=edited)
+    out, _ = run(
+        "policy",
+        "apply",
+        "--org",
+        "acme",
+        "-",
+        "--direct",
+        "--as",
+        "admin@acme.example",
+        stdin=edited,
+    )
     assert "Applied" in out
     org = organization_get("acme")
     assert org is not None and "research" not in org_policy(org).teams
@@ -251,7 +274,7 @@ def test_the_window_command_refuses_an_unbacked_pin_then_accepts_it_backed(demo:
         "--managed-pins",
         "",
         "--as",
-        "admin",
+        "admin@acme.example",
         "--reason",
         "fleet upgraded",
     )

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from policyhub.policies.services import policy_apply
-from tests.conftest import make_policy
+from tests.conftest import acting, make_policy
 
 POLICY = """
 [requirements]
@@ -27,7 +27,7 @@ sandbox_mode = "read-only"
 
 @pytest.fixture
 def seeded(cast: dict[str, Any]) -> dict[str, Any]:
-    policy_apply(organization=cast["acme"], wanted=make_policy(POLICY), actor=cast["admin"])
+    policy_apply(organization=cast["acme"], wanted=make_policy(POLICY), actor=acting(cast["admin"]))
     return cast
 
 
@@ -67,7 +67,7 @@ def test_an_outsider_gets_404_on_every_page_of_another_organisation(
 
 def test_anonymous_visitors_are_sent_to_login(seeded: dict[str, Any]) -> None:
     response = Client().get("/orgs/acme/")
-    assert response.status_code == 302 and response["Location"].startswith("/login/")
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
 
 
 def test_home_lists_only_the_users_organisations(seeded: dict[str, Any]) -> None:

@@ -16,17 +16,17 @@ from policyhub.releases.models import PublishRun, Release, SigningKey
 from policyhub.releases.services.keys import signing_key_rotate
 from policyhub.releases.services.publishing import publish_run_execute
 from policyhub.releases.services.runs import publish_run_request
-from tests.conftest import THREE_TEAMS, make_policy
+from tests.conftest import OPERATOR, THREE_TEAMS, acting, make_policy
 
 POLICY = THREE_TEAMS
 
 
 def apply(cast: dict[str, Any], text: str) -> None:
-    policy_apply(organization=cast["acme"], wanted=make_policy(text), actor=cast["admin"])
+    policy_apply(organization=cast["acme"], wanted=make_policy(text), actor=acting(cast["admin"]))
 
 
 def publish(cast: dict[str, Any]) -> PublishRun:
-    run = publish_run_request(organization=cast["acme"], actor=cast["admin"])
+    run = publish_run_request(organization=cast["acme"], actor=acting(cast["admin"]))
     done = publish_run_execute(run_id=run.pk)
     assert done is not None
     return done
@@ -110,7 +110,7 @@ def test_an_invalid_policy_fails_the_run_and_stores_nothing(cast: dict[str, Any]
     from policyhub.policies.models import PolicyNode
 
     PolicyNode.objects.filter(team__path="batch").update(config={"sandbox_mode": "full-access"})
-    run = publish_run_request(organization=cast["acme"], actor=cast["admin"])
+    run = publish_run_request(organization=cast["acme"], actor=acting(cast["admin"]))
     with pytest.raises(Exception, match="error"):
         publish_run_execute(run_id=run.pk)
     run.refresh_from_db()
@@ -120,7 +120,7 @@ def test_an_invalid_policy_fails_the_run_and_stores_nothing(cast: dict[str, Any]
 
 def test_a_run_is_claimed_once(cast: dict[str, Any]) -> None:
     apply(cast, POLICY)
-    run = publish_run_request(organization=cast["acme"], actor=cast["admin"])
+    run = publish_run_request(organization=cast["acme"], actor=acting(cast["admin"]))
     assert publish_run_execute(run_id=run.pk) is not None
     assert publish_run_execute(run_id=run.pk) is None
     assert Release.objects.count() == 3
@@ -132,7 +132,7 @@ def test_rotation_keeps_old_releases_verifiable_and_signs_new_ones_with_the_new_
     apply(cast, POLICY)
     publish(cast)
     old = SigningKey.objects.get(status="active")
-    new = signing_key_rotate(organization=cast["acme"], actor=cast["owner"])
+    new = signing_key_rotate(organization=cast["acme"], actor=acting(cast["owner"]))
     old.refresh_from_db()
     assert (old.status, new.status) == ("retired", "active") and old.key_id != new.key_id
     apply(cast, POLICY.replace('model = "codex-ci"', 'model = "gpt-5.5"'))
@@ -147,7 +147,7 @@ def test_rotation_keeps_old_releases_verifiable_and_signs_new_ones_with_the_new_
 
 
 def test_private_keys_are_stored_encrypted(cast: dict[str, Any]) -> None:
-    key = signing_key_rotate(organization=cast["acme"], actor=None)
+    key = signing_key_rotate(organization=cast["acme"], actor=OPERATOR)
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     stored = bytes(key.private_key_encrypted)

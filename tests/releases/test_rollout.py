@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from policyhub.accounts.models import Organization
+from policyhub.actors import Actor
 from policyhub.audit.models import AuditEvent
 from policyhub.errors import ApplicationError
 from policyhub.policies.selectors import org_policy
@@ -32,7 +33,7 @@ from policyhub.releases.services.rollout import (
 )
 from policyhub.releases.services.runs import publish_run_request
 from policyhub.rendering.render import render_team, retitle
-from tests.conftest import BASE, make_policy
+from tests.conftest import BASE, OPERATOR, acting, make_policy
 
 POLICY = """
 [config]
@@ -50,6 +51,7 @@ DEVICES = [f"device-{n:05d}" for n in range(10_000)]
 
 
 def publish(org: Organization, actor: Any, text: str, base: str = BASE) -> None:
+    actor = actor if isinstance(actor, Actor) else acting(actor)
     policy_apply(organization=org, wanted=make_policy(text, base=base), actor=actor)
     run = publish_run_request(organization=org, actor=actor)
     done = publish_run_execute(run_id=run.pk)
@@ -95,10 +97,16 @@ def test_rollback_is_a_new_signed_revision_with_the_old_content(
     two_revisions: dict[str, Any],
 ) -> None:
     cast = two_revisions
-    signing_key_rotate(organization=cast["acme"], actor=cast["owner"])  # signed with the new key
+    signing_key_rotate(
+        organization=cast["acme"], actor=acting(cast["owner"])
+    )  # signed with the new key
     r1, r2 = release(cast, 1), release(cast, 2)
     r3 = release_rollback(
-        organization=cast["acme"], team_path=TEAM, to_revision=1, actor=cast["admin"], reason="ci"
+        organization=cast["acme"],
+        team_path=TEAM,
+        to_revision=1,
+        actor=acting(cast["admin"]),
+        reason="ci",
     )
     r1.refresh_from_db()
     r2.refresh_from_db()
@@ -120,11 +128,11 @@ def test_rollback_is_a_new_signed_revision_with_the_old_content(
     assert r3.content_digest == r1.content_digest and r3.codex == r1.codex
     assert manifest["key_id"] == r3.signing_key.key_id
     # Exactly the bytes a fresh render of the old policy at revision 3 would give.
-    policy_apply(organization=cast["acme"], wanted=make_policy(POLICY), actor=cast["admin"])
+    policy_apply(organization=cast["acme"], wanted=make_policy(POLICY), actor=acting(cast["admin"]))
     rendered = render_team(org_policy(cast["acme"]), TEAM, revision="3")
     assert {n: d.decode() for n, d in rendered.files.items()} == r3.files
     # So publishing the policy that matches the rolled-back content creates nothing.
-    run = publish_run_request(organization=cast["acme"], actor=cast["admin"])
+    run = publish_run_request(organization=cast["acme"], actor=acting(cast["admin"]))
     done = publish_run_execute(run_id=run.pk)
     assert done is not None and done.releases_created == 0
 
@@ -139,14 +147,14 @@ def test_rollback_refuses_unknown_revisions_and_the_current_content(
                 organization=cast["acme"],
                 team_path=team,
                 to_revision=revision,
-                actor=cast["admin"],
+                actor=acting(cast["admin"]),
             )
     with pytest.raises(ApplicationError, match="nothing to roll back"):
-        release_rollback(organization=cast["acme"], team_path=TEAM, to_revision=2, actor=None)
-    release_rollback(organization=cast["acme"], team_path=TEAM, to_revision=1, actor=None)
+        release_rollback(organization=cast["acme"], team_path=TEAM, to_revision=2, actor=OPERATOR)
+    release_rollback(organization=cast["acme"], team_path=TEAM, to_revision=1, actor=OPERATOR)
     # r3 carries r1's content now: rolling back to r1 again has nothing to do.
     with pytest.raises(ApplicationError, match="nothing to roll back"):
-        release_rollback(organization=cast["acme"], team_path=TEAM, to_revision=1, actor=None)
+        release_rollback(organization=cast["acme"], team_path=TEAM, to_revision=1, actor=OPERATOR)
     assert Release.objects.filter(organization=cast["acme"], team_path=TEAM).count() == 3
 
 
@@ -170,7 +178,7 @@ def test_a_thirty_percent_rollout_is_stable_and_close_to_thirty_percent(
 ) -> None:
     cast = two_revisions
     r2 = release_rollout_start(
-        organization=cast["acme"], team_path=TEAM, percent=30, actor=cast["admin"]
+        organization=cast["acme"], team_path=TEAM, percent=30, actor=acting(cast["admin"])
     )
     assert (r2.revision, r2.rollout_percent, r2.previous_id) == (2, 30, release(cast, 1).pk)
     inside = {d for d in DEVICES if rollout_includes(release_id=r2.pk, device_id=d, percent=30)}
@@ -206,7 +214,7 @@ def test_a_thirty_percent_rollout_is_stable_and_close_to_thirty_percent(
     other = {d for d in DEVICES if rollout_includes(release_id=r2.pk + 1, device_id=d, percent=30)}
     assert 0.05 < len(inside & other) / len(DEVICES) < 0.13  # ~0.09 when independent
     # Widening keeps every device that already had the release.
-    release_rollout_start(organization=cast["acme"], team_path=TEAM, percent=60, actor=None)
+    release_rollout_start(organization=cast["acme"], team_path=TEAM, percent=60, actor=OPERATOR)
     wider = served(cast, sample)
     assert all(wider[d] == 2 for d in sample if d in inside)
     assert 0.55 < sum(r == 2 for r in wider.values()) / len(sample) < 0.65
@@ -214,31 +222,35 @@ def test_a_thirty_percent_rollout_is_stable_and_close_to_thirty_percent(
 
 def test_promote_serves_everyone_the_new_release(two_revisions: dict[str, Any]) -> None:
     cast = two_revisions
-    release_rollout_start(organization=cast["acme"], team_path=TEAM, percent=30, actor=None)
+    release_rollout_start(organization=cast["acme"], team_path=TEAM, percent=30, actor=OPERATOR)
     promoted = release_rollout_promote(
-        organization=cast["acme"], team_path=TEAM, actor=cast["admin"]
+        organization=cast["acme"], team_path=TEAM, actor=acting(cast["admin"])
     )
     assert (promoted.revision, promoted.rollout_percent, promoted.current) == (2, 100, True)
     assert set(served(cast, DEVICES[:300]).values()) == {2}
     with pytest.raises(ApplicationError, match="not in a staged rollout"):
-        release_rollout_promote(organization=cast["acme"], team_path=TEAM, actor=None)
+        release_rollout_promote(organization=cast["acme"], team_path=TEAM, actor=OPERATOR)
 
 
 def test_abort_serves_everyone_the_previous_release_and_keeps_the_aborted_one(
     two_revisions: dict[str, Any],
 ) -> None:
     cast = two_revisions
-    release_rollout_start(organization=cast["acme"], team_path=TEAM, percent=30, actor=None)
-    restored = release_rollout_abort(organization=cast["acme"], team_path=TEAM, actor=cast["admin"])
+    release_rollout_start(organization=cast["acme"], team_path=TEAM, percent=30, actor=OPERATOR)
+    restored = release_rollout_abort(
+        organization=cast["acme"], team_path=TEAM, actor=acting(cast["admin"])
+    )
     aborted = release(cast, 2)
     assert (restored.revision, restored.current, restored.rollout_percent) == (1, True, 100)
     assert not aborted.current and aborted.aborted_at is not None and verifies(aborted)
     assert set(served(cast, DEVICES[:300]).values()) == {1}
     with pytest.raises(ApplicationError, match="not in a staged rollout"):
-        release_rollout_abort(organization=cast["acme"], team_path=TEAM, actor=None)
+        release_rollout_abort(organization=cast["acme"], team_path=TEAM, actor=OPERATOR)
     # The next release falls back past the aborted one, to r1.
-    release_rollback(organization=cast["acme"], team_path=TEAM, to_revision=2, actor=None)
-    r3 = release_rollout_start(organization=cast["acme"], team_path=TEAM, percent=10, actor=None)
+    release_rollback(organization=cast["acme"], team_path=TEAM, to_revision=2, actor=OPERATOR)
+    r3 = release_rollout_start(
+        organization=cast["acme"], team_path=TEAM, percent=10, actor=OPERATOR
+    )
     assert (r3.revision, r3.content_digest, r3.previous) == (3, aborted.content_digest, restored)
 
 
@@ -246,10 +258,12 @@ def test_a_release_published_after_an_abort_falls_back_past_the_aborted_one(
     two_revisions: dict[str, Any],
 ) -> None:
     cast = two_revisions
-    release_rollout_start(organization=cast["acme"], team_path=TEAM, percent=30, actor=None)
-    release_rollout_abort(organization=cast["acme"], team_path=TEAM, actor=None)
+    release_rollout_start(organization=cast["acme"], team_path=TEAM, percent=30, actor=OPERATOR)
+    release_rollout_abort(organization=cast["acme"], team_path=TEAM, actor=OPERATOR)
     publish(cast["acme"], cast["admin"], POLICY + "[requirements]\nallow_login_shell = false\n")
-    r3 = release_rollout_start(organization=cast["acme"], team_path=TEAM, percent=50, actor=None)
+    r3 = release_rollout_start(
+        organization=cast["acme"], team_path=TEAM, percent=50, actor=OPERATOR
+    )
     assert (r3.revision, r3.previous) == (3, release(cast, 1))
 
 
@@ -258,16 +272,16 @@ def test_a_rollout_needs_an_earlier_release_and_a_sensible_percentage(
 ) -> None:
     publish(cast["acme"], cast["admin"], POLICY)
     with pytest.raises(ApplicationError, match="first release"):
-        release_rollout_start(organization=cast["acme"], team_path=TEAM, percent=30, actor=None)
+        release_rollout_start(organization=cast["acme"], team_path=TEAM, percent=30, actor=OPERATOR)
     with pytest.raises(ApplicationError, match="no current release"):
         release_rollout_start(
-            organization=cast["acme"], team_path="nowhere", percent=30, actor=None
+            organization=cast["acme"], team_path="nowhere", percent=30, actor=OPERATOR
         )
     publish(cast["acme"], cast["admin"], CHANGED)
     for percent in (0, 100, 101, -5):
         with pytest.raises(ApplicationError, match="1 to 99"):
             release_rollout_start(
-                organization=cast["acme"], team_path=TEAM, percent=percent, actor=None
+                organization=cast["acme"], team_path=TEAM, percent=percent, actor=OPERATOR
             )
     assert release(cast, 2).rollout_percent == 100
     assert not AuditEvent.objects.filter(action__startswith="release.rollout").exists()
@@ -275,7 +289,7 @@ def test_a_rollout_needs_an_earlier_release_and_a_sensible_percentage(
 
 def test_every_rollback_and_rollout_write_is_audited(two_revisions: dict[str, Any]) -> None:
     cast = two_revisions
-    acme, admin = cast["acme"], cast["admin"]
+    acme, admin = cast["acme"], acting(cast["admin"])
     release_rollback(organization=acme, team_path=TEAM, to_revision=1, actor=admin, reason="bad")
     release_rollback(organization=acme, team_path=TEAM, to_revision=2, actor=admin, reason="ok")
     release_rollout_start(organization=acme, team_path=TEAM, percent=30, actor=admin)
@@ -297,7 +311,8 @@ def test_every_rollback_and_rollout_write_is_audited(two_revisions: dict[str, An
         ("release.rollout_abort", f"{TEAM} r5", ""),
     ]
     assert all(
-        e.actor == admin and e.organization == acme
+        (e.actor, e.actor_kind, e.actor_label, e.organization)
+        == (admin.user, "user", admin.label, acme)
         for e in AuditEvent.objects.filter(action__in=ROLLOUT_ACTIONS)
     )
     after = AuditEvent.objects.get(action="release.rollout_abort").after
@@ -319,9 +334,9 @@ def test_another_organisations_releases_are_untouched(two_revisions: dict[str, A
     publish(cast["other"], cast["outsider"], POLICY, base=other_base)
     publish(cast["other"], cast["outsider"], CHANGED, base=other_base)
     theirs = list(Release.objects.filter(organization=cast["other"]).order_by("pk").values())
-    release_rollback(organization=cast["acme"], team_path=TEAM, to_revision=1, actor=None)
-    release_rollout_start(organization=cast["acme"], team_path=TEAM, percent=30, actor=None)
-    release_rollout_abort(organization=cast["acme"], team_path=TEAM, actor=None)
+    release_rollback(organization=cast["acme"], team_path=TEAM, to_revision=1, actor=OPERATOR)
+    release_rollout_start(organization=cast["acme"], team_path=TEAM, percent=30, actor=OPERATOR)
+    release_rollout_abort(organization=cast["acme"], team_path=TEAM, actor=OPERATOR)
     assert (
         list(Release.objects.filter(organization=cast["other"]).order_by("pk").values()) == theirs
     )
@@ -364,7 +379,7 @@ def test_the_release_command_lists_rolls_back_and_stages(two_revisions: dict[str
     assert len(run("list", "--org", "acme").splitlines()) == 5  # and `platform` r1
     with pytest.raises(CommandError, match="has no release r7"):
         run("rollback", *org, "--to", "7")
-    with pytest.raises(CommandError, match="no user"):
+    with pytest.raises(CommandError, match="no active user"):
         run("promote", *org, "--as", "nobody")
     with pytest.raises(CommandError, match="no organisation"):
         run("list", "--org", "nowhere")
@@ -378,7 +393,9 @@ def test_a_rollback_survives_a_publish_caused_by_another_team(
     two_revisions: dict[str, Any],
 ) -> None:
     cast = two_revisions
-    release_rollback(organization=cast["acme"], team_path=TEAM, to_revision=1, actor=cast["admin"])
+    release_rollback(
+        organization=cast["acme"], team_path=TEAM, to_revision=1, actor=acting(cast["admin"])
+    )
     assert current_revision(cast) == 3
     # Only a new sibling team appears; platform/ci's policy still says what r2 said.
     publish(
@@ -403,9 +420,11 @@ def test_an_aborted_rollout_is_not_released_again_by_an_unrelated_publish(
 ) -> None:
     cast = two_revisions
     release_rollout_start(
-        organization=cast["acme"], team_path=TEAM, percent=30, actor=cast["admin"]
+        organization=cast["acme"], team_path=TEAM, percent=30, actor=acting(cast["admin"])
     )
-    restored = release_rollout_abort(organization=cast["acme"], team_path=TEAM, actor=cast["admin"])
+    restored = release_rollout_abort(
+        organization=cast["acme"], team_path=TEAM, actor=acting(cast["admin"])
+    )
     assert restored.revision == 1
     publish(
         cast["acme"],

@@ -24,6 +24,7 @@ from policyhub.releases.models import PublishRun, Release
 from policyhub.releases.services.runs import publish_run_request
 from policyhub.teams.models import Team
 from tests.codex.harness import REPO_ROOT, check_file_set
+from tests.conftest import OPERATOR, acting
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -88,7 +89,9 @@ def worker() -> Iterator[subprocess.Popen[bytes]]:
 
 def publish() -> str:
     out = io.StringIO()
-    call_command("publish", "--org", "acme", "--as", "admin", "--timeout", "120", stdout=out)
+    call_command(
+        "publish", "--org", "acme", "--as", "admin@acme.example", "--timeout", "120", stdout=out
+    )
     return out.getvalue().strip()
 
 
@@ -154,8 +157,8 @@ def test_two_publishes_at_once_produce_one_consistent_set_of_revisions(
             "additional_developer_instructions": instructions,
         },
     )
-    policy_apply(organization=org, wanted=replace(policy, root=root), actor=None)
-    runs = [publish_run_request(organization=org, actor=None) for _ in range(2)]
+    policy_apply(organization=org, wanted=replace(policy, root=root), actor=OPERATOR)
+    runs = [publish_run_request(organization=org, actor=OPERATOR) for _ in range(2)]
     finished = wait_for(runs)
     assert [r.status for r in finished] == ["succeeded", "succeeded"]
     assert sorted(r.releases_created for r in finished) == [0, 9]
@@ -171,14 +174,13 @@ def test_a_reviewed_change_set_publishes_through_the_worker_for_exactly_the_affe
     from django.contrib.auth import get_user_model
 
     from policyhub.accounts.models import Role
-    from policyhub.accounts.services import membership_grant
+    from policyhub.accounts.services import membership_grant, organization_settings_update
     from policyhub.changes.models import ChangeSet
     from policyhub.changes.selectors import change_set_preview
     from policyhub.changes.services import (
         change_set_approve,
         change_set_create,
         change_set_submit,
-        organization_settings_update,
     )
     from policyhub.policies import document
 
@@ -186,7 +188,7 @@ def test_a_reviewed_change_set_publishes_through_the_worker_for_exactly_the_affe
     assert publish().endswith("succeeded 0 new release(s)")
     org = organization_get("acme")
     assert org is not None
-    author = get_user_model().objects.get(username="admin")
+    author = acting(get_user_model().objects.get(email="admin@acme.example"))
     second = get_user_model().objects.create_user("second", "second@example.com", "pw-second")
     membership_grant(organization=org, user=second, role=Role.ADMIN, actor=author)
     org = organization_settings_update(organization=org, actor=author, requires_approval=True)
@@ -199,7 +201,7 @@ def test_a_reviewed_change_set_publishes_through_the_worker_for_exactly_the_affe
         + tail.replace('model_reasoning_effort = "high"', 'model_reasoning_effort = "medium"', 1)
     )
     change_set = change_set_create(
-        organization=org, document_text=edited, author=author, reason="cheaper CI"
+        organization=org, document_text=edited, actor=author, reason="cheaper CI"
     )
     preview = change_set_preview(change_set)
     assert preview.team_paths == ["platform/ci", "platform/ci/release"]
@@ -213,7 +215,7 @@ def test_a_reviewed_change_set_publishes_through_the_worker_for_exactly_the_affe
     change_set = change_set_submit(change_set=change_set, actor=author)
     assert change_set.status == "submitted"
     assert publish().endswith("succeeded 0 new release(s)")  # not approved yet: nothing moves
-    change_set_approve(change_set=change_set, approver=second)
+    change_set_approve(change_set=change_set, actor=acting(second))
 
     assert publish().endswith("succeeded 2 new release(s)")
     change_set.refresh_from_db()

@@ -17,7 +17,7 @@ from policyhub.policies.services import policy_apply
 from policyhub.releases.models import PublishRun, Release
 from policyhub.releases.services.runs import publish_run_request
 from policyhub.releases.tasks import publish_runs_recover_task
-from tests.conftest import make_policy
+from tests.conftest import OPERATOR, make_policy
 from tests.releases.test_worker import start_worker, stop_worker
 
 pytestmark = [
@@ -39,7 +39,7 @@ def big_organisation() -> Organization:
     org = Organization.objects.create(slug="acme", name="Acme")
     base = make_policy('[config]\nmodel = "gpt-5.5"\nmodel_provider = "openai"\n')
     teams = {f"t{i:04d}": TeamSpec(f"t{i:04d}", f"Team {i}") for i in range(TEAMS)}
-    policy_apply(organization=org, wanted=replace(base, teams=teams), actor=None)
+    policy_apply(organization=org, wanted=replace(base, teams=teams), actor=OPERATOR)
     return org
 
 
@@ -58,7 +58,7 @@ def test_a_killed_worker_leaves_no_partial_release_and_the_retry_completes_the_r
     celery_app.control.purge()
     first = start_worker(**FAST_RECOVERY)
     try:
-        run = publish_run_request(organization=org, actor=None)
+        run = publish_run_request(organization=org, actor=OPERATOR)
         wait_status(run, "running", 60)
         time.sleep(0.8)  # well into rendering the teams, before the transaction commits
         os.killpg(first.pid, signal.SIGKILL)
@@ -89,7 +89,7 @@ def test_a_publish_past_its_time_limit_stops_stores_nothing_and_says_why() -> No
     # A 2 s lease: the publish (about 3 s) meets its soft time limit after 1 s.
     worker = start_worker(PUBLISH_LEASE_SECONDS="2")
     try:
-        run = publish_run_request(organization=org, actor=None)
+        run = publish_run_request(organization=org, actor=OPERATOR)
         run = wait_status(run, "failed", 60)
     finally:
         stop_worker(worker)

@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from policyhub.accounts.models import Organization
+from policyhub.accounts.permissions import Permission, authorize
 from policyhub.accounts.selectors import organization_lock
+from policyhub.actors import Actor
 from policyhub.audit.services import audit_record
 from policyhub.releases import signing
 from policyhub.releases.models import SigningKey
 
 
 @transaction.atomic
-def signing_key_rotate(*, organization: Organization, actor: User | None) -> SigningKey:
+def signing_key_rotate(*, actor: Actor, organization: Organization) -> SigningKey:
     """A new active key; the previous one is retired and keeps verifying what it signed."""
+    authorize(
+        actor,
+        organization,
+        Permission.SIGNING_KEY_ROTATE,
+        doing="rotate the organisation's signing key",
+    )
+    return _rotate(organization, actor)
+
+
+def signing_key_active(*, organization: Organization, actor: Actor) -> SigningKey:
+    """The organisation's active signing key, made on first use by an action its actor was
+    already allowed (a publish, a rollback, an enrolment token)."""
+    key = SigningKey.objects.filter(
+        organization=organization, status=SigningKey.Status.ACTIVE
+    ).first()
+    return key if key is not None else _rotate(organization, actor)
+
+
+@transaction.atomic
+def _rotate(organization: Organization, actor: Actor) -> SigningKey:
     organization_lock(organization.pk)
     retired = SigningKey.objects.filter(
         organization=organization, status=SigningKey.Status.ACTIVE
@@ -49,11 +70,3 @@ def signing_key_rotate(*, organization: Organization, actor: User | None) -> Sig
         after={"key_id": key_id, "public_key": public_key},
     )
     return key
-
-
-def signing_key_active(*, organization: Organization, actor: User | None) -> SigningKey:
-    """The organisation's active signing key, made on first use."""
-    key = SigningKey.objects.filter(
-        organization=organization, status=SigningKey.Status.ACTIVE
-    ).first()
-    return key if key is not None else signing_key_rotate(organization=organization, actor=actor)

@@ -12,13 +12,14 @@ from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from policyhub.accounts.models import Organization
+from policyhub.accounts.permissions import Permission, authorize
 from policyhub.accounts.selectors import organization_lock
+from policyhub.actors import SCHEDULER, Actor
 from policyhub.audit.services import audit_event, audit_record, audit_record_many
 from policyhub.changes.selectors import organizations_with_due_change_sets
 from policyhub.changes.services import change_sets_publish_due
@@ -41,9 +42,15 @@ PUBLISH_BATCH = 500
 
 
 @transaction.atomic
-def publish_run_create(*, organization: Organization, actor: User | None) -> PublishRun:
-    """Record a publish run (a worker still has to be handed it: runs.publish_run_request)."""
-    run = PublishRun(organization=organization, requested_by=actor)
+def publish_run_create(*, organization: Organization, actor: Actor) -> PublishRun:
+    """Record a publish run for an actor already allowed to publish (a worker still has to be
+    handed it: runs.publish_run_request)."""
+    run = PublishRun(
+        organization=organization,
+        requested_by=actor.user,
+        requested_by_kind=actor.kind,
+        requested_by_label=actor.label,
+    )
     run.full_clean()
     run.save()
     audit_record(
@@ -63,7 +70,11 @@ def publish_runs_create_due(*, now: datetime | None = None) -> list[PublishRun]:
     organizations = organizations_with_due_change_sets(now or timezone.now()).exclude(
         pk__in=publish_runs_busy().values("organization_id")
     )
-    return [publish_run_create(organization=org, actor=None) for org in organizations]
+    runs = []
+    for org in organizations:
+        authorize(SCHEDULER, org, Permission.PUBLISH, doing="publish scheduled change sets")
+        runs.append(publish_run_create(organization=org, actor=SCHEDULER))
+    return runs
 
 
 def _claimable() -> Q:
@@ -126,7 +137,8 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
     """Apply the due approved change sets, then store a signed release for every team whose files
     changed; (releases created, teams)."""
     organization = organization_lock(run.organization_id)
-    due = change_sets_publish_due(organization=organization, run_id=run.pk, actor=run.requested_by)
+    actor = requester(run)
+    due = change_sets_publish_due(organization=organization, run_id=run.pk, actor=actor)
     if due.refused:
         # The run itself goes on with the others; its error names what was refused and why.
         PublishRun.objects.filter(pk=run.pk).update(error="\n".join(due.refused))
@@ -134,7 +146,7 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
     policy = org_policy(organization)
     validations: dict[str, TeamValidation] = {}
     policy_check(policy, validations)  # every team resolved once, for rendering below
-    key = signing_key_active(organization=organization, actor=run.requested_by)
+    key = signing_key_active(organization=organization, actor=actor)
     current = {
         r.team_path: r
         for r in current_releases_with_published_digest(organization).defer("files", "manifest")
@@ -173,15 +185,21 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
             )
         )
         if len(signed) == PUBLISH_BATCH:
-            created += _publish_batch(organization, run, applied, signed)
+            created += _publish_batch(organization, run, actor, applied, signed)
             signed = []
-    created += _publish_batch(organization, run, applied, signed)
+    created += _publish_batch(organization, run, actor, applied, signed)
     return created, len(policy.teams)
+
+
+def requester(run: PublishRun) -> Actor:
+    """Who asked for the run: the worker publishes in their name."""
+    return Actor.recorded(run.requested_by_kind, run.requested_by_label, run.requested_by)
 
 
 def _publish_batch(
     organization: Organization,
     run: PublishRun,
+    actor: Actor,
     applied: list[int],
     signed: list[tuple[Release, list[ReleaseVariant]]],
 ) -> int:
@@ -202,7 +220,7 @@ def _publish_batch(
         [
             audit_event(
                 organization_id=organization.pk,
-                actor=run.requested_by,
+                actor=actor,
                 action="release.publish",
                 object_type="release",
                 object_key=f"{release.team_path} r{release.revision}",

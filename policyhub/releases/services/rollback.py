@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Max
 
 from policyhub.accounts.models import Organization
+from policyhub.accounts.permissions import Permission, authorize
 from policyhub.accounts.selectors import organization_lock
+from policyhub.actors import Actor
 from policyhub.audit.services import audit_record
 from policyhub.errors import ApplicationError
 from policyhub.policies.document import codex_window
@@ -34,7 +35,7 @@ def release_rollback(
     organization: Organization,
     team_path: str,
     to_revision: int,
-    actor: User | None,
+    actor: Actor,
     reason: str = "",
 ) -> Release:
     """A new current revision of the team carrying the files of `to_revision`, signed afresh.
@@ -42,6 +43,7 @@ def release_rollback(
     Only the header lines change (they name the new revision); every body, and so the content
     digest, is the old release's. The replaced release stays stored as `previous`.
     """
+    authorize(actor, organization, Permission.RELEASE_MANAGE, doing="roll teams back")
     organization = organization_lock(organization.pk)
     team = Release.objects.filter(organization=organization, team_path=team_path)
     target = team.filter(revision=to_revision).first()
@@ -89,7 +91,7 @@ def release_rollback(
         previous=current,
         provenance=target.provenance,
         publish_run=None,
-        created_by=actor,
+        created_by=actor.user,
     )
     before = None
     if current is not None:

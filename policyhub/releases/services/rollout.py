@@ -3,12 +3,13 @@ replaced serves the rest, until the rollout is promoted (everyone) or aborted (n
 
 from __future__ import annotations
 
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from policyhub.accounts.models import Organization
+from policyhub.accounts.permissions import Permission, authorize
 from policyhub.accounts.selectors import organization_lock
+from policyhub.actors import Actor
 from policyhub.audit.services import audit_record
 from policyhub.errors import ApplicationError
 from policyhub.releases.models import Release
@@ -18,11 +19,11 @@ from providers.base import Issue
 
 @transaction.atomic
 def release_rollout_start(
-    *, organization: Organization, team_path: str, percent: int, actor: User | None
+    *, organization: Organization, team_path: str, percent: int, actor: Actor
 ) -> Release:
     """Serve the team's current release to `percent`% of its devices, the release it replaced to
     the rest. Run again to widen or narrow the rollout."""
-    organization = organization_lock(organization.pk)
+    organization = _locked(organization, actor)
     release = _current(organization, team_path)
     if not 1 <= percent <= 99:
         raise ApplicationError(
@@ -49,11 +50,9 @@ def release_rollout_start(
 
 
 @transaction.atomic
-def release_rollout_promote(
-    *, organization: Organization, team_path: str, actor: User | None
-) -> Release:
+def release_rollout_promote(*, organization: Organization, team_path: str, actor: Actor) -> Release:
     """End the team's staged rollout by serving the current release to every device."""
-    organization = organization_lock(organization.pk)
+    organization = _locked(organization, actor)
     release = _in_rollout(organization, team_path)
     before = release_state(release)
     release.rollout_percent = 100
@@ -63,15 +62,13 @@ def release_rollout_promote(
 
 
 @transaction.atomic
-def release_rollout_abort(
-    *, organization: Organization, team_path: str, actor: User | None
-) -> Release:
+def release_rollout_abort(*, organization: Organization, team_path: str, actor: Actor) -> Release:
     """End the team's staged rollout by serving the previous release to every device again.
 
     The aborted release stays stored, marked aborted and never current again; returns the
     release that is current now.
     """
-    organization = organization_lock(organization.pk)
+    organization = _locked(organization, actor)
     aborted = _in_rollout(organization, team_path)
     restored = aborted.previous
     # A partial rollout always has one (constraint release_partial_rollout_has_previous).
@@ -85,6 +82,11 @@ def release_rollout_abort(
     after = {"aborted": release_state(aborted), "restored": release_state(restored)}
     _audit(organization, actor, "abort", aborted, before, after)
     return restored
+
+
+def _locked(organization: Organization, actor: Actor) -> Organization:
+    authorize(actor, organization, Permission.RELEASE_MANAGE, doing="manage staged rollouts")
+    return organization_lock(organization.pk)
 
 
 def _current(organization: Organization, team_path: str) -> Release:
@@ -129,7 +131,7 @@ def _replaced(release: Release) -> Release | None:
 
 def _audit(
     organization: Organization,
-    actor: User | None,
+    actor: Actor,
     verb: str,
     release: Release,
     before: object,

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from policyhub.accounts.cli import organization_arg, refused, user_arg
+from policyhub.accounts.cli import actor_arg, add_actor_argument, organization_arg, refused
 from policyhub.changes.models import ChangeSet
 from policyhub.changes.selectors import change_set_get, change_set_list, change_set_preview
 from policyhub.changes.services import change_set_approve, change_set_reject, change_set_submit
@@ -27,12 +27,12 @@ class Command(BaseCommand):
         show.add_argument("id", type=int)
         submit = sub.add_parser("submit", help="validate a draft and put it up for review")
         submit.add_argument("id", type=int)
-        submit.add_argument("--as", dest="actor", required=True)
+        add_actor_argument(submit)
         submit.add_argument("--publish-at", help="ISO 8601 time to publish at")
         for name in ("approve", "reject"):
             decide = sub.add_parser(name, help=f"{name} a submitted change set")
             decide.add_argument("id", type=int)
-            decide.add_argument("--as", dest="actor", required=True)
+            add_actor_argument(decide)
             decide.add_argument("--reason", default="", help="why (required to reject)")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -48,9 +48,7 @@ class Command(BaseCommand):
         if options["action"] == "show":
             self._show(change_set)
             return
-        actor = user_arg(options["actor"])
-        if actor is None:
-            raise CommandError("--as USER is required: a decision records who made it")
+        actor = actor_arg(options["actor"])
         try:
             if options["action"] == "submit":
                 publish_at = _datetime(options["publish_at"]) if options["publish_at"] else None
@@ -59,11 +57,11 @@ class Command(BaseCommand):
                 )
             elif options["action"] == "approve":
                 change_set = change_set_approve(
-                    change_set=change_set, approver=actor, reason=options["reason"]
+                    change_set=change_set, actor=actor, reason=options["reason"]
                 )
             else:
                 change_set = change_set_reject(
-                    change_set=change_set, approver=actor, reason=options["reason"]
+                    change_set=change_set, actor=actor, reason=options["reason"]
                 )
         except ApplicationError as exc:
             raise refused(exc) from None
@@ -92,7 +90,7 @@ class Command(BaseCommand):
 
 
 def _summary(change_set: ChangeSet) -> str:
-    author = change_set.author.get_username() if change_set.author else "-"
+    author = change_set.author_label or "-"
     when = f" publish at {change_set.publish_at.isoformat()}" if change_set.publish_at else ""
     return (
         f"{change_set.pk}  {change_set.status:<9} {change_set.created_at:%Y-%m-%d %H:%M} "

@@ -17,8 +17,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from policyhub.accounts.cli import organization_arg, refused, user_arg
-from policyhub.changes.selectors import policy_plan_lines
+from policyhub.accounts.cli import actor_arg, add_actor_argument, organization_arg, refused
+from policyhub.changes.selectors import policy_plan
 from policyhub.changes.services import change_set_create, change_set_submit
 from policyhub.errors import ApplicationError
 from policyhub.policies import document
@@ -49,7 +49,7 @@ class Command(BaseCommand):
         apply.add_argument(
             "--publish-at", help="ISO 8601 time to publish the change set at (scheduled publish)"
         )
-        apply.add_argument("--as", dest="actor", help="username recorded as the author")
+        add_actor_argument(apply)
         apply.add_argument("--reason", default="", help="why, recorded in the audit trail")
         window = sub.add_parser(
             "window", help="show or change the Codex versions the organisation's machines run"
@@ -66,7 +66,7 @@ class Command(BaseCommand):
             help="comma-separated requirement keys accepted as not enforced where ignored",
         )
         window.add_argument("--dry-run", action="store_true", help="only show the plan")
-        window.add_argument("--as", dest="actor", help="username recorded as the author")
+        add_actor_argument(window)
         window.add_argument("--reason", default="", help="why, recorded in the audit trail")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -78,17 +78,12 @@ class Command(BaseCommand):
             self._window(org, options)
             return
         text = self._read(options["file"])
-        actor = user_arg(options["actor"])
+        actor = actor_arg(options["actor"])
         if options["draft"] or options["submit"]:
             self._change_set(org, text, actor, options)
             return
         if options["publish_at"]:
             raise CommandError("--publish-at schedules a change set: add --draft or --submit")
-        if org.requires_approval and not options["dry_run"]:
-            raise CommandError(
-                f"{org.slug} requires approval of every change: use --submit to propose this "
-                "document as a change set (or --draft)"
-            )
         try:
             wanted = document.parse(text)
             changes = policy_apply(
@@ -127,17 +122,12 @@ class Command(BaseCommand):
             for key in ("min_version", "max_version", "managed_pins", "accept_unenforced"):
                 self.stdout.write(f"{key}: {window.get(key, '')}")
             return
-        if org.requires_approval and not options["dry_run"]:
-            raise CommandError(
-                f"{org.slug} requires approval of every change: export the policy, edit its "
-                "[codex] table and propose it with `policy apply --submit`"
-            )
         wanted = replace(current, codex=replace(current.codex, **changes))
         try:
             applied = policy_apply(
                 organization=org,
                 wanted=wanted,
-                actor=user_arg(options["actor"]),
+                actor=actor_arg(options["actor"]),
                 dry_run=options["dry_run"],
                 reason=options["reason"],
             )
@@ -152,15 +142,13 @@ class Command(BaseCommand):
         publish_at = _datetime(options["publish_at"]) if options["publish_at"] else None
         try:
             wanted = document.parse(text)
-            if wanted.slug == org.slug and not policy_plan_lines(org, wanted):
+            if wanted.slug == org.slug and not policy_plan(org, wanted):
                 self.stdout.write("No changes.")
                 return
-            if actor is None:
-                raise CommandError("--as USER is required: a change set records its author")
             change_set = change_set_create(
                 organization=org,
                 document_text=text,
-                author=actor,
+                actor=actor,
                 reason=options["reason"],
                 publish_at=publish_at,
             )

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from policyhub.accounts.cli import organization_arg, refused, user_arg
+from policyhub.accounts.cli import actor_arg, add_actor_argument, organization_arg, refused
 from policyhub.errors import ApplicationError
 from policyhub.fleet.models import Device
 from policyhub.fleet.selectors import device_get, device_statuses
@@ -31,7 +31,7 @@ class Command(BaseCommand):
             action = sub.add_parser(name, help=what or "serve it another team's release")
             action.add_argument("id", help="device id")
             action.add_argument("--org", required=True)
-            action.add_argument("--as", dest="actor")
+            add_actor_argument(action)
             action.add_argument("--reason", default="")
             if name == "move":
                 action.add_argument("--team", required=True, help="the new team's path")
@@ -56,7 +56,7 @@ class Command(BaseCommand):
             raise CommandError(f"no device {options['id']} in {org.slug}")
         device: Device = found
         try:
-            actor = user_arg(options["actor"])
+            actor = actor_arg(options["actor"])
             if options["action"] == "revoke":
                 device_revoke(device=device, actor=actor, reason=options["reason"])
                 self.stdout.write(f"device {device.pk} revoked")

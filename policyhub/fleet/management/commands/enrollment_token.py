@@ -8,14 +8,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from policyhub.accounts.cli import organization_arg, refused, user_arg
+from policyhub.accounts.cli import actor_arg, add_actor_argument, organization_arg, refused
 from policyhub.errors import ApplicationError
 from policyhub.fleet.selectors import enrollment_token_get, enrollment_tokens, token_refusal
-from policyhub.fleet.services import (
-    duration_parse,
-    enrollment_token_create,
-    enrollment_token_revoke,
-)
+from policyhub.fleet.services import enrollment_token_create, enrollment_token_revoke
+from policyhub.validators import duration_parse
 
 
 class Command(BaseCommand):
@@ -29,13 +26,13 @@ class Command(BaseCommand):
         create.add_argument("--uses", type=int, help="how many machines may enrol (default: any)")
         create.add_argument("--expires", default="7d", help="lifetime: 30m, 12h, 7d (max 365d)")
         create.add_argument("--note", default="", help="what the token is for")
-        create.add_argument("--as", dest="actor", help="acting user (an owner or admin)")
+        add_actor_argument(create)
         listing = sub.add_parser("list", help="the organisation's tokens (never their secrets)")
         listing.add_argument("--org", required=True)
         revoke = sub.add_parser("revoke", help="no more machines enrol with it")
         revoke.add_argument("id", type=int)
         revoke.add_argument("--org", required=True)
-        revoke.add_argument("--as", dest="actor")
+        add_actor_argument(revoke)
 
     def handle(self, *args: Any, **options: Any) -> None:
         org = organization_arg(options["org"])
@@ -47,7 +44,7 @@ class Command(BaseCommand):
                     lifetime=duration_parse(options["expires"]),
                     max_uses=options["uses"],
                     note=options["note"],
-                    actor=user_arg(options["actor"]),
+                    actor=actor_arg(options["actor"]),
                 )
                 self.stderr.write(
                     f"token {token.pk} for {org.slug}/{token.team.path}, expires "
@@ -68,7 +65,7 @@ class Command(BaseCommand):
                 found = enrollment_token_get(org, options["id"])
                 if found is None:
                     raise CommandError(f"no enrolment token {options['id']} in {org.slug}")
-                enrollment_token_revoke(token=found, actor=user_arg(options["actor"]))
+                enrollment_token_revoke(token=found, actor=actor_arg(options["actor"]))
                 self.stdout.write(f"token {found.pk} revoked")
         except ApplicationError as error:
             raise refused(error) from None

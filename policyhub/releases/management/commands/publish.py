@@ -8,7 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from policyhub.accounts.cli import organization_arg, user_arg
+from policyhub.accounts.cli import actor_arg, add_actor_argument, organization_arg, refused
+from policyhub.errors import ApplicationError
 from policyhub.releases.models import PublishRun
 from policyhub.releases.selectors import publish_run_get
 from policyhub.releases.services.runs import publish_run_request
@@ -19,13 +20,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--org", required=True)
-        parser.add_argument("--as", dest="actor", help="username recorded as the publisher")
+        add_actor_argument(parser)
         parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait")
 
     def handle(self, *args: Any, **options: Any) -> None:
         org = organization_arg(options["org"])
-        actor = user_arg(options["actor"])
-        run = publish_run_request(organization=org, actor=actor)
+        try:
+            run = publish_run_request(organization=org, actor=actor_arg(options["actor"]))
+        except ApplicationError as exc:
+            raise refused(exc, "nothing was published") from None
         deadline = time.monotonic() + options["timeout"]
         finished = (PublishRun.Status.SUCCEEDED, PublishRun.Status.FAILED)
         while True:

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from policyhub.accounts.cli import organization_arg, refused, user_arg
+from policyhub.accounts.cli import actor_arg, add_actor_argument, organization_arg, refused
 from policyhub.accounts.models import Organization
 from policyhub.errors import ApplicationError
 from policyhub.releases.models import Release
@@ -39,14 +39,14 @@ class Command(BaseCommand):
         for write in (rollback, rollout, promote, abort):
             write.add_argument("--org", required=True)
             write.add_argument("--team", required=True)
-            write.add_argument("--as", dest="actor", help="username recorded in the audit trail")
+            add_actor_argument(write)
 
     def handle(self, *args: Any, **options: Any) -> None:
         org = organization_arg(options["org"])
         if options["action"] == "list":
             self._list(org, options["team"])
             return
-        actor = user_arg(options["actor"])
+        actor = actor_arg(options["actor"])
         team = options["team"]
         try:
             if options["action"] == "rollback":

@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from policyhub.accounts.cli import organization_arg
+from policyhub.accounts.cli import actor_arg, add_actor_argument, organization_arg, refused
+from policyhub.errors import ApplicationError
 from policyhub.releases.selectors import signing_keys
 from policyhub.releases.services.keys import signing_key_rotate
 
@@ -18,11 +19,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("action", choices=["rotate", "list"])
         parser.add_argument("--org", required=True)
+        add_actor_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         org = organization_arg(options["org"])
         if options["action"] == "rotate":
-            key = signing_key_rotate(organization=org, actor=None)
+            try:
+                key = signing_key_rotate(organization=org, actor=actor_arg(options["actor"]))
+            except ApplicationError as exc:
+                raise refused(exc, "the key was not rotated") from None
             self.stdout.write(f"new active key {key.key_id}")
         for key in signing_keys(org):
             self.stdout.write(

@@ -1,7 +1,8 @@
-"""The secrets handed to machines: enrolment tokens and device credentials.
+"""The secrets PolicyHub hands out: enrolment tokens and device credentials for machines, API
+tokens and invitations for people.
 
-Both are 256-bit random URL-safe strings with a kind prefix (so a leaked one is recognisable in
-logs and secret scanners); only their sha256 is stored, so a database leak reveals none.
+Each is a 256-bit random URL-safe string with a kind prefix (so a leaked one is recognisable in
+logs and secret scanners); only its sha256 is stored, so a database leak reveals none.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from typing import TypeGuard
 
 ENROLLMENT_PREFIX = "phe_"
 DEVICE_PREFIX = "phd_"
+API_TOKEN_PREFIX = "pht_"
+INVITATION_PREFIX = "phi_"
 # token_urlsafe(32) is 43 characters of [A-Za-z0-9_-].
 _SHAPE = {
     prefix: re.compile(rf"{prefix}[A-Za-z0-9_-]{{43}}")
-    for prefix in (ENROLLMENT_PREFIX, DEVICE_PREFIX)
+    for prefix in (ENROLLMENT_PREFIX, DEVICE_PREFIX, API_TOKEN_PREFIX, INVITATION_PREFIX)
 }
 
 

@@ -1,0 +1,32 @@
+"""DRF authentication by API token (`Authorization: Bearer pht_...`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import User
+from rest_framework import authentication, exceptions
+
+from policyhub import credentials
+from policyhub.accounts.models import ApiToken
+from policyhub.accounts.selectors import api_token_for_secret
+from policyhub.accounts.services import api_token_used
+
+
+class ApiTokenAuthentication(authentication.BaseAuthentication):
+    """request.user is the token's person, request.auth the token (accounts.access makes the
+    actor of the two). Other bearer credentials (a device's) are left to their own class."""
+
+    def authenticate(self, request: Any) -> tuple[User, ApiToken] | None:
+        scheme, _, secret = str(request.META.get("HTTP_AUTHORIZATION", "")).partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret.startswith(credentials.API_TOKEN_PREFIX):
+            return None
+        token = api_token_for_secret(secret)
+        if token is None:
+            raise exceptions.AuthenticationFailed("unknown, expired or revoked API token")
+        api_token_used(token)
+        return token.user, token
+
+    def authenticate_header(self, request: Any) -> str:
+        return 'Bearer realm="policyhub"'
