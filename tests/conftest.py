@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -66,6 +67,17 @@ def make_policy(extra: str = "", base: str = BASE) -> OrgPolicy:
 @pytest.fixture
 def policy_from() -> Callable[..., OrgPolicy]:
     return make_policy
+
+
+@pytest.fixture(autouse=True)
+def _own_cache_namespace(settings: Any) -> None:
+    """Each test its own cache keys: sign-in rate limits live in the cache, which is the real
+    Redis in the full suite and outlives a run, so a mail sent by one test (or one run) would
+    otherwise throttle the next."""
+    settings.CACHES = {
+        alias: {**conf, "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}
+        for alias, conf in settings.CACHES.items()
+    }
 
 
 # The server operator, as tests that set things up act (everything allowed, under this name).

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.db import connections
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -39,6 +40,9 @@ def browser_page(live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         page.set_default_timeout(15_000)
         yield page
         browser.close()
+        # ORM calls made while Playwright runs (the test's own checks) can be in a context of
+        # their own, with a connection of their own: close it, or it outlives the test database.
+        connections.close_all()
 
 
 def log_in(page: Any) -> None:
