@@ -3,6 +3,7 @@ API tokens. Each checks what its actor may do (accounts.permissions) and is audi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -353,18 +354,29 @@ def invitation_revoke(*, actor: Actor, invitation: Invitation) -> Invitation:
 
 
 def _invitation_revoke(invitation: Invitation, actor: Actor, *, reason: str) -> None:
-    before = _invitation_data(invitation)
-    invitation.revoked_at = timezone.now()
-    invitation.full_clean()
-    invitation.save(update_fields=["revoked_at"])
+    _revoke(invitation, actor, "invitation", _invitation_data, reason)
+
+
+def _revoke(
+    item: Invitation | ApiToken,
+    actor: Actor,
+    object_type: str,
+    data: Callable[[Any], dict[str, Any]],
+    reason: str,
+) -> None:
+    """Revoke an invitation or a token: stamped, kept (the audit trail points at it), audited."""
+    before = data(item)
+    item.revoked_at = timezone.now()
+    item.full_clean()
+    item.save(update_fields=["revoked_at"])
     audit_record(
-        organization_id=invitation.organization_id,
+        organization_id=item.organization_id,
         actor=actor,
-        action="invitation.revoke",
-        object_type="invitation",
-        object_key=str(invitation.pk),
+        action=f"{object_type}.revoke",
+        object_type=object_type,
+        object_key=str(item.pk),
         before=before,
-        after=_invitation_data(invitation),
+        after=data(item),
         reason=reason,
     )
 
@@ -447,20 +459,7 @@ def api_token_revoke(*, actor: Actor, token: ApiToken, reason: str = "") -> ApiT
 
 
 def _token_revoke(token: ApiToken, actor: Actor, *, reason: str) -> None:
-    before = _token_data(token)
-    token.revoked_at = timezone.now()
-    token.full_clean()
-    token.save(update_fields=["revoked_at"])
-    audit_record(
-        organization_id=token.organization_id,
-        actor=actor,
-        action="api_token.revoke",
-        object_type="api_token",
-        object_key=str(token.pk),
-        before=before,
-        after=_token_data(token),
-        reason=reason,
-    )
+    _revoke(token, actor, "api_token", _token_data, reason)
 
 
 def api_token_used(token: ApiToken) -> None:
