@@ -175,6 +175,9 @@ ACCOUNT_USER_MODEL_USERNAME_FIELD = "username"
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[PolicyHub] "
 # Nobody signs up uninvited (policyhub.accounts.adapters).
 ACCOUNT_ADAPTER = "policyhub.accounts.adapters.InvitationOnlyAccountAdapter"
+# So a password reset for an address with no account mails nothing (allauth would invite it to
+# sign up, which only an invitation opens).
+ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
 # allauth's rate limits (its defaults, written out: they are part of the product): failed sign-ins
 # 10 a minute per address and 5 per 5 minutes per account; they live in the cache (Redis in
 # production, shared by every process).

@@ -4,11 +4,13 @@ security headers."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
 import pytest
 from allauth.account.authentication import AUTHENTICATION_METHODS_SESSION_KEY
+from django.core import mail
 from django.test import Client
 
 from policyhub.accounts.models import Role
@@ -42,6 +44,25 @@ def test_the_right_password_signs_in_by_email(cast: dict[str, Any]) -> None:
     client = Client(REMOTE_ADDR="10.7.0.1")
     response = sign_in(client, "owner@example.com", "pw-" + "owner" * 3)
     assert response.status_code == 302 and client.session["_auth_user_id"] == str(cast["owner"].pk)
+
+
+def test_a_forgotten_password_is_reset_through_the_mailed_link(cast: dict[str, Any]) -> None:
+    client = Client()
+    client.post("/accounts/password/reset/", {"email": "auditor@example.com"})
+    link = re.search(
+        r"https?://[^/\s]+(/accounts/password/reset/key/\S+)", str(mail.outbox[-1].body)
+    )
+    assert link and mail.outbox[-1].to == ["auditor@example.com"]
+    form = client.get(link.group(1), follow=True)
+    new = "a new and much longer passphrase"
+    client.post(form.request["PATH_INFO"], {"password1": new, "password2": new})
+    assert sign_in(Client(), "auditor@example.com", "pw-" + "auditor" * 3).status_code == 200
+    assert sign_in(Client(), "auditor@example.com", new).status_code == 302
+    # The link works once, and an address without an account is mailed nothing.
+    assert "Bad Token" in client.get(link.group(1), follow=True).content.decode()
+    sent = len(mail.outbox)
+    client.post("/accounts/password/reset/", {"email": "nobody@example.com"})
+    assert len(mail.outbox) == sent
 
 
 def test_sign_up_is_open_only_to_a_browser_holding_an_invitation(cast: dict[str, Any]) -> None:
