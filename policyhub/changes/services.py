@@ -17,11 +17,11 @@ from django.utils import timezone
 
 from policyhub.accounts.models import Organization
 from policyhub.accounts.permissions import Permission, authorize
-from policyhub.actors import Actor
+from policyhub.actors import Actor, ActorKind
 from policyhub.audit.services import audit_record
 from policyhub.changes.models import ChangeSet
 from policyhub.changes.selectors import live_policy_digest, policy_plan
-from policyhub.errors import ApplicationError
+from policyhub.errors import ApplicationError, NotPermitted
 from policyhub.policies import document
 from policyhub.policies.document import Change
 from policyhub.policies.selectors import org_policy
@@ -56,6 +56,7 @@ def change_set_create(
         )
     changes = policy_plan(organization, wanted)
     _authorize_nodes(actor, organization, changes)
+    _authorize_schedule(actor, organization, publish_at)
     plan = [str(change) for change in changes]
     if not plan:
         raise ApplicationError(f"the document matches the live policy of {organization.slug}")
@@ -92,6 +93,7 @@ def change_set_submit(
         raise _stale(change_set)
     wanted = document.parse(change_set.document)
     _authorize_nodes(actor, organization, policy_plan(organization, wanted))
+    _authorize_schedule(actor, organization, publish_at or change_set.publish_at)
     policy_check(wanted)
     current = org_policy(organization)
     team_delete_check(organization=organization, paths=set(current.teams) - set(wanted.teams))
@@ -165,6 +167,15 @@ def _authorize_nodes(actor: Actor, organization: Organization, changes: list[Cha
     )
 
 
+def _authorize_schedule(
+    actor: Actor, organization: Organization, publish_at: datetime | None
+) -> None:
+    """A scheduled change set publishes on its own when it is due (with whatever else is
+    waiting): setting the time is asking for a publish."""
+    if publish_at is not None:
+        authorize(actor, organization, Permission.PUBLISH, doing="schedule a publish")
+
+
 def _decide(
     change_set: ChangeSet, actor: Actor, status: ChangeSet.Status, reason: str
 ) -> ChangeSet:
@@ -194,7 +205,8 @@ def change_sets_publish_due(
     """Apply the organisation's approved change sets that are due, oldest approval first, and
     mark them published by publish run `run_id` (requested by `actor`). One planned against a
     live policy that has changed since is refused (rejected, and reported back for the run's
-    error) instead of overwriting that change.
+    error) instead of overwriting that change. One approved automatically goes back to review
+    if the organisation requires approval now, and out only while its author may still make it.
 
     Runs inside the publish's transaction, under its lock on the organisation."""
     if not transaction.get_connection().in_atomic_block:
@@ -210,10 +222,16 @@ def change_sets_publish_due(
     published, refused = [], []
     for change_set in due:
         change_set.organization = organization
+        reviewed = change_set.decided_by_label != AUTO_APPROVAL.label
+        if not reviewed and organization.requires_approval:
+            _return_for_review(change_set)
+            continue
         problem = ""
         if live_policy_digest(organization) != change_set.base_digest:
             problem = _stale(change_set).message
-        else:
+        elif not reviewed:
+            problem = _author_refusal(organization, change_set)
+        if not problem:
             try:
                 with transaction.atomic():
                     policy_apply(
@@ -270,6 +288,35 @@ def _stale(change_set: ChangeSet) -> ApplicationError:
         "changed since it was planned; re-plan it",
         [Issue("error", "base", "differs from the live policy")],
     )
+
+
+def _return_for_review(change_set: ChangeSet) -> None:
+    """Approved automatically, before its organisation required approval: it waits for a
+    reviewer now, as if it had been submitted today."""
+    change_set.status = ChangeSet.Status.SUBMITTED
+    change_set.decided_by, change_set.decided_by_label = None, ""
+    change_set.decided_at, change_set.decision_reason = None, ""
+    change_set.full_clean()
+    change_set.save()
+    reason = f"{change_set.organization.slug} now requires approval"
+    _audit(change_set, PUBLISHER, "return", after=_state(change_set), reason=reason)
+
+
+def _author_refusal(organization: Organization, change_set: ChangeSet) -> str:
+    """Why a change set nobody reviewed may not go out: it does on its author's authority
+    alone, so they must still hold it (a member since removed, or an editor moved to another
+    team, does not)."""
+    if change_set.author_kind not in (ActorKind.USER, ActorKind.TOKEN):
+        return ""
+    prefix = f"change set {change_set.pk} cannot be applied"
+    if change_set.author is None:
+        return f"{prefix}: its author's account is gone"
+    changes = policy_plan(organization, document.parse(change_set.document))
+    try:
+        _authorize_nodes(Actor.for_user(change_set.author), organization, changes)
+    except NotPermitted as refused:
+        return f"{prefix}: its author may no longer make it ({refused.message})"
+    return ""
 
 
 def _author(change_set: ChangeSet) -> Actor:

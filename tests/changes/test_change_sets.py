@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from policyhub.accounts.services import organization_settings_update
+from policyhub.accounts.models import Membership, Role
+from policyhub.accounts.services import (
+    membership_grant,
+    membership_remove,
+    organization_settings_update,
+)
 from policyhub.audit.models import AuditEvent
 from policyhub.changes.models import ChangeSet
 from policyhub.changes.selectors import change_set_preview
@@ -18,14 +23,14 @@ from policyhub.changes.services import (
     change_set_reject,
     change_set_submit,
 )
-from policyhub.errors import ApplicationError
+from policyhub.errors import ApplicationError, NotPermitted
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_apply
 from policyhub.releases.models import PublishRun, Release
 from policyhub.releases.services.publishing import publish_run_execute
 from policyhub.releases.services.runs import publish_run_request
 from policyhub.releases.tasks import publish_due_change_sets_task
-from tests.conftest import BASE, THREE_TEAMS, acting, make_policy
+from tests.conftest import BASE, OPERATOR, THREE_TEAMS, acting, make_policy, person
 
 POLICY = THREE_TEAMS
 CI_EDIT = POLICY.replace('model = "codex-ci"', 'model = "gpt-5.5"')
@@ -42,8 +47,8 @@ def live(cast: dict[str, Any]) -> dict[str, Any]:
     return cast
 
 
-def publish(cast: dict[str, Any]) -> PublishRun:
-    run = publish_run_request(organization=cast["acme"], actor=acting(cast["admin"]))
+def publish(cast: dict[str, Any], by: str = "admin") -> PublishRun:
+    run = publish_run_request(organization=cast["acme"], actor=acting(cast[by]))
     done = publish_run_execute(run_id=run.pk)
     assert done is not None
     return done
@@ -291,3 +296,66 @@ def test_a_scheduled_change_set_is_published_by_the_beat_once_due_and_not_before
     change_set.refresh_from_db()
     assert (change_set.status, change_set.published_run_id) == ("published", run.pk)
     assert publish_due_change_sets_task() == 0
+
+
+def test_scheduling_a_publish_takes_the_publish_permission(live: dict[str, Any]) -> None:
+    """A team editor may propose changes to their team, not set them to go out on their own."""
+    user = person("editor")
+    membership_grant(
+        actor=OPERATOR,
+        organization=live["acme"],
+        user=user,
+        role=Role.TEAM_EDITOR,
+        team_path="platform",
+    )
+    editor = acting(user)
+    soon = timezone.now() + timedelta(hours=1)
+    text = BASE + CI_EDIT
+    with pytest.raises(NotPermitted, match="may not schedule a publish"):
+        change_set_create(
+            organization=live["acme"], document_text=text, actor=editor, publish_at=soon
+        )
+    change_set = change_set_create(organization=live["acme"], document_text=text, actor=editor)
+    with pytest.raises(NotPermitted, match="may not schedule a publish"):
+        change_set_submit(change_set=change_set, actor=editor, publish_at=soon)
+    assert ChangeSet.objects.get(pk=change_set.pk).status == "draft"
+
+
+def test_an_automatic_approval_goes_back_to_review_once_approval_is_required(
+    cast: dict[str, Any],
+) -> None:
+    policy_apply(organization=cast["acme"], wanted=make_policy(POLICY), actor=acting(cast["admin"]))
+    publish(cast)
+    change_set = submitted(cast, publish_at=timezone.now() + timedelta(hours=1))
+    assert change_set.status == "approved"
+    cast["acme"] = organization_settings_update(
+        organization=cast["acme"], actor=acting(cast["owner"]), requires_approval=True
+    )
+    ChangeSet.objects.filter(pk=change_set.pk).update(publish_at=timezone.now())
+    assert publish(cast).releases_created == 0
+    change_set.refresh_from_db()
+    assert (change_set.status, change_set.decided_at) == ("submitted", None)
+    assert org_policy(cast["acme"]) == make_policy(POLICY)
+    event = AuditEvent.objects.filter(action="change_set.return").get()
+    assert event.reason == "acme now requires approval"
+    change_set_approve(change_set=change_set, actor=acting(cast["owner"]))
+    assert publish(cast).releases_created == 1
+
+
+def test_an_unreviewed_change_set_goes_out_only_while_its_author_may_make_it(
+    cast: dict[str, Any],
+) -> None:
+    policy_apply(organization=cast["acme"], wanted=make_policy(POLICY), actor=acting(cast["admin"]))
+    publish(cast)
+    change_set = submitted(cast)
+    assert change_set.status == "approved"
+    membership_remove(
+        actor=acting(cast["owner"]),
+        membership=Membership.objects.get(organization=cast["acme"], user=cast["admin"]),
+    )
+    run = publish(cast, by="owner")
+    change_set.refresh_from_db()
+    assert change_set.status == "rejected"
+    assert "its author may no longer make it" in change_set.decision_reason
+    assert run.error == change_set.decision_reason
+    assert org_policy(cast["acme"]) == make_policy(POLICY)
