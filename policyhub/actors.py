@@ -16,6 +16,9 @@ from enum import StrEnum
 
 from django.contrib.auth.models import User
 
+# Room for the longest label: a 254-character email address and a token's " (API token …)".
+LABEL_MAX_LENGTH = 300
+
 
 class ActorKind(StrEnum):
     USER = "user"

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
+from policyhub.actors import LABEL_MAX_LENGTH
+
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,62}$", "lowercase letters, digits and '-'")
 
 
@@ -80,7 +82,12 @@ class Invitation(models.Model):
     # A team editor's scope, by path: checked again when the invitation is accepted.
     team_path = models.CharField(max_length=1024, blank=True)
     secret_hash = models.CharField(max_length=64, unique=True)
-    invited_by = models.CharField(max_length=150)  # the actor's label
+    # Who sent it (the actor's label, kind and person): accepting it checks that they still may.
+    invited_by = models.CharField(max_length=LABEL_MAX_LENGTH)
+    invited_by_kind = models.CharField(max_length=20)
+    invited_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     accepted_at = models.DateTimeField(null=True, blank=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from policyhub.actors import ActorKind
+from policyhub.actors import LABEL_MAX_LENGTH, ActorKind
 
 
 class AuditEvent(models.Model):
@@ -24,7 +24,7 @@ class AuditEvent(models.Model):
     actor_kind = models.CharField(
         max_length=16, choices=[(k.value, k.value) for k in ActorKind], default=ActorKind.USER.value
     )
-    actor_label = models.CharField(max_length=150)
+    actor_label = models.CharField(max_length=LABEL_MAX_LENGTH)
     action = models.CharField(max_length=64)
     object_type = models.CharField(max_length=64)
     # Text, not a bounded column: a team path alone may be 1,023 characters, plus label and key.

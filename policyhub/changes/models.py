@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from policyhub.accounts.models import Organization
+from policyhub.actors import LABEL_MAX_LENGTH
 
 
 class ChangeSet(models.Model):
@@ -27,7 +28,7 @@ class ChangeSet(models.Model):
     )
     # Who wrote it (policyhub.actors): the publish that applies it acts in their name.
     author_kind = models.CharField(max_length=16, default="user")
-    author_label = models.CharField(max_length=150, blank=True)
+    author_label = models.CharField(max_length=LABEL_MAX_LENGTH, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     title = models.CharField(max_length=200, blank=True)
     reason = models.TextField(blank=True)
@@ -43,7 +44,7 @@ class ChangeSet(models.Model):
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    decided_by_label = models.CharField(max_length=150, blank=True)
+    decided_by_label = models.CharField(max_length=LABEL_MAX_LENGTH, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_reason = models.TextField(blank=True)
     published_at = models.DateTimeField(null=True, blank=True)

@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from policyhub.accounts.models import Organization
+from policyhub.actors import LABEL_MAX_LENGTH
 
 
 class BodyField(models.TextField[str, str]):
@@ -79,7 +80,7 @@ class PublishRun(models.Model):
     )
     # Who asked (policyhub.actors): the worker publishes, and audits, in their name.
     requested_by_kind = models.CharField(max_length=16, default="user")
-    requested_by_label = models.CharField(max_length=150, blank=True)
+    requested_by_label = models.CharField(max_length=LABEL_MAX_LENGTH, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

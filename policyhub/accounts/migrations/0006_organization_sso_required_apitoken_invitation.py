@@ -110,11 +110,22 @@ class Migration(migrations.Migration):
                 ),
                 ("team_path", models.CharField(blank=True, max_length=1024)),
                 ("secret_hash", models.CharField(max_length=64, unique=True)),
-                ("invited_by", models.CharField(max_length=150)),
+                ("invited_by", models.CharField(max_length=300)),
+                ("invited_by_kind", models.CharField(max_length=20)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("expires_at", models.DateTimeField()),
                 ("accepted_at", models.DateTimeField(blank=True, null=True)),
                 ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "invited_by_user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
                 (
                     "accepted_by",
                     models.ForeignKey(

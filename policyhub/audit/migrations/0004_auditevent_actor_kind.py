@@ -5,11 +5,11 @@ from django.db import migrations, models
 
 
 def _kinds(apps, schema_editor):
-    """Events written before actors had kinds: those without a user were the operator's or a
-    job's, recorded as "system"."""
-    apps.get_model("audit", "AuditEvent").objects.filter(actor__isnull=True).update(
-        actor_kind="system"
-    )
+    """Events written before actors had kinds: the operator's and jobs' were labelled "system"
+    with no user (a person's, whose account has since gone, keeps their name and stays "user")."""
+    apps.get_model("audit", "AuditEvent").objects.filter(
+        actor__isnull=True, actor_label="system"
+    ).update(actor_kind="system")
 
 
 class Migration(migrations.Migration):
@@ -32,6 +32,11 @@ class Migration(migrations.Migration):
                 default="user",
                 max_length=16,
             ),
+        ),
+        migrations.AlterField(
+            model_name="auditevent",
+            name="actor_label",
+            field=models.CharField(max_length=300),
         ),
         migrations.RunPython(_kinds, migrations.RunPython.noop),
     ]

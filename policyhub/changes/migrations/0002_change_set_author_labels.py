@@ -4,17 +4,36 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+AUTO_APPROVAL_REASON = "the organisation does not require approval"
+
 
 def _labels(apps, schema_editor):
-    """Name the authors and deciders of change sets made before actors had labels."""
+    """Name the authors and deciders of change sets made before actors had labels. Every change
+    set had an author then, so one without is a person whose account has since gone; a decision
+    without a decider was the automatic approval or the publisher refusing a stale set."""
     ChangeSet = apps.get_model("changes", "ChangeSet")
     for change_set in ChangeSet.objects.select_related("author", "decided_by"):
         author, decider = change_set.author, change_set.decided_by
-        change_set.author_label = (author.email or author.username) if author else "(unrecorded)"
-        change_set.author_kind = "user" if author else "operator"
+        change_set.author_label = (author.email or author.username) if author else GONE
+        change_set.author_kind = "user"
         if decider is not None:
             change_set.decided_by_label = decider.email or decider.username
+        elif change_set.decided_at is not None:
+            change_set.decided_by_label = _decider(change_set)
         change_set.save(update_fields=["author_label", "author_kind", "decided_by_label"])
+
+
+GONE = "(deleted account)"
+
+
+def _decider(change_set):
+    if change_set.decision_reason == AUTO_APPROVAL_REASON:
+        return "system:approval-not-required"
+    if change_set.status == "rejected" and change_set.decision_reason.startswith(
+        f"change set {change_set.pk} "
+    ):
+        return "system:publish"
+    return GONE
 
 
 class Migration(migrations.Migration):
@@ -32,12 +51,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="changeset",
             name="author_label",
-            field=models.CharField(blank=True, max_length=150),
+            field=models.CharField(blank=True, max_length=300),
         ),
         migrations.AddField(
             model_name="changeset",
             name="decided_by_label",
-            field=models.CharField(blank=True, max_length=150),
+            field=models.CharField(blank=True, max_length=300),
         ),
         migrations.AlterField(
             model_name="changeset",

@@ -4,7 +4,8 @@ from django.db import migrations, models
 
 
 def _labels(apps, schema_editor):
-    """Name who asked for the publish runs made before actors had labels."""
+    """Name who asked for the publish runs made before actors had labels. A run without a
+    person was the command line's or the scheduler's, which were not told apart then."""
     PublishRun = apps.get_model("releases", "PublishRun")
     for run in PublishRun.objects.select_related("requested_by"):
         user = run.requested_by
@@ -27,7 +28,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="publishrun",
             name="requested_by_label",
-            field=models.CharField(blank=True, max_length=150),
+            field=models.CharField(blank=True, max_length=300),
         ),
         migrations.RunPython(_labels, migrations.RunPython.noop),
     ]
