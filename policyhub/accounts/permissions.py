@@ -88,7 +88,7 @@ def access(actor: Actor, organization: Organization) -> Access:
         return Access(EVERYTHING)
     if actor.kind == ActorKind.SYSTEM:
         return Access(SYSTEM_PERMISSIONS)
-    if not actor.is_person or actor.user is None:
+    if not actor.is_person or actor.user is None or not actor.user.is_active:
         return Access(frozenset())
     if actor.kind == ActorKind.TOKEN and actor.token_organization_id != organization.pk:
         return Access(frozenset())
@@ -101,6 +101,10 @@ def access(actor: Actor, organization: Organization) -> Access:
         return Access(frozenset())
     permissions = role_permissions(membership.role)
     if actor.kind == ActorKind.TOKEN:
+        if actor.token_role == Role.TEAM_EDITOR and membership.role != Role.TEAM_EDITOR:
+            # A team editor's token is bound to their subtree; promoted or moved to another
+            # role, they have none for it to keep to, and it would edit everything.
+            return Access(frozenset(), membership.role)
         permissions &= role_permissions(actor.token_role)
     scope = membership.team.path if membership.team is not None else None
     return Access(permissions, membership.role, scope)

@@ -17,7 +17,12 @@ from django.utils import timezone
 from policyhub import credentials
 from policyhub.accounts.models import ApiToken, Invitation, Membership, Organization, Role
 from policyhub.accounts.permissions import Permission, authorize, ceiling_allowed
-from policyhub.accounts.selectors import invitation_link, invitation_refusal, organization_lock
+from policyhub.accounts.selectors import (
+    invitation_for_secret,
+    invitation_link,
+    invitation_refusal,
+    organization_lock,
+)
 from policyhub.actors import Actor, ActorKind
 from policyhub.audit.services import audit_record
 from policyhub.errors import ApplicationError, NotPermitted, invalid_fields
@@ -120,7 +125,12 @@ def membership_grant(
 def membership_remove(*, actor: Actor, membership: Membership) -> None:
     """Take a member out of the organisation (anyone may leave); their API tokens there go too."""
     organization = organization_lock(membership.organization_id)
-    leaving = actor.is_person and actor.user is not None and actor.user.pk == membership.user_id
+    # Read again under the lock: the role decides who may remove it and whether an owner stays.
+    found = Membership.objects.filter(pk=membership.pk).select_related("user").first()
+    if found is None:  # gone already
+        return
+    membership = found
+    leaving = _acts_as(actor, membership.user_id, organization)
     if not leaving:
         _authorize_members(actor, organization, {membership.role})
     if membership.role == Role.OWNER:
@@ -165,6 +175,13 @@ def _authorize_members(actor: Actor, organization: Organization, roles: set[str]
     )
     if Role.OWNER in roles:
         authorize(actor, organization, Permission.OWNERS_MANAGE, doing="make or unmake owners")
+
+
+def _acts_as(actor: Actor, user_id: int, organization: Organization) -> bool:
+    """Whether the actor is this person, acting in this organisation (a token only in its own)."""
+    if not actor.is_person or actor.user is None or actor.user.pk != user_id:
+        return False
+    return actor.kind != ActorKind.TOKEN or actor.token_organization_id == organization.pk
 
 
 def _keep_an_owner(organization: Organization, leaving: Membership) -> None:
@@ -269,6 +286,8 @@ def invitation_create(
         team_path=team_path,
         secret_hash=credentials.secret_hash(secret),
         invited_by=actor.label,
+        invited_by_kind=actor.kind,
+        invited_by_user=actor.user,
         expires_at=timezone.now() + lifetime,
     )
     invitation.full_clean()
@@ -298,13 +317,15 @@ def invitation_create(
 @transaction.atomic
 def invitation_accept(*, actor: Actor, secret: str) -> Membership:
     """The invited person joins: signed in, with the invited address verified on their account."""
+    found = invitation_for_secret(secret)
     invitation = None
-    if credentials.well_formed(secret, credentials.INVITATION_PREFIX):
+    if found is not None:
+        # The organisation first, then the invitation: the order invitation_create locks in.
+        organization_lock(found.organization_id)
         invitation = (
-            Invitation.objects.select_for_update()
-            .select_related("organization")
-            .filter(secret_hash=credentials.secret_hash(secret))
-            .first()
+            Invitation.objects.select_for_update(of=("self",))
+            .select_related("organization", "invited_by_user")
+            .get(pk=found.pk)
         )
     problem = invitation_refusal(invitation)
     if invitation is None or problem:
@@ -322,7 +343,8 @@ def invitation_accept(*, actor: Actor, secret: str) -> Membership:
             f"this invitation is for {invitation.email}; sign in with that address, verified",
             [Issue("error", "email", f"{invitation.email} is not a verified address of yours")],
         )
-    organization = organization_lock(invitation.organization_id)
+    organization = invitation.organization
+    _inviter_may_still_invite(invitation)
     if Membership.objects.filter(organization=organization, user=user).exists():
         raise ApplicationError(
             f"you are already a member of {organization.slug}",
@@ -342,6 +364,24 @@ def invitation_accept(*, actor: Actor, secret: str) -> Membership:
     return _membership_save(
         organization, user, invitation.role, invitation.team_path or None, actor=actor
     )
+
+
+def _inviter_may_still_invite(invitation: Invitation) -> None:
+    """An invitation carries its sender's authority: someone removed or demoted since cannot
+    get back in (or let anyone else in) through one they sent before."""
+    if invitation.invited_by_kind == ActorKind.OPERATOR:
+        return
+    inviter = invitation.invited_by_user
+    try:
+        if inviter is None:
+            raise NotPermitted(f"{invitation.invited_by} no longer has an account")
+        _authorize_members(Actor.for_user(inviter), invitation.organization, {invitation.role})
+    except NotPermitted as refused:
+        raise ApplicationError(
+            f"{invitation.invited_by} may no longer invite people as {invitation.role}; "
+            "ask for a new invitation",
+            [Issue("error", "invitation", refused.message)],
+        ) from refused
 
 
 @transaction.atomic
@@ -411,6 +451,9 @@ def api_token_create(
             f"{actor.label} may not create API tokens",
             [Issue("error", "actor", "a person signs in to create their own tokens")],
         )
+    # Under the organisation's lock, as removing a member is: a token made while its person is
+    # being removed would otherwise outlive the membership.
+    organization = organization_lock(organization.pk)
     authorize(actor, organization, Permission.API_TOKENS, doing="create API tokens")
     membership = Membership.objects.get(organization=organization, user=actor.user)
     if role not in Role.values or not ceiling_allowed(role, membership):
@@ -450,8 +493,7 @@ def api_token_create(
 def api_token_revoke(*, actor: Actor, token: ApiToken, reason: str = "") -> ApiToken:
     """Its owner may revoke a token, and so may whoever manages the organisation's members."""
     token = ApiToken.objects.select_for_update().select_related("organization").get(pk=token.pk)
-    own = actor.is_person and actor.user is not None and actor.user.pk == token.user_id
-    if not own:
+    if not _acts_as(actor, token.user_id, token.organization):
         authorize(actor, token.organization, Permission.MEMBERS_MANAGE, doing="revoke API tokens")
     if token.revoked_at is None:
         _token_revoke(token, actor, reason=reason)

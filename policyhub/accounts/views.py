@@ -20,7 +20,7 @@ def invitation(request: HttpRequest, secret: str) -> HttpResponse:
     if found is None or problem:
         return render(request, "accounts/invitation.html", {"problem": problem}, status=404)
     # Signing up is open to this browser while it holds a usable invitation (accounts.adapters).
-    request.session[INVITATION_SESSION_KEY] = secret
+    request.session[INVITATION_SESSION_KEY] = found.pk
     here = reverse("invitation", args=[secret])
     if request.method == "POST" and request.user.is_authenticated:
         try:

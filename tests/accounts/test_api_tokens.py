@@ -11,11 +11,19 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from policyhub.accounts.models import ApiToken, Role
-from policyhub.accounts.services import api_token_create, api_token_revoke, membership_grant
+from policyhub.accounts.models import ApiToken, Membership, Role
+from policyhub.accounts.permissions import Permission, authorize
+from policyhub.accounts.services import (
+    api_token_create,
+    api_token_revoke,
+    membership_grant,
+    membership_remove,
+)
+from policyhub.actors import Actor
 from policyhub.audit.models import AuditEvent
 from policyhub.errors import ApplicationError, NotPermitted
-from tests.conftest import OPERATOR, acting
+from policyhub.policies.services import policy_apply
+from tests.conftest import OPERATOR, THREE_TEAMS, acting, make_policy, person
 
 pytestmark = [pytest.mark.django_db]
 
@@ -133,3 +141,61 @@ def test_the_api_token_command_prints_the_secret_once_and_lists_without_it(
     call_command("api_token", "list", "--org", "acme")
     listed = capsys.readouterr().out
     assert "admin@example.com" in listed and "ci" in listed and secret not in listed
+
+
+def as_token(token: ApiToken) -> Actor:
+    """The actor a request carrying this token acts as (accounts.access.request_actor)."""
+    return Actor.for_token(
+        user=token.user,
+        token_id=token.pk,
+        token_prefix=token.prefix,
+        role=token.role,
+        organization_id=token.organization_id,
+    )
+
+
+def test_a_team_editors_token_keeps_to_their_subtree_and_stops_when_they_leave_the_role(
+    cast: dict[str, Any],
+) -> None:
+    acme = cast["acme"]
+    policy_apply(organization=acme, wanted=make_policy(THREE_TEAMS), actor=OPERATOR)
+    editor = person("editor")
+    membership_grant(
+        actor=OPERATOR, organization=acme, user=editor, role=Role.TEAM_EDITOR, team_path="platform"
+    )
+    token, _ = api_token_create(
+        actor=acting(editor), organization=acme, name="ci", role=Role.TEAM_EDITOR
+    )
+    edit = Permission.POLICY_EDIT
+    authorize(as_token(token), acme, edit, doing="edit", nodes=["platform/ci"])
+    with pytest.raises(NotPermitted, match="only for team platform"):
+        authorize(as_token(token), acme, edit, doing="edit", nodes=["batch"])
+    # Promoted, the person edits everything; the token, made for one subtree, edits nothing.
+    membership_grant(actor=OPERATOR, organization=acme, user=editor, role=Role.ADMIN)
+    for nodes in (["batch"], ["platform/ci"]):
+        with pytest.raises(NotPermitted):
+            authorize(as_token(token), acme, edit, doing="edit", nodes=nodes)
+
+
+def test_a_token_speaks_for_its_person_in_its_own_organisation_only(
+    cast: dict[str, Any],
+) -> None:
+    """A token of acme cannot take its person out of another organisation, nor revoke their
+    tokens there, as that person signed in could."""
+    outsider, acme, other = cast["outsider"], cast["acme"], cast["other"]
+    membership_grant(actor=OPERATOR, organization=acme, user=outsider, role=Role.VIEWER)
+    in_acme, _ = api_token_create(
+        actor=acting(outsider), organization=acme, name="acme", role=Role.VIEWER
+    )
+    in_other, _ = api_token_create(
+        actor=acting(outsider), organization=other, name="other", role=Role.VIEWER
+    )
+    with pytest.raises(NotPermitted):
+        api_token_revoke(actor=as_token(in_acme), token=in_other)
+    with pytest.raises(NotPermitted):
+        membership_remove(
+            actor=as_token(in_acme),
+            membership=Membership.objects.get(organization=other, user=outsider),
+        )
+    assert Membership.objects.filter(organization=other, user=outsider).exists()
+    api_token_revoke(actor=as_token(in_other), token=in_other)

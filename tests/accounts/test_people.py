@@ -22,6 +22,7 @@ from policyhub.accounts.services import (
     membership_remove,
     ownership_transfer,
 )
+from policyhub.actors import Actor
 from policyhub.audit.models import AuditEvent
 from policyhub.errors import ApplicationError, NotPermitted
 from tests.conftest import OPERATOR, acting, person
@@ -198,3 +199,62 @@ def test_the_org_commands_invite_change_remove_and_show(cast: dict[str, Any]) ->
     assert cast["acme"].sso_required and cast["acme"].requires_approval
     with pytest.raises(CommandError, match=r"no user 'viewer@nowhere\.example'"):
         run("org", "role", "--org", "acme", "--email", "viewer@nowhere.example", "--role", "viewer")
+
+
+def test_a_removal_decides_on_the_role_as_it_is_now_not_as_it_was_read(
+    cast: dict[str, Any],
+) -> None:
+    """The admin's page showed the auditor; meanwhile the auditor became the owner. The removal
+    must not go ahead on the old role: an admin may not remove an owner."""
+    shown = Membership.objects.get(organization=cast["acme"], user=cast["auditor"])
+    ownership_transfer(actor=acting(cast["owner"]), organization=cast["acme"], to=cast["auditor"])
+    with pytest.raises(NotPermitted, match="make or unmake owners"):
+        membership_remove(actor=acting(cast["admin"]), membership=shown)
+    assert Membership.objects.get(pk=shown.pk).role == Role.OWNER
+
+
+def test_an_invitation_dies_with_its_senders_right_to_send_it(cast: dict[str, Any]) -> None:
+    """Removed or demoted, an admin cannot come back (or let anyone in) through invitations
+    they sent before."""
+    admin = acting(cast["admin"])
+    _, comeback = invitation_create(
+        actor=admin, organization=cast["acme"], email="alt@example.com", role=Role.ADMIN
+    )
+    _, friend = invitation_create(
+        actor=admin, organization=cast["acme"], email="friend@example.com", role=Role.VIEWER
+    )
+    membership_grant(
+        actor=acting(cast["owner"]), organization=cast["acme"], user=cast["admin"], role=Role.VIEWER
+    )
+    with pytest.raises(ApplicationError, match="may no longer invite people as admin"):
+        invitation_accept(actor=acting(person("alt", "alt@example.com")), secret=comeback)
+    with pytest.raises(ApplicationError, match="may no longer invite people as viewer"):
+        invitation_accept(actor=acting(person("friend", "friend@example.com")), secret=friend)
+    assert not Membership.objects.filter(user__email__in=["alt@example.com", "friend@example.com"])
+    # The operator's invitations stand on their own.
+    _, operators = invitation_create(
+        actor=OPERATOR, organization=cast["acme"], email="op@example.com", role=Role.ADMIN
+    )
+    assert invitation_accept(actor=acting(person("op", "op@example.com")), secret=operators)
+
+
+def test_a_person_with_the_longest_address_is_recorded_in_full(cast: dict[str, Any]) -> None:
+    email = "a" * 63 + "@" + ".".join(["b" * 60] * 3) + ".example"
+    assert len(email) == 254  # the longest an address may be
+    user = person("long", email)
+    membership_grant(actor=OPERATOR, organization=cast["acme"], user=user, role=Role.ADMIN)
+    token, _ = api_token_create(
+        actor=acting(user), organization=cast["acme"], name="n", role=Role.VIEWER
+    )
+    membership_remove(
+        actor=Actor.for_token(
+            user=user,
+            token_id=token.pk,
+            token_prefix=token.prefix,
+            role=token.role,
+            organization_id=cast["acme"].pk,
+        ),
+        membership=Membership.objects.get(organization=cast["acme"], user=user),
+    )
+    event = AuditEvent.objects.get(action="membership.remove")
+    assert event.actor_label.startswith(email) and event.object_key == email

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from allauth.account.authentication import AUTHENTICATION_METHODS_SESSION_KEY
+from django.contrib.auth.models import User
 from django.core import mail
 from django.test import Client
 
@@ -75,6 +76,21 @@ def test_sign_up_is_open_only_to_a_browser_holding_an_invitation(cast: dict[str,
     assert page.status_code == 200 and "Join Acme" in page.content.decode()
     assert 'name="email"' in client.get("/accounts/signup/").content.decode()
     assert client.get("/invitations/phi_unknown/").status_code == 404
+
+
+def test_an_invitation_opens_sign_up_for_the_invited_address_only(cast: dict[str, Any]) -> None:
+    _, secret = invitation_create(
+        actor=OPERATOR, organization=cast["acme"], email="new@example.com", role=Role.VIEWER
+    )
+    client = Client()
+    client.get(f"/invitations/{secret}/")
+    password = "a long and unguessable passphrase"
+    form = {"password1": password, "password2": password}
+    refused = client.post("/accounts/signup/", {**form, "email": "other@example.com"})
+    assert "This invitation is for new@example.com" in refused.content.decode()
+    assert not User.objects.filter(email="other@example.com").exists()
+    assert client.post("/accounts/signup/", {**form, "email": "New@Example.com"}).status_code == 302
+    assert User.objects.filter(email__iexact="new@example.com").exists()
 
 
 def test_the_admin_sits_behind_the_same_sign_in(cast: dict[str, Any]) -> None:
