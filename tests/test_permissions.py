@@ -29,6 +29,7 @@ from django.core.management.base import CommandError
 from django.db import transaction
 
 import policyhub
+from policyhub.accounts.access import token_actor
 from policyhub.accounts.models import ApiToken, Invitation, Membership, Organization, Role
 from policyhub.accounts.services import (
     api_token_create,
@@ -159,13 +160,7 @@ def build_world() -> World:
     submitted = change_set_submit(actor=author, change_set=submitted)
     organization_settings_update(actor=OPERATOR, organization=acme, requires_approval=False)
     actors = {name: Actor.for_user(users[name]) for name in (*PEOPLE, "outsider", "invitee")}
-    actors["token"] = Actor.for_token(
-        user=users["admin"],
-        token_id=token.pk,
-        token_prefix=token.prefix,
-        role=token.role,
-        organization_id=acme.pk,
-    )
+    actors["token"] = token_actor(token)
     actors["operator"] = OPERATOR
     return World(
         acme,

@@ -19,17 +19,22 @@ from policyhub.accounts.permissions import Permission, access
 from policyhub.actors import Actor
 
 
+def token_actor(token: ApiToken) -> Actor:
+    """The actor an API token acts as: its person, at most at its role, in its organisation."""
+    return Actor.for_token(
+        user=token.user,
+        token_id=token.pk,
+        token_prefix=token.prefix,
+        role=token.role,
+        organization_id=token.organization_id,
+    )
+
+
 def request_actor(request: Any) -> Actor:
     """Who a request acts as: the API token it carries, or the signed-in person."""
     token = getattr(request, "auth", None)
     if isinstance(token, ApiToken):
-        return Actor.for_token(
-            user=token.user,
-            token_id=token.pk,
-            token_prefix=token.prefix,
-            role=token.role,
-            organization_id=token.organization_id,
-        )
+        return token_actor(token)
     user = request.user
     if not isinstance(user, User) or not user.is_authenticated:
         raise PermissionDenied("sign in first")

@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from policyhub.accounts.access import token_actor
 from policyhub.accounts.models import ApiToken, Membership, Role
 from policyhub.accounts.permissions import Permission, authorize
 from policyhub.accounts.services import (
@@ -19,7 +20,6 @@ from policyhub.accounts.services import (
     membership_grant,
     membership_remove,
 )
-from policyhub.actors import Actor
 from policyhub.audit.models import AuditEvent
 from policyhub.errors import ApplicationError, NotPermitted
 from policyhub.policies.services import policy_apply
@@ -143,17 +143,6 @@ def test_the_api_token_command_prints_the_secret_once_and_lists_without_it(
     assert "admin@example.com" in listed and "ci" in listed and secret not in listed
 
 
-def as_token(token: ApiToken) -> Actor:
-    """The actor a request carrying this token acts as (accounts.access.request_actor)."""
-    return Actor.for_token(
-        user=token.user,
-        token_id=token.pk,
-        token_prefix=token.prefix,
-        role=token.role,
-        organization_id=token.organization_id,
-    )
-
-
 def test_a_team_editors_token_keeps_to_their_subtree_and_stops_when_they_leave_the_role(
     cast: dict[str, Any],
 ) -> None:
@@ -167,14 +156,14 @@ def test_a_team_editors_token_keeps_to_their_subtree_and_stops_when_they_leave_t
         actor=acting(editor), organization=acme, name="ci", role=Role.TEAM_EDITOR
     )
     edit = Permission.POLICY_EDIT
-    authorize(as_token(token), acme, edit, doing="edit", nodes=["platform/ci"])
+    authorize(token_actor(token), acme, edit, doing="edit", nodes=["platform/ci"])
     with pytest.raises(NotPermitted, match="only for team platform"):
-        authorize(as_token(token), acme, edit, doing="edit", nodes=["batch"])
+        authorize(token_actor(token), acme, edit, doing="edit", nodes=["batch"])
     # Promoted, the person edits everything; the token, made for one subtree, edits nothing.
     membership_grant(actor=OPERATOR, organization=acme, user=editor, role=Role.ADMIN)
     for nodes in (["batch"], ["platform/ci"]):
         with pytest.raises(NotPermitted):
-            authorize(as_token(token), acme, edit, doing="edit", nodes=nodes)
+            authorize(token_actor(token), acme, edit, doing="edit", nodes=nodes)
 
 
 def test_a_token_speaks_for_its_person_in_its_own_organisation_only(
@@ -191,11 +180,11 @@ def test_a_token_speaks_for_its_person_in_its_own_organisation_only(
         actor=acting(outsider), organization=other, name="other", role=Role.VIEWER
     )
     with pytest.raises(NotPermitted):
-        api_token_revoke(actor=as_token(in_acme), token=in_other)
+        api_token_revoke(actor=token_actor(in_acme), token=in_other)
     with pytest.raises(NotPermitted):
         membership_remove(
-            actor=as_token(in_acme),
+            actor=token_actor(in_acme),
             membership=Membership.objects.get(organization=other, user=outsider),
         )
     assert Membership.objects.filter(organization=other, user=outsider).exists()
-    api_token_revoke(actor=as_token(in_other), token=in_other)
+    api_token_revoke(actor=token_actor(in_other), token=in_other)

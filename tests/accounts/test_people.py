@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from policyhub.accounts.access import token_actor
 from policyhub.accounts.models import Invitation, Membership, Role
 from policyhub.accounts.services import (
     api_token_create,
@@ -22,7 +23,6 @@ from policyhub.accounts.services import (
     membership_remove,
     ownership_transfer,
 )
-from policyhub.actors import Actor
 from policyhub.audit.models import AuditEvent
 from policyhub.errors import ApplicationError, NotPermitted
 from tests.conftest import OPERATOR, acting, person
@@ -247,13 +247,7 @@ def test_a_person_with_the_longest_address_is_recorded_in_full(cast: dict[str, A
         actor=acting(user), organization=cast["acme"], name="n", role=Role.VIEWER
     )
     membership_remove(
-        actor=Actor.for_token(
-            user=user,
-            token_id=token.pk,
-            token_prefix=token.prefix,
-            role=token.role,
-            organization_id=cast["acme"].pk,
-        ),
+        actor=token_actor(token),
         membership=Membership.objects.get(organization=cast["acme"], user=user),
     )
     event = AuditEvent.objects.get(action="membership.remove")

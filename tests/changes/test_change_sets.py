@@ -359,3 +359,24 @@ def test_an_unreviewed_change_set_goes_out_only_while_its_author_may_make_it(
     assert "its author may no longer make it" in change_set.decision_reason
     assert run.error == change_set.decision_reason
     assert org_policy(cast["acme"]) == make_policy(POLICY)
+
+
+def test_an_unreviewed_change_set_of_an_editor_moved_to_another_team_is_refused(
+    cast: dict[str, Any],
+) -> None:
+    policy_apply(organization=cast["acme"], wanted=make_policy(POLICY), actor=acting(cast["admin"]))
+    publish(cast)
+    user = person("editor")
+    grant = {"actor": OPERATOR, "organization": cast["acme"], "user": user}
+    membership_grant(**grant, role=Role.TEAM_EDITOR, team_path="platform")
+    change_set = change_set_create(
+        organization=cast["acme"], document_text=BASE + CI_EDIT, actor=acting(user)
+    )
+    change_set = change_set_submit(change_set=change_set, actor=acting(user))
+    assert change_set.status == "approved"
+    membership_grant(**grant, role=Role.TEAM_EDITOR, team_path="batch")
+    publish(cast)
+    change_set.refresh_from_db()
+    assert change_set.status == "rejected"
+    assert "only for team batch" in change_set.decision_reason
+    assert org_policy(cast["acme"]) == make_policy(POLICY)
