@@ -1,16 +1,177 @@
-"""What every JSON API shares: one error shape, `{"detail": ..., "errors": {path: [...]}}`, for
-ApplicationError and for DRF's own validation and authentication errors."""
+"""What every JSON API shares.
+
+- One error shape, `{"detail": ..., "errors": {path: [...]}}`, for ApplicationError and for DRF's
+  own validation, parse and authentication errors; a malformed request is a 400, never a 500.
+- A strict JSON parser (UTF-8 only, bounded nesting, no NaN, no duplicate keys).
+- Cursor pagination for lists: constant work per page however long the list.
+- ETags and `If-Match`: a write of an edited object names the version it read (412 when another
+  write came first, 428 when it names none).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from typing import Any
 
-from rest_framework import exceptions, status
+from django.db import DataError
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
+from rest_framework import exceptions, serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from policyhub.errors import ApplicationError, NotPermitted
+
+# JSON nested deeper than this is refused: no API body PolicyHub takes needs more than ten.
+MAX_JSON_DEPTH = 32
+# The largest integer any API field takes is a PostgreSQL integer.
+MAX_INT = 2**31 - 1
+
+
+class StrictJSONParser(JSONParser):
+    """JSON bodies as a 400 with a reason, never a 500: bytes that are not UTF-8, nesting past
+    MAX_JSON_DEPTH (Python's parser would otherwise recurse until it crashes), NaN or Infinity
+    (not JSON), and an object that names a key twice (which value would win is a guess)."""
+
+    def parse(
+        self,
+        stream: Any,
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:
+        raw = stream.read() if stream is not None else b""
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise exceptions.ParseError(f"the body is not UTF-8 (byte {exc.start})") from None
+        _check_depth(text)
+        try:
+            return json.loads(
+                text, parse_constant=_no_constant, object_pairs_hook=_no_duplicate_keys
+            )
+        except ValueError as exc:
+            raise exceptions.ParseError(f"the body is not valid JSON: {exc}") from None
+
+
+def _check_depth(text: str) -> None:
+    """Refuse nesting past MAX_JSON_DEPTH before parsing (brackets inside strings skipped)."""
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise exceptions.ParseError(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+        elif char in "]}":
+            depth -= 1
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+class CursorPage(CursorPagination):
+    """`{"next": url, "previous": url, "results": [...]}`: the cursor is opaque and each page
+    costs one indexed query, whatever the page's position in a list of a million."""
+
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+    ordering = "-pk"
+
+
+class PreconditionFailed(exceptions.APIException):
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    default_detail = "the object changed since you read it: read it again and retry"
+    default_code = "precondition_failed"
+
+
+class PreconditionRequired(exceptions.APIException):
+    status_code = status.HTTP_428_PRECONDITION_REQUIRED
+    default_detail = "send If-Match with the ETag of your last read of this object"
+    default_code = "precondition_required"
+
+
+def etag_of(representation: Any) -> str:
+    """A strong ETag: the digest of the object's representation as the API shows it, so any
+    change to what a reader saw is a new ETag."""
+    canonical = json.dumps(representation, sort_keys=True, separators=(",", ":"), default=str)
+    return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
+
+
+def require_if_match(request: Request, current: str) -> None:
+    """428 unless the request sends If-Match; 412 unless it names `current` (or is `*`).
+    Call it under the lock that the write takes, after reading the object again."""
+    header = request.headers.get("If-Match", "").strip()
+    if not header:
+        raise PreconditionRequired()
+    if header == "*":
+        return
+    # A weak tag never matches for a write (RFC 9110 §13.1.1: If-Match compares strongly).
+    if current not in (tag.strip() for tag in header.split(",")):
+        raise PreconditionFailed()
+
+
+def with_etag(data: Any, code: int = status.HTTP_200_OK) -> Response:
+    """The representation of one edited object, with its ETag."""
+    response = Response(data, status=code)
+    response["ETag"] = etag_of(data)
+    return response
+
+
+# For the schema: the error body every refusal has, and the If-Match header of writes.
+ErrorOut = inline_serializer(
+    "Error",
+    {
+        "detail": serializers.CharField(),
+        "errors": serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField()), required=False
+        ),
+    },
+)
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    str,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="The ETag of your last read of this object.",
+)
+ERRORS = {
+    code: OpenApiResponse(ErrorOut, description=text)
+    for code, text in (
+        (400, "The request is malformed or refused; `errors` names each field."),
+        (401, "No or an unknown credential."),
+        (403, "Your role does not allow this."),
+        (404, "No such object (or organisation you may see)."),
+    )
+}
+WRITE_ERRORS = {
+    **ERRORS,
+    412: OpenApiResponse(ErrorOut, description="The object changed since your read."),
+    428: OpenApiResponse(ErrorOut, description="If-Match is missing."),
+}
 
 
 def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -42,6 +203,13 @@ def application_error_response(error: ApplicationError, code: int = 400) -> Resp
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         return application_error_response(exc, 403 if isinstance(exc, NotPermitted) else 400)
+    if isinstance(exc, DataError):
+        # The last line of defence: a value the database cannot hold (each serializer bounds
+        # its own fields; this catches what one forgot) is the client's error, not ours.
+        return Response(
+            {"detail": "a value is out of range or malformed for storage"},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

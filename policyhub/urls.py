@@ -1,9 +1,10 @@
-"""URL routes: sign-in (django-allauth), the admin site behind it, invitations, the device and
-admin APIs, and the pages."""
+"""URL routes: sign-in (django-allauth), the admin site behind it, invitations, the API (each
+app's own routes under /api/v1, its schema and interactive page), device delivery, and pages."""
 
 from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from policyhub.accounts import views as account_views
 
@@ -15,6 +16,11 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("invitations/<str:secret>/", account_views.invitation, name="invitation"),
+    # The API's description and its interactive page are public: the shape of the API is no
+    # secret, and every operation still needs a credential.
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("policyhub.policies.urls")),
     path("", include("policyhub.delivery.urls")),
     path("", include("policyhub.fleet.urls")),
     path("", include("policyhub.web.urls")),

@@ -1,10 +1,12 @@
-"""DRF authentication by API token (`Authorization: Bearer pht_...`)."""
+"""DRF authentication by API token (`Authorization: Bearer pht_...`), and how the OpenAPI
+schema describes it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib.auth.models import User
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from policyhub import credentials
@@ -30,3 +32,13 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Any) -> str:
         return 'Bearer realm="policyhub"'
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """How the schema describes API tokens: an HTTP bearer credential."""
+
+    target_class = ApiTokenAuthentication
+    name = "apiToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "pht_..."}

@@ -47,6 +47,12 @@ def parse(text: str) -> OrgPolicy:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DocumentInvalid([Issue("error", "", f"is not valid TOML: {exc}")]) from None
+    return from_dict(raw)
+
+
+def from_dict(raw: Mapping[str, Any]) -> OrgPolicy:
+    """A policy from the document's tables as data (TOML parsed, or the API's JSON): the same
+    checks and field paths whichever way it came."""
     issues: list[Issue] = []
     known = {"organization", "providers", "teams", "codex", *NODE_SECTIONS}
     issues += [Issue("error", k, "is not a known section") for k in raw if k not in known]

@@ -10,18 +10,26 @@ from collections.abc import Mapping
 from django.db import transaction
 
 from policyhub.accounts.models import Organization
-from policyhub.accounts.permissions import Permission, authorize
+from policyhub.accounts.permissions import ORGANIZATION_NODE, Permission, authorize
 from policyhub.accounts.selectors import organization_lock
 from policyhub.actors import Actor
 from policyhub.audit.services import audit_record
 from policyhub.errors import ApplicationError
-from policyhub.policies.document import Change, codex_dict, plan
+from policyhub.policies.document import MAX_TEAM_DEPTH, Change, codex_dict, plan
 from policyhub.policies.domain import Json, Node, OrgPolicy
 from policyhub.policies.models import McpServer, PolicyNode, Profile, ProviderEndpoint
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.validation import TeamValidation, errors_of, validate_policy
+from policyhub.teams.attachments import team_attachments
 from policyhub.teams.models import Team
-from policyhub.teams.services import team_create, team_delete, team_delete_check, team_rename
+from policyhub.teams.selectors import team_subtrees
+from policyhub.teams.services import (
+    team_create,
+    team_delete,
+    team_delete_check,
+    team_rename,
+    team_reparent,
+)
 from providers.base import Issue
 
 
@@ -109,6 +117,82 @@ def policy_apply(
             reason=reason,
         )
     return changes
+
+
+@transaction.atomic
+def team_move(*, team: Team, parent_path: str | None, actor: Actor, reason: str = "") -> Team:
+    """Move a team and its subtree under another team (None: to the top level).
+
+    The document addresses teams by path, so a move is not a plan line: it is its own write,
+    with the same rules. The actor must be allowed to edit both the team and its new parent; an
+    organisation that requires approval takes no direct moves; and a subtree with enrolled
+    devices stays where it is, since releases are addressed by team path and its machines would
+    get nothing until the next publish: move or revoke them first.
+    """
+    organization = organization_lock(team.organization_id)
+    team = Team.objects.select_related("parent").get(pk=team.pk)
+    doing = "move teams"
+    authorize(actor, organization, Permission.POLICY_EDIT, doing=doing)
+    parent = None
+    if parent_path is not None:
+        parent = Team.objects.filter(organization=organization, path=parent_path).first()
+        if parent is None:
+            raise ApplicationError(
+                f"no team {parent_path!r}", [Issue("error", "parent", "is not a team")]
+            )
+        if parent.path == team.path or parent.path.startswith(f"{team.path}/"):
+            raise ApplicationError(
+                f"team {team.path} cannot move into its own subtree",
+                [Issue("error", "parent", "lies inside the moved team")],
+            )
+    if parent == team.parent:
+        return team
+    authorize(
+        actor,
+        organization,
+        Permission.POLICY_EDIT,
+        doing=doing,
+        nodes=[team.path, parent.path if parent else ORGANIZATION_NODE],
+    )
+    if organization.requires_approval:
+        raise ApplicationError(
+            f"{organization.slug} requires approval: a move changes what the subtree inherits, "
+            "and is not made directly",
+            [Issue("error", "organization.requires_approval", "is on")],
+        )
+    subtree = team_subtrees(organization, [team.path])
+    for attachment in team_attachments():
+        refusal = attachment.deletion_refusal(organization, subtree)
+        if refusal is not None:
+            raise ApplicationError(
+                f"cannot move team {team.path} while devices are enrolled in its subtree "
+                "(its releases are addressed by path): move or revoke them first",
+                refusal.issues,
+            )
+    before = team.path
+    new_path = f"{parent.path}/{team.slug}" if parent is not None else team.slug
+    if Team.objects.filter(organization=organization, path=new_path).exists():
+        raise ApplicationError(
+            f"team {new_path} exists", [Issue("error", "parent", f"already has a team {team.slug}")]
+        )
+    deepest = max(t.path.count("/") for t in subtree) - before.count("/") + new_path.count("/")
+    if deepest + 1 > MAX_TEAM_DEPTH:
+        raise ApplicationError(
+            f"moving {before} under {parent_path} nests teams deeper than {MAX_TEAM_DEPTH}",
+            [Issue("error", "parent", f"teams nest at most {MAX_TEAM_DEPTH} deep")],
+        )
+    team = team_reparent(team=team, parent=parent)
+    audit_record(
+        organization_id=organization.pk,
+        actor=actor,
+        action="policy.move",
+        object_type="team",
+        object_key=f"team {before}",
+        before={"path": before},
+        after={"path": team.path},
+        reason=reason,
+    )
+    return team
 
 
 def _write_endpoints(organization: Organization, current: OrgPolicy, wanted: OrgPolicy) -> None:

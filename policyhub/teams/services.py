@@ -42,6 +42,23 @@ def team_rename(*, team: Team, name: str) -> Team:
     return team
 
 
+@transaction.atomic
+def team_reparent(*, team: Team, parent: Team | None) -> Team:
+    """Move a team with its subtree under `parent` (None: the top level); every path below it
+    follows. The caller checked that `parent` is not inside the moved subtree."""
+    old = team.path
+    new = f"{parent.path}/{team.slug}" if parent is not None else team.slug
+    below = list(Team.objects.filter(organization=team.organization, path__startswith=f"{old}/"))
+    team.parent, team.path = parent, new
+    team.full_clean()
+    team.save(update_fields=["parent", "path"])
+    for child in below:
+        child.path = new + child.path[len(old) :]
+        child.full_clean()
+    Team.objects.bulk_update(below, ["path"])
+    return team
+
+
 def team_delete_check(*, organization: Organization, paths: Iterable[str]) -> None:
     """Refuse deleting the teams at `paths` (with their subtrees) while something still needs
     them: an app attached to teams (enrolled machines, say) or a team editor scoped to one of them,
