@@ -323,6 +323,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Choice sets that share a field name across the API, each under a name of its own.
+    "ENUM_NAME_OVERRIDES": {
+        "PublishRunStatusEnum": "policyhub.releases.models.PublishRun.Status",
+        "SigningKeyStatusEnum": "policyhub.releases.models.SigningKey.Status",
+        "ReleaseStateEnum": "policyhub.releases.apis.RELEASE_STATES",
+        "ReleaseFileChangeEnum": "policyhub.releases.apis.FILE_CHANGES",
+        "ChangeSetStatusEnum": "policyhub.changes.models.ChangeSet.Status",
+        "ProviderKindEnum": "policyhub.policies.apis.KIND_CHOICES",
+    },
 }
 
 # Delivery. Device lookups and release bodies are held in each web process and dropped the

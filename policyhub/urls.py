@@ -20,7 +20,9 @@ urlpatterns = [
     # secret, and every operation still needs a credential.
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("policyhub.accounts.urls")),
     path("", include("policyhub.policies.urls")),
+    path("", include("policyhub.releases.urls")),
     path("", include("policyhub.delivery.urls")),
     path("", include("policyhub.fleet.urls")),
     path("", include("policyhub.web.urls")),

@@ -9,6 +9,8 @@ from django.utils import timezone
 
 from policyhub import credentials
 from policyhub.accounts.models import ApiToken, Invitation, Membership, Organization
+from policyhub.accounts.permissions import Permission, access
+from policyhub.actors import Actor, ActorKind
 
 
 def organizations_for(user: User | AnonymousUser) -> QuerySet[Organization]:
@@ -16,6 +18,25 @@ def organizations_for(user: User | AnonymousUser) -> QuerySet[Organization]:
     if not user.is_authenticated:
         return Organization.objects.none()
     return Organization.objects.filter(memberships__user_id=user.pk).order_by("slug")
+
+
+def organizations_open_to(actor: Actor, *, through_sso: bool) -> QuerySet[Organization]:
+    """The organisations `actor` may open, as `access.organization_for_request` decides: a
+    token only its own (while its person may still view it), a person their memberships, less
+    those that require single sign-on unless this session signed in `through_sso`."""
+    if not actor.is_person or actor.user is None:
+        return Organization.objects.none()
+    if actor.kind == ActorKind.TOKEN:
+        found = Organization.objects.filter(pk=actor.token_organization_id or 0)
+        organization = found.first()
+        if (
+            organization is None
+            or Permission.ORG_VIEW not in access(actor, organization).permissions
+        ):
+            return Organization.objects.none()
+        return found
+    found = organizations_for(actor.user)
+    return found if through_sso else found.filter(sso_required=False)
 
 
 def organization_lock(organization_id: int) -> Organization:

@@ -46,6 +46,8 @@ from policyhub.validators import plain_text
 from providers import KINDS
 
 TAGS = ["policy"]
+# The provider kinds an endpoint can be (one choice set in the schema).
+KIND_CHOICES = [(name, kind.label) for name, kind in KINDS.items()]
 # Keys of an endpoint's document entry that are not its kind-specific settings.
 ENDPOINT_KEYS = ("kind", "provider_id", "capabilities")
 
@@ -114,7 +116,7 @@ class EndpointOut(serializers.ModelSerializer[ProviderEndpoint]):
 
 
 class EndpointIn(serializers.Serializer[None]):
-    kind = serializers.ChoiceField(choices=list(KINDS))
+    kind = serializers.ChoiceField(choices=KIND_CHOICES)
     # Defaults to the kind's own provider id.
     provider_id = serializers.CharField(max_length=63, required=False, validators=[plain_text])
     settings = serializers.DictField(required=False, default=dict)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from policyhub.accounts.models import Organization
-from policyhub.releases.models import PublishRun, Release, SigningKey
+from policyhub.releases.models import PublishRun, Release, ReleaseVariant, SigningKey
+from policyhub.releases.services.signed import LEGACY_CODEX
+from providers.codex_versions import Span, Version, in_spans, parse_version
 
 
 def signing_keys(organization: Organization) -> QuerySet[SigningKey]:
@@ -73,12 +78,203 @@ def publish_runs_stalled() -> list[int]:
     return list(PublishRun.objects.filter(stale | expired).values_list("pk", flat=True))
 
 
+# What a listing of releases reads: never their files, manifests or served bodies, which are
+# kilobytes each, nor those of the release each one replaced.
+RELEASE_LISTED = (
+    "id",
+    "organization_id",
+    "team_path",
+    "revision",
+    "current",
+    "content_digest",
+    "codex",
+    "rollout_percent",
+    "created_at",
+    "aborted_at",
+    "publish_run_id",
+    "signing_key__key_id",
+    "previous__revision",
+)
+
+
 def release_list(organization: Organization, *, team_path: str | None = None) -> QuerySet[Release]:
     """Every stored release of the organisation (or of one team), newest revision first."""
     releases = Release.objects.filter(organization=organization)
     if team_path is not None:
         releases = releases.filter(team_path=team_path)
-    return releases.select_related("signing_key", "previous").order_by("team_path", "-revision")
+    return (
+        releases.select_related("signing_key", "previous")
+        .only(*RELEASE_LISTED)
+        .order_by("team_path", "-revision")
+    )
+
+
+def release_get(organization: Organization, release_id: int) -> Release | None:
+    """One release's metadata with the Codex versions of each of its file sets, no files."""
+    variants = ReleaseVariant.objects.only("id", "release_id", "codex").order_by("id")
+    return (
+        release_list(organization)
+        .prefetch_related(Prefetch("variants", queryset=variants))
+        .filter(pk=release_id)
+        .first()
+    )
+
+
+def release_with_files(organization: Organization, release_id: int) -> Release | None:
+    """One release with every file set, signed manifests included."""
+    return _with_files(organization).filter(pk=release_id).first()
+
+
+def release_of_team_with_files(
+    organization: Organization, team_path: str, revision: int
+) -> Release | None:
+    return _with_files(organization).filter(team_path=team_path, revision=revision).first()
+
+
+def _with_files(organization: Organization) -> QuerySet[Release]:
+    """Releases with their file sets, without the served bodies (the same files again)."""
+    variants = ReleaseVariant.objects.defer("agent_body").order_by("id")
+    return (
+        Release.objects.filter(organization=organization)
+        .defer("agent_body", "native_body", "provenance")
+        .select_related("signing_key")
+        .prefetch_related(Prefetch("variants", queryset=variants))
+    )
+
+
+def publish_runs(organization: Organization) -> QuerySet[PublishRun]:
+    return PublishRun.objects.filter(organization=organization)
+
+
+def publish_run_releases(run: PublishRun, limit: int) -> QuerySet[Release]:
+    """The first `limit` releases a run made, by team path: a glance, not the whole list."""
+    return run.releases.only("id", "team_path", "revision").order_by("team_path")[:limit]
+
+
+@dataclass(frozen=True)
+class StoredSet:
+    """A stored file set of a release: the Codex versions it serves, what it was made for, its
+    files with their digests, and the signed manifest over them."""
+
+    codex: dict[str, Any]
+    files: dict[str, str]
+    hashes: dict[str, str]
+    manifest: str
+    signature: str
+
+    @property
+    def spans(self) -> list[Span]:
+        return [
+            (parse_version(start), parse_version(until) if until else None)
+            for start, until in self.codex["versions"]
+        ]
+
+
+def codex_sets(release: Release) -> list[dict[str, Any]]:
+    """What each file set of a release is for, its own first (its `variants` prefetched)."""
+    return [release.codex or LEGACY_CODEX, *(v.codex for v in release.variants.all())]
+
+
+def file_sets(release: Release) -> list[StoredSet]:
+    """Every file set of a release read with its files (`release_with_files`), its own first."""
+    own = StoredSet(
+        release.codex or LEGACY_CODEX,
+        release.files,
+        release.hashes,
+        release.manifest,
+        release.signature,
+    )
+    others = [
+        StoredSet(v.codex, v.files, v.hashes, v.manifest, v.signature)
+        for v in release.variants.all()
+    ]
+    return [own, *others]
+
+
+@dataclass(frozen=True)
+class FileDiff:
+    name: str
+    status: str  # added, removed, changed or unchanged
+    diff: str  # unified, empty when unchanged
+
+
+@dataclass(frozen=True)
+class VersionsDiff:
+    """How the files changed for some Codex versions: those served one file set by the older
+    release and one (maybe another) by the newer."""
+
+    spans: list[Span]
+    files: list[FileDiff]
+
+
+def release_diff(older: Release, newer: Release) -> list[VersionsDiff]:
+    """The unified diff of two releases of a team, for every Codex version either serves.
+
+    Releases cut the versions differently (a window moved, a feature came into use), so the
+    versions are cut at every boundary of either, and the cuts that both serve with the same
+    pair of file sets are compared once. A version only one release serves compares with no files.
+    """
+    before, after = file_sets(older), file_sets(newer)
+    points = sorted(
+        {
+            point
+            for s in (*before, *after)
+            for span in s.spans
+            for point in span
+            if point is not None
+        }
+    )
+    pairs: dict[tuple[int | None, int | None], list[Span]] = {}
+    for start, until in zip(points, [*points[1:], None], strict=True):
+        pair = (_serving(before, start), _serving(after, start))
+        if pair == (None, None):
+            continue
+        spans = pairs.setdefault(pair, [])
+        if spans and spans[-1][1] == start:
+            spans[-1] = (spans[-1][0], until)  # adjacent: one span
+        else:
+            spans.append((start, until))
+    return [
+        VersionsDiff(
+            spans,
+            _file_diffs(
+                before[old].files if old is not None else {},
+                after[new].files if new is not None else {},
+                f"r{older.revision}",
+                f"r{newer.revision}",
+            ),
+        )
+        for (old, new), spans in pairs.items()
+    ]
+
+
+def _serving(sets: list[StoredSet], version: Version) -> int | None:
+    return next((n for n, s in enumerate(sets) if in_spans(version, s.spans)), None)
+
+
+def _file_diffs(
+    old: dict[str, str], new: dict[str, str], old_label: str, new_label: str
+) -> list[FileDiff]:
+    diffs = []
+    for name in sorted(old.keys() | new.keys()):
+        before, after = old.get(name), new.get(name)
+        status = (
+            "added"
+            if before is None
+            else "removed"
+            if after is None
+            else "unchanged"
+            if before == after
+            else "changed"
+        )
+        lines = difflib.unified_diff(
+            (before or "").splitlines(keepends=True),
+            (after or "").splitlines(keepends=True),
+            fromfile=f"{old_label}/{name}" if before is not None else "/dev/null",
+            tofile=f"{new_label}/{name}" if after is not None else "/dev/null",
+        )
+        diffs.append(FileDiff(name, status, "".join(lines)))
+    return diffs
 
 
 def rollout_includes(*, release_id: int, device_id: str, percent: int) -> bool:

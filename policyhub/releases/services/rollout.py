@@ -39,7 +39,7 @@ def release_rollout_start(
         raise ApplicationError(
             f"r{release.revision} is the first release of team {team_path}: there is no earlier "
             "release for the devices outside a staged rollout",
-            [Issue("error", "team_path", "no previous release to fall back to")],
+            [Issue("error", "team", "no previous release to fall back to")],
         )
     before = release_state(release)
     release.rollout_percent, release.previous = percent, previous
@@ -50,12 +50,28 @@ def release_rollout_start(
 
 
 @transaction.atomic
-def release_rollout_promote(*, organization: Organization, team_path: str, actor: Actor) -> Release:
-    """End the team's staged rollout by serving the current release to every device."""
+def release_rollout_promote(
+    *, organization: Organization, team_path: str, actor: Actor, percent: int = 100
+) -> Release:
+    """Widen the team's staged rollout to `percent`% of its devices; at 100 (the default) it
+    ends, serving the current release to every device. Never narrows: a promotion that meets a
+    rollout already wider (someone promoted first) is refused rather than undoing theirs."""
     organization = _locked(organization, actor)
     release = _in_rollout(organization, team_path)
+    if not release.rollout_percent < percent <= 100:
+        raise ApplicationError(
+            f"a promotion widens a staged rollout: r{release.revision} of team {team_path} "
+            f"already reaches {release.rollout_percent}% of its devices",
+            [
+                Issue(
+                    "error",
+                    "percent",
+                    f"{percent} is not between {release.rollout_percent + 1} and 100",
+                )
+            ],
+        )
     before = release_state(release)
-    release.rollout_percent = 100
+    release.rollout_percent = percent
     release_save(release, ["rollout_percent"])
     _audit(organization, actor, "promote", release, before, release_state(release))
     return release
@@ -98,7 +114,7 @@ def _current(organization: Organization, team_path: str) -> Release:
     if release is None:
         raise ApplicationError(
             f"team {team_path} has no current release",
-            [Issue("error", "team_path", f"no release of {team_path!r} is current")],
+            [Issue("error", "team", f"no release of {team_path!r} is current")],
         )
     return release
 
