@@ -2,7 +2,6 @@
 
 - One error shape, `{"detail": ..., "errors": {path: [...]}}`, for ApplicationError and for DRF's
   own validation, parse and authentication errors; a malformed request is a 400, never a 500.
-- A strict JSON parser (UTF-8 only, bounded nesting, no NaN, no duplicate keys).
 - Cursor pagination for lists: constant work per page however long the list.
 - ETags and `If-Match`: a write of an edited object names the version it read (412 when another
   write came first, 428 when it names none).
@@ -12,14 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from django.db import DataError
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -27,69 +24,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from policyhub.errors import ApplicationError, NotPermitted
 
-# JSON nested deeper than this is refused: no API body PolicyHub takes needs more than ten.
-MAX_JSON_DEPTH = 32
 # The largest integer any API field takes is a PostgreSQL integer.
 MAX_INT = 2**31 - 1
-
-
-class StrictJSONParser(JSONParser):
-    """JSON bodies as a 400 with a reason, never a 500: bytes that are not UTF-8, nesting past
-    MAX_JSON_DEPTH (Python's parser would otherwise recurse until it crashes), NaN or Infinity
-    (not JSON), and an object that names a key twice (which value would win is a guess)."""
-
-    def parse(
-        self,
-        stream: Any,
-        media_type: str | None = None,
-        parser_context: Mapping[str, Any] | None = None,
-    ) -> Any:
-        raw = stream.read() if stream is not None else b""
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise exceptions.ParseError(f"the body is not UTF-8 (byte {exc.start})") from None
-        _check_depth(text)
-        try:
-            return json.loads(
-                text, parse_constant=_no_constant, object_pairs_hook=_no_duplicate_keys
-            )
-        except ValueError as exc:
-            raise exceptions.ParseError(f"the body is not valid JSON: {exc}") from None
-
-
-def _check_depth(text: str) -> None:
-    """Refuse nesting past MAX_JSON_DEPTH before parsing (brackets inside strings skipped)."""
-    depth, in_string, escaped = 0, False, False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                raise exceptions.ParseError(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
-        elif char in "]}":
-            depth -= 1
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"the key {key!r} appears twice in one object")
-        out[key] = value
-    return out
 
 
 class CursorPage(CursorPagination):

@@ -295,7 +295,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON only, read strictly: bad UTF-8, deep nesting, NaN and duplicate keys are a 400.
-    "DEFAULT_PARSER_CLASSES": ["policyhub.apis.StrictJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["policyhub.parsers.StrictJSONParser"],
     "EXCEPTION_HANDLER": "policyhub.apis.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",

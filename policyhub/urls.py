@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("policyhub.accounts.urls")),
     path("", include("policyhub.policies.urls")),
+    path("", include("policyhub.changes.urls")),
     path("", include("policyhub.releases.urls")),
     path("", include("policyhub.delivery.urls")),
     path("", include("policyhub.fleet.urls")),

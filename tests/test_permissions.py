@@ -21,12 +21,14 @@ import sys
 from argparse import ArgumentParser
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.management import call_command, get_commands, load_command_class
 from django.core.management.base import CommandError
 from django.db import transaction
+from django.utils import timezone
 
 import policyhub
 from policyhub.accounts.access import token_actor
@@ -50,6 +52,7 @@ from policyhub.changes.services import (
     change_set_approve,
     change_set_create,
     change_set_reject,
+    change_set_schedule,
     change_set_submit,
 )
 from policyhub.errors import ApplicationError, NotPermitted
@@ -63,7 +66,7 @@ from policyhub.fleet.services import (
 )
 from policyhub.policies import document
 from policyhub.policies.selectors import org_policy
-from policyhub.policies.services import policy_apply
+from policyhub.policies.services import policy_apply, team_move
 from policyhub.releases.services.keys import signing_key_rotate
 from policyhub.releases.services.publishing import publish_run_execute
 from policyhub.releases.services.rollback import release_rollback
@@ -73,6 +76,7 @@ from policyhub.releases.services.rollout import (
     release_rollout_start,
 )
 from policyhub.releases.services.runs import publish_run_request
+from policyhub.teams.services import team_create
 from tests.conftest import OPERATOR, THREE_TEAMS, make_policy, person
 
 pytestmark = [pytest.mark.django_db]
@@ -294,6 +298,23 @@ CASES = [
         name="policy_apply outside the editor's subtree",
     ),
     Case(
+        change_set_schedule,
+        lambda w, a: change_set_schedule(
+            actor=a, change_set=w.submitted, publish_at=timezone.now() + timedelta(days=1)
+        ),
+        MANAGERS,
+    ),
+    Case(
+        team_move,
+        lambda w, a: team_move(
+            team=team_create(organization=w.acme, parent=None, slug=f"t{w.next()}", name="T"),
+            parent_path="platform",
+            actor=a,
+        ),
+        MANAGERS,
+        name="team_move of a team outside the editor's subtree into it",
+    ),
+    Case(
         change_set_create,
         lambda w, a: change_set_create(
             actor=a,
@@ -393,6 +414,7 @@ NOT_CHECKED_HERE = {
     "policyhub.teams.services.team_create": "only policy_apply calls it, after checking",
     "policyhub.teams.services.team_rename": "only policy_apply calls it, after checking",
     "policyhub.teams.services.team_delete": "only policy_apply calls it, after checking",
+    "policyhub.teams.services.team_reparent": "only team_move calls it, after checking",
     "policyhub.teams.services.team_delete_check": "a check that refuses, writes nothing",
     "policyhub.policies.services.policy_check": "validation, writes nothing",
     "policyhub.changes.services.change_sets_publish_due": "inside a publish, for approved sets",

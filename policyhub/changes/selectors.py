@@ -1,7 +1,10 @@
-"""Reads of change sets: lists, the live policy's digest, and a change set's preview."""
+"""Reads of change sets and of the policy document: lists, the live policy's export and digest,
+a document's plan with what would stop it, and a change set's preview (whole, or a page of teams
+rendered for one Codex version)."""
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import hashlib
 from dataclasses import dataclass, field
@@ -15,19 +18,45 @@ from policyhub.errors import ApplicationError
 from policyhub.policies import document
 from policyhub.policies.domain import OrgPolicy
 from policyhub.policies.selectors import org_policy
+from policyhub.policies.validation import errors_of, validate_policy
+from policyhub.policies.window import window_issues
 from policyhub.rendering.render import render_team
+from policyhub.teams.services import team_delete_check
 from providers.base import Issue
+from providers.codex_versions import CodexCapabilities, Version, capabilities, parse_version
 
 # One label for both sides, so the file headers differ only where the content does.
 PREVIEW_REVISION = "preview"
+
+
+# The change sets still on their way: a publish may yet apply them, so their base can go stale.
+WAITING = (ChangeSet.Status.DRAFT, ChangeSet.Status.SUBMITTED, ChangeSet.Status.APPROVED)
 
 
 def change_set_list(organization: Organization) -> QuerySet[ChangeSet]:
     return ChangeSet.objects.filter(organization=organization)
 
 
-def change_set_get(change_set_id: int) -> ChangeSet | None:
-    return ChangeSet.objects.filter(pk=change_set_id).select_related("organization").first()
+def change_set_get(
+    change_set_id: int, *, organization: Organization | None = None
+) -> ChangeSet | None:
+    """One change set; with `organization`, only one of its own (an id from a URL names no
+    other organisation's)."""
+    found = ChangeSet.objects.filter(pk=change_set_id)
+    if organization is not None:
+        found = found.filter(organization=organization)
+    return found.select_related("organization").first()
+
+
+def change_set_locked(organization: Organization, change_set_id: int) -> ChangeSet | None:
+    """The change set's row, locked until the transaction ends, as every write of it locks it:
+    what a client's If-Match is compared with cannot change before the write."""
+    return (
+        ChangeSet.objects.select_for_update(of=("self",))
+        .filter(organization=organization, pk=change_set_id)
+        .select_related("organization")
+        .first()
+    )
 
 
 def organizations_with_due_change_sets(now: datetime) -> QuerySet[Organization]:
@@ -46,9 +75,65 @@ def live_policy_digest(organization: Organization) -> str:
     return policy_digest(org_policy(organization))
 
 
+@dataclass(frozen=True)
+class PolicyExport:
+    """The live policy as a document, and the sha256 a change set records as its base."""
+
+    text: str
+    digest: str
+
+
+def policy_export(organization: Organization) -> PolicyExport:
+    text = document.dump(org_policy(organization))
+    return PolicyExport(text, hashlib.sha256(text.encode()).hexdigest())
+
+
 def policy_plan(organization: Organization, wanted: OrgPolicy) -> list[document.Change]:
     """The plan from the live policy to `wanted`, one change per line."""
     return document.plan(org_policy(organization), wanted)
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    """What applying a document would change, and the findings that would stop it (errors) or
+    deserve a look (warnings), each with its field path in the document."""
+
+    changes: list[document.Change]
+    issues: list[Issue]
+
+    @property
+    def errors(self) -> list[Issue]:
+        return errors_of(self.issues)
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [issue for issue in self.issues if issue.severity == "warning"]
+
+
+def policy_document_parse(organization: Organization, text: str) -> OrgPolicy:
+    """A policy document of `organization`: DocumentInvalid names each problem of its shape,
+    and another organisation's document is refused by its slug."""
+    wanted = document.parse(text)
+    if wanted.slug != organization.slug:
+        raise ApplicationError(
+            "the document is for another organisation",
+            [Issue("error", "organization.slug", f"is {wanted.slug!r}, not {organization.slug!r}")],
+        )
+    return wanted
+
+
+def policy_plan_report(organization: Organization, wanted: OrgPolicy) -> PlanReport:
+    """The plan from the live policy to `wanted` with the whole validation and the teams that
+    cannot be deleted yet: everything an apply would refuse for, found without writing. Who may
+    apply it is not judged here (a reader may plan what only an editor may apply)."""
+    current = org_policy(organization)
+    # A finding inherited from an ancestor shows under every team below it: list it once.
+    issues = list(dict.fromkeys(i for found in validate_policy(wanted).values() for i in found))
+    try:
+        team_delete_check(organization=organization, paths=set(current.teams) - set(wanted.teams))
+    except ApplicationError as refused:
+        issues += refused.issues or [Issue("error", "teams", refused.message)]
+    return PlanReport(document.plan(current, wanted), issues)
 
 
 @dataclass(frozen=True)
@@ -86,39 +171,105 @@ def change_set_preview(change_set: ChangeSet) -> ChangeSetPreview:
     node reaches its whole subtree; teams whose files come out identical are left out."""
     live = org_policy(change_set.organization)
     wanted = document.parse(change_set.document)
-    teams = []
-    for path in sorted(set(live.teams) | set(wanted.teams)):
-        before, _ = _render(live, path)
-        after, errors = _render(wanted, path)
-        if errors:
-            teams.append(TeamDiff(path, errors=errors))
-            continue
-        if before == after:
-            continue
-        files = []
-        for name in sorted(set(before) | set(after)):
-            old, new = before.get(name), after.get(name)
-            if old == new:
-                continue
-            diff = difflib.unified_diff(
-                (old or b"").decode().splitlines(keepends=True),
-                (new or b"").decode().splitlines(keepends=True),
-                fromfile=f"live/{path}/{name}" if old is not None else "/dev/null",
-                tofile=f"proposed/{path}/{name}" if new is not None else "/dev/null",
-            )
-            files.append(FileDiff(name, "".join(diff)))
-        teams.append(TeamDiff(path, files=files))
+    paths = sorted(set(live.teams) | set(wanted.teams))
     return ChangeSetPreview(
         plan=list(change_set.plan),
-        teams=teams,
+        teams=_team_diffs(live, wanted, paths, None),
         stale=policy_digest(live) != change_set.base_digest,
     )
 
 
-def _render(policy: OrgPolicy, path: str) -> tuple[dict[str, bytes], list[Issue]]:
+@dataclass(frozen=True)
+class DiffPage:
+    """Part of a change set's preview: the affected teams among the next teams in path order.
+    `last` is the last team looked at when more remain (where the next page starts), else None."""
+
+    teams: list[TeamDiff]
+    stale: bool
+    last: str | None
+
+
+def change_set_diff(
+    change_set: ChangeSet,
+    *,
+    team: str | None = None,
+    codex_version: Version | None = None,
+    after: str | None = None,
+    limit: int = 50,
+) -> DiffPage:
+    """The preview a page at a time: the `limit` teams after `after` (in path order) are
+    rendered, so a request costs the same in an organisation of ten teams or ten thousand; a
+    page may list fewer affected teams than it looked at. `team` narrows it to one team;
+    `codex_version` renders the files that version would receive (the set for its span of
+    the window; below the window the oldest set, above it the newest, as delivery serves)."""
+    live = org_policy(change_set.organization)
+    wanted = document.parse(change_set.document)
+    paths = sorted(set(live.teams) | set(wanted.teams))
+    if team is not None:
+        if team not in paths:
+            raise ApplicationError(
+                f"no team {team!r} in the live or the proposed policy",
+                [Issue("error", "team", "is not a team of either policy")],
+            )
+        paths = [team]
+    if after is not None:
+        paths = paths[bisect.bisect_right(paths, after) :]
+    page = paths[:limit]
+    return DiffPage(
+        teams=_team_diffs(live, wanted, page, codex_version),
+        stale=policy_digest(live) != change_set.base_digest,
+        last=page[-1] if len(paths) > limit else None,
+    )
+
+
+def _team_diffs(
+    live: OrgPolicy, wanted: OrgPolicy, paths: list[str], codex_version: Version | None
+) -> list[TeamDiff]:
+    before_for, after_for = _target(live, codex_version), _target(wanted, codex_version)
+    teams = []
+    for path in paths:
+        before, _ = _render(live, path, before_for)
+        after, errors = _render(wanted, path, after_for)
+        if errors:
+            teams.append(TeamDiff(path, errors=errors))
+        elif before != after:
+            teams.append(TeamDiff(path, files=_file_diffs(path, before, after)))
+    return teams
+
+
+def _file_diffs(path: str, before: dict[str, bytes], after: dict[str, bytes]) -> list[FileDiff]:
+    files = []
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        diff = difflib.unified_diff(
+            (old or b"").decode().splitlines(keepends=True),
+            (new or b"").decode().splitlines(keepends=True),
+            fromfile=f"live/{path}/{name}" if old is not None else "/dev/null",
+            tofile=f"proposed/{path}/{name}" if new is not None else "/dev/null",
+        )
+        files.append(FileDiff(name, "".join(diff)))
+    return files
+
+
+def _target(policy: OrgPolicy, version: Version | None) -> CodexCapabilities | None:
+    """What `version` is served of `policy`'s releases: the window's cut that holds it, or the
+    nearest end of the window. None (the whole window, checked; files of its newest version)
+    without a version, or when the window itself is invalid, which rendering then reports."""
+    if version is None or errors_of(window_issues(policy.codex)):
+        return None
+    low = parse_version(policy.codex.min_version)
+    high = parse_version(policy.codex.max_version)
+    return capabilities(min(max(version, low), high))
+
+
+def _render(
+    policy: OrgPolicy, path: str, target: CodexCapabilities | None
+) -> tuple[dict[str, bytes], list[Issue]]:
     if path not in policy.teams:
         return {}, []
     try:
-        return render_team(policy, path, revision=PREVIEW_REVISION).files, []
+        return render_team(policy, path, revision=PREVIEW_REVISION, target=target).files, []
     except ApplicationError as exc:
         return {}, exc.issues

@@ -1,6 +1,7 @@
 """Writes of change sets: create (plan) → submit (validate) → approve or reject → publish.
 
-Every transition is audited in its own transaction. Publishing is a step of
+Every transition is audited in its own transaction, and so is moving a waiting change set's
+publish time (`change_set_schedule`). Publishing is a step of
 `releases.services.publishing.release_publish`, which calls `change_sets_publish_due` under the
 organisation's lock: the due approved change sets are applied in approval order, then the
 releases are rendered from the resulting live policy. This app knows nothing of releases.
@@ -20,7 +21,7 @@ from policyhub.accounts.permissions import Permission, authorize
 from policyhub.actors import Actor, ActorKind
 from policyhub.audit.services import audit_record
 from policyhub.changes.models import ChangeSet
-from policyhub.changes.selectors import live_policy_digest, policy_plan
+from policyhub.changes.selectors import WAITING, live_policy_digest, policy_plan
 from policyhub.errors import ApplicationError, NotPermitted
 from policyhub.policies import document
 from policyhub.policies.document import Change
@@ -147,6 +148,29 @@ def change_set_reject(*, actor: Actor, change_set: ChangeSet, reason: str) -> Ch
             "a rejection needs a reason", [Issue("error", "reason", "must not be empty")]
         )
     return _decide(change_set, actor, ChangeSet.Status.REJECTED, reason)
+
+
+@transaction.atomic
+def change_set_schedule(
+    *, actor: Actor, change_set: ChangeSet, publish_at: datetime | None
+) -> ChangeSet:
+    """Set, move or clear (None: with the next publish) when a change set still on its way
+    goes out. Either way it decides when a publish runs, so it takes `publish`, whoever wrote
+    the change set; its content and review stay as they are."""
+    change_set = _locked(change_set)
+    authorize(actor, change_set.organization, Permission.PUBLISH, doing="schedule a publish")
+    if change_set.status not in WAITING:
+        raise ApplicationError(
+            f"change set {change_set.pk} is {change_set.status}; only a waiting one "
+            f"({', '.join(WAITING)}) can be scheduled",
+            [Issue("error", "status", f"is {change_set.status}")],
+        )
+    before = _state(change_set)
+    change_set.publish_at = publish_at
+    change_set.full_clean()
+    change_set.save()
+    _audit(change_set, actor, "schedule", before=before, after=_state(change_set))
+    return change_set
 
 
 def _same_person(actor: Actor, change_set: ChangeSet) -> bool:
@@ -349,6 +373,7 @@ def _audit(
     actor: Actor,
     verb: str,
     *,
+    before: object = None,
     after: object = None,
     reason: str = "",
 ) -> None:
@@ -358,6 +383,7 @@ def _audit(
         action=f"change_set.{verb}",
         object_type="change_set",
         object_key=str(change_set.pk),
+        before=before,
         after=after,
         reason=reason,
     )
