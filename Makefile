@@ -44,10 +44,12 @@ unit: venv-dev
 lint: venv-dev
 	$(VENV)/bin/pre-commit run --all-files --show-diff-on-failure
 
-## check: Django's system checks (also the production deployment checklist), and migrations.
+## check: Django's system checks (also the production deployment checklist), migrations, and
+##   the API's OpenAPI schema (generated from the code, validated, no warning allowed).
 check: venv-dev
 	$(TEST_ENV) $(PY) manage.py check --fail-level WARNING
 	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
+	$(TEST_ENV) $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 	DEBUG=0 SECRET_KEY=$$(head -c 48 /dev/urandom | base64) ALLOWED_HOSTS=policyhub.example \
 		DATABASE_URL=$(TEST_DATABASE_URL) $(PY) manage.py check --deploy --fail-level WARNING
 

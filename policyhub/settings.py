@@ -331,6 +331,8 @@ SPECTACULAR_SETTINGS = {
         "ReleaseFileChangeEnum": "policyhub.releases.apis.FILE_CHANGES",
         "ChangeSetStatusEnum": "policyhub.changes.models.ChangeSet.Status",
         "ProviderKindEnum": "policyhub.policies.apis.KIND_CHOICES",
+        "DeviceStateEnum": "policyhub.fleet.selectors.DEVICE_STATES",
+        "CodexWindowEnum": "policyhub.fleet.selectors.WINDOW_STATES",
     },
 }
 

@@ -1,10 +1,13 @@
-"""The device API beside the bundle: enrolment, status reports and the signing keys."""
+"""The device API beside the bundle: enrolment, status reports and the signing keys. Machines
+call it, not people: it is described in the API's schema under the `device` tag, with the device
+credential as its security scheme (the bundle itself is served outside DRF, see views.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -12,12 +15,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from policyhub.apis import ResilientScopedRateThrottle, body_too_large
+from policyhub.apis import MAX_INT, ErrorOut, ResilientScopedRateThrottle, body_too_large
 from policyhub.delivery.authentication import DeviceCredentialAuthentication, calling_device
 from policyhub.fleet import services as fleet
 from policyhub.releases.models import SigningKey
 from policyhub.releases.selectors import signing_keys_by_id
 from policyhub.validators import plain_text
+
+TAGS = ["device"]
+BAD_REQUEST = OpenApiResponse(ErrorOut, description="Malformed; `errors` names each field.")
+NO_DEVICE = OpenApiResponse(ErrorOut, description="No, an unknown or a revoked credential.")
+TOO_LARGE = OpenApiResponse(ErrorOut, description="The body is larger than the limit.")
 
 
 def _text(max_length: int, **kwargs: Any) -> serializers.CharField:
@@ -45,10 +53,23 @@ ENROLL_MAX_BYTES = 4096
 
 
 class EnrollIn(serializers.Serializer[None]):
-    token = _text(100)
+    token = _text(100, help_text="The team's enrolment token (`phe_...`).")
     hostname = _text(255, allow_blank=True, required=False, default="")
     os = _text(128, allow_blank=True, required=False, default="")
     codex_version = _text(64, allow_blank=True, allow_null=True, required=False, default="")
+
+
+class KeysOut(serializers.Serializer[Any]):
+    keys = KeyOut(many=True, help_text="Oldest first; each endorsed by the key before it.")
+
+
+class EnrolledOut(KeysOut):
+    device_id = serializers.UUIDField()
+    credential = serializers.CharField(
+        help_text="The device credential: shown in this answer only."
+    )
+    organization = serializers.CharField()
+    team = serializers.CharField()
 
 
 class EnrollApi(APIView):
@@ -59,6 +80,20 @@ class EnrollApi(APIView):
     throttle_classes = [ResilientScopedRateThrottle]
     throttle_scope = "enroll"
 
+    @extend_schema(
+        operation_id="device_enroll",
+        tags=TAGS,
+        request=EnrollIn,
+        responses={
+            201: EnrolledOut,
+            400: BAD_REQUEST,
+            403: OpenApiResponse(
+                ErrorOut, description="The token is unknown, expired, used up or revoked."
+            ),
+            413: TOO_LARGE,
+            429: OpenApiResponse(ErrorOut, description="Too many enrolments from this address."),
+        },
+    )
     def post(self, request: Request) -> Response:
         if too_large := body_too_large(request, ENROLL_MAX_BYTES):
             return too_large
@@ -87,7 +122,7 @@ class EnrollApi(APIView):
 
 class StatusIn(serializers.Serializer[None]):
     applied_revision = serializers.IntegerField(
-        min_value=1, max_value=2**31 - 1, allow_null=True, required=False, default=None
+        min_value=1, max_value=MAX_INT, allow_null=True, required=False, default=None
     )
     codex_version = _text(64, allow_blank=True, allow_null=True, required=False, default="")
     os = _text(128, allow_blank=True, required=False, default="")
@@ -104,6 +139,12 @@ class StatusApi(APIView):
     authentication_classes = [DeviceCredentialAuthentication]
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(
+        operation_id="device_status_report",
+        tags=TAGS,
+        request=StatusIn,
+        responses={204: None, 400: BAD_REQUEST, 401: NO_DEVICE, 413: TOO_LARGE},
+    )
     def post(self, request: Request) -> Response:
         if too_large := body_too_large(request, settings.DEVICE_STATUS_MAX_BYTES):
             return too_large
@@ -127,5 +168,8 @@ class KeysApi(APIView):
     authentication_classes = [DeviceCredentialAuthentication]
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(
+        operation_id="device_signing_keys", tags=TAGS, responses={200: KeysOut, 401: NO_DEVICE}
+    )
     def get(self, request: Request) -> Response:
         return Response({"keys": _keys(calling_device(request).organization_id)})

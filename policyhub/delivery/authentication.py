@@ -1,9 +1,11 @@
-"""DRF authentication by device credential (`Authorization: Bearer phd_...`)."""
+"""DRF authentication by device credential (`Authorization: Bearer phd_...`), and how the
+OpenAPI schema describes it."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from policyhub.delivery.entries import DeviceEntry
@@ -39,3 +41,14 @@ def calling_device(request: Any) -> DeviceEntry:
     if not isinstance(request.auth, DeviceEntry):
         raise exceptions.NotAuthenticated()
     return request.auth
+
+
+class DeviceCredentialScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """How the schema describes device credentials: an HTTP bearer credential, the one a
+    machine got when it enrolled."""
+
+    target_class = DeviceCredentialAuthentication
+    name = "deviceCredential"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "phd_..."}

@@ -1,14 +1,22 @@
-"""Enrolment tokens and the developer machines (devices) enrolled with them."""
+"""Enrolment tokens and the developer machines (devices) enrolled with them, and the two
+facts about a device that fleet status computes in SQL: where its Codex version sorts, and
+whether it is inside a staged rollout."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+from django.db.models.sql.compiler import SQLCompiler
 
 from policyhub.accounts.models import Organization
+from policyhub.releases.selectors import rollout_includes
 from policyhub.teams.models import Team
+from providers.codex_versions import Version, parse_version
 
 
 class EnrollmentToken(models.Model):
@@ -77,6 +85,9 @@ class Device(models.Model):
     os = models.CharField(max_length=128, blank=True)
     agent_version = models.CharField(max_length=64, blank=True)
     errors = models.JSONField(default=list, blank=True)
+    # `codex_version` as text that sorts as the version does (version_sort_key), "" when it is
+    # not a version: the support window becomes a range in SQL. Written with codex_version.
+    codex_sort_key = models.CharField(max_length=20, blank=True, editable=False)
 
     class Meta:
         constraints = [
@@ -85,8 +96,78 @@ class Device(models.Model):
                 name="device_last_channel_valid",
             ),
         ]
-        indexes = [models.Index(fields=["organization", "team"])]
+        indexes = [
+            models.Index(fields=["organization", "team"]),
+            # Fleet lists: the enrolled machines, newest first, a page at a time.
+            models.Index(
+                fields=["organization", "-enrolled_at"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="device_enrolled_newest",
+            ),
+        ]
         ordering = ["hostname", "enrolled_at"]
 
     def __str__(self) -> str:
         return f"{self.hostname or self.pk} ({self.team.path})"
+
+
+def version_sort_key(version: Version) -> str:
+    """A version as text that sorts as the version does: (0, 169, 0) is "000000.000169.000000"."""
+    return ".".join(f"{part:06d}" for part in version)
+
+
+def codex_sort_key(reported: str) -> str:
+    """What Device.codex_sort_key holds for a reported Codex version: "" when it is none."""
+    try:
+        return version_sort_key(parse_version(reported))
+    except ValueError:
+        return ""
+
+
+class RolloutIncludes(models.Func):
+    """`releases.selectors.rollout_includes` as SQL: whether the device is inside the release's
+    staged rollout at `percent`, so fleet status can count and filter by it in the database.
+
+    PostgreSQL computes the same draw: the first 8 bytes of sha256("<release>:<device>") as an
+    unsigned big-endian integer, mod 100. `bit(64)::bigint` reads them signed, 2**64 short of
+    the unsigned value when negative, and 2**64 mod 100 is 16: such a draw moves up by 16.
+    SQLite calls the Python rule itself (registered on each connection below)."""
+
+    function = "policyhub_rollout_includes"
+    output_field = models.BooleanField()
+
+    def __init__(self, release_id: Any, device_id: Any, percent: Any) -> None:
+        super().__init__(release_id, device_id, percent)
+
+    def as_postgresql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
+    ) -> tuple[str, list[Any]]:
+        (release, release_params), (device, device_params), (percent, percent_params) = (
+            compiler.compile(argument) for argument in self.get_source_expressions()
+        )
+        draw = (
+            "('x' || encode(substr(sha256(convert_to("
+            f"({release})::text || ':' || ({device})::text, 'UTF8')), 1, 8), 'hex'))::bit(64)::bigint"
+        )
+        bucket = f"mod(mod({draw}, 100) + 100 + CASE WHEN {draw} < 0 THEN 16 ELSE 0 END, 100)"
+        sql = f"({bucket} < {percent})"
+        params = [*release_params, *device_params]
+        return sql, [*params, *params, *percent_params]
+
+
+def _sqlite_rollout_includes(release_id: int, device_id: str, percent: int) -> bool:
+    # SQLite stores a UUID as 32 hex digits; the rule hashes its hyphenated form.
+    return rollout_includes(
+        release_id=release_id, device_id=str(uuid.UUID(device_id)), percent=percent
+    )
+
+
+def _register_sqlite_functions(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    if connection.vendor == "sqlite":
+        connection.connection.create_function(
+            RolloutIncludes.function, 3, _sqlite_rollout_includes, deterministic=True
+        )
+
+
+# Connected when the models load, before any connection is opened.
+connection_created.connect(_register_sqlite_functions, dispatch_uid="fleet-sqlite-functions")

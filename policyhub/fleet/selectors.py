@@ -1,27 +1,76 @@
 """Reads of the fleet: tokens, devices, and fleet status (what each machine has, per team counts
-of current, behind, failing, stale and pending machines, and rollout progress)."""
+of current, behind, failing, stale and pending machines, and rollout progress).
+
+Fleet status is one rule, computed by the database: `device_states` annotates each device with
+the revision it should have, the one it applied, its last activity, its state and where its
+Codex version lies against the support window. Lists filter, count and page on those columns in
+SQL, so their cost does not grow with the fleet, and a device's detail is the same query."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, Greatest
+from django.db.models.lookups import Exact
 from django.utils import timezone
 
 from policyhub.accounts.models import Organization
-from policyhub.fleet.models import Device, EnrollmentToken
+from policyhub.fleet.models import Device, EnrollmentToken, RolloutIncludes, version_sort_key
 from policyhub.policies.document import codex_window
 from policyhub.releases.models import Release
-from policyhub.releases.selectors import rollout_serves_current
+from policyhub.teams.models import Team
 from providers.codex_versions import Version, parse_version
 
 STATES = ("current", "behind", "failing", "stale", "pending")
+# A revoked device is in none of the five: fleet status leaves it out, its detail says this.
+REVOKED = "revoked"
+DEVICE_STATES = (*STATES, REVOKED)
 # Where a device's reported Codex version lies against the organisation's support window.
 WINDOW_STATES = ("inside", "below", "above", "unknown")
+# Below or above the window: the filter for machines that need another Codex.
+OUTSIDE = "outside"
+# No revision, where no release and nothing applied must count as equal (revisions are > 0).
+NO_REVISION = Value(-1)
+# The largest id a BigAutoField holds; a larger one names no row (rather than a database error).
+MAX_BIGINT = 2**63 - 1
+
+
+class DeviceState(TypedDict):
+    """What `device_states` adds to each device."""
+
+    expected_revision: int | None
+    applied: int | None
+    last_activity: datetime | None
+    state: str
+    codex_window: str
+
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    # A device with those annotations, as the type checker sees it (so lookups on them check).
+    StatedDevice = WithAnnotations[Device, DeviceState]
+else:
+    # Python 3.11 cannot subscript the alias with two arguments at run time.
+    StatedDevice = Device
 
 
 def enrollment_tokens(organization: Organization) -> QuerySet[EnrollmentToken]:
@@ -29,6 +78,8 @@ def enrollment_tokens(organization: Organization) -> QuerySet[EnrollmentToken]:
 
 
 def enrollment_token_get(organization: Organization, token_id: int) -> EnrollmentToken | None:
+    if not 0 < token_id <= MAX_BIGINT:
+        return None
     return enrollment_tokens(organization).filter(pk=token_id).first()
 
 
@@ -45,55 +96,116 @@ def token_refusal(token: EnrollmentToken | None, now: datetime) -> str | None:
     return None
 
 
-def devices(
-    organization: Organization, *, team_path: str | None = None, include_revoked: bool = False
-) -> QuerySet[Device]:
+def token_usable(now: datetime) -> Q:
+    """Tokens that can enrol a machine now: `token_refusal` as SQL, for filtering lists."""
+    return Q(revoked_at__isnull=True, expires_at__gt=now) & (
+        Q(max_uses__isnull=True) | Q(uses__lt=F("max_uses"))
+    )
+
+
+def window_of(organization: Organization) -> tuple[Version, Version]:
+    window = codex_window(organization.codex_window)
+    return parse_version(window.min_version), parse_version(window.max_version)
+
+
+def _window_state(window: tuple[Version, Version]) -> Case:
+    """One of WINDOW_STATES, from Device.codex_sort_key: "" (no version) is unknown, though it
+    sorts below everything."""
+    low, high = (version_sort_key(bound) for bound in window)
+    return Case(
+        When(codex_sort_key="", then=Value("unknown")),
+        When(codex_sort_key__lt=low, then=Value("below")),
+        When(codex_sort_key__gt=high, then=Value("above")),
+        default=Value("inside"),
+        output_field=CharField(),
+    )
+
+
+def _expected_revision() -> Subquery:
+    """The revision a device should have: its team's current release, or during a staged rollout
+    that leaves the device out, the release it replaced (`rollout_serves_current`)."""
+    current = Release.objects.filter(
+        organization=OuterRef("organization"), team_path=OuterRef("team__path"), current=True
+    ).annotate(
+        expected=Case(
+            When(rollout_percent__gte=100, then=F("revision")),
+            When(previous__isnull=True, then=F("revision")),
+            When(
+                RolloutIncludes(F("pk"), OuterRef("pk"), F("rollout_percent")), then=F("revision")
+            ),
+            default=F("previous__revision"),
+        )
+    )
+    return Subquery(current.order_by().values("expected")[:1])
+
+
+def _state(stale_before: datetime) -> Case:
+    """pending (never heard from), stale (silent too long), failing (the agent reported errors),
+    current (has what it should, no release counting as having it) or behind; revoked first."""
+    # Written so that the expected revision's subquery appears, and runs, once per device.
+    has_expected = Exact(
+        Coalesce("applied", NO_REVISION), Coalesce("expected_revision", NO_REVISION)
+    )
+    return Case(
+        When(revoked_at__isnull=False, then=Value(REVOKED)),
+        When(last_activity__isnull=True, enrolled_at__lt=stale_before, then=Value("stale")),
+        When(last_activity__isnull=True, then=Value("pending")),
+        When(last_activity__lt=stale_before, then=Value("stale")),
+        When(Q(reported_at__isnull=False) & ~Q(errors=[]), then=Value("failing")),
+        When(has_expected, then=Value("current")),
+        default=Value("behind"),
+        output_field=CharField(),
+    )
+
+
+def device_states(
+    organization: Organization, *, include_revoked: bool = False, now: datetime | None = None
+) -> QuerySet[StatedDevice]:
+    """The organisation's enrolled devices, each annotated with `expected_revision`, `applied`
+    (what the agent reported writing, else what Codex was served), `last_activity` (the later
+    of its last fetch and report), `state` and `codex_window`."""
+    stale_before = (now or timezone.now()) - timedelta(hours=settings.FLEET_STALE_AFTER_HOURS)
     found = Device.objects.filter(organization=organization).select_related("team")
-    if team_path is not None:
-        found = found.filter(team__path=team_path)
     if not include_revoked:
         found = found.filter(revoked_at__isnull=True)
-    return found.order_by("team__path", "hostname", "enrolled_at")
+    return (
+        found.annotate(
+            expected_revision=_expected_revision(),
+            applied=Case(
+                When(reported_at__isnull=False, then=F("applied_revision")),
+                default=F("revision_served"),
+            ),
+            # Coalesced: SQLite's GREATEST is NULL when either side is.
+            last_activity=Greatest(
+                Coalesce("last_seen_at", "reported_at"), Coalesce("reported_at", "last_seen_at")
+            ),
+        )
+        .annotate(state=_state(stale_before))
+        .annotate(codex_window=_window_state(window_of(organization)))
+    )
 
 
-def device_get(organization: Organization, device_id: str) -> Device | None:
-    """The organisation's device with this id; None for unknown or malformed ids."""
+def in_codex_window(found: QuerySet[StatedDevice], where: str) -> QuerySet[StatedDevice]:
+    """Devices of `device_states` whose Codex lies `where`: one of WINDOW_STATES, or OUTSIDE
+    (below or above)."""
+    if where == OUTSIDE:
+        return found.filter(codex_window__in=("below", "above"))
+    return found.filter(codex_window=where)
+
+
+def device_get(organization: Organization, device_id: uuid.UUID | str) -> StatedDevice | None:
+    """The organisation's device with this id, revoked or not, with its state; None for unknown
+    or malformed ids."""
     try:
         key = uuid.UUID(str(device_id))
     except ValueError:
         return None
-    return devices(organization, include_revoked=True).filter(pk=key).first()
-
-
-@dataclass(frozen=True)
-class _TeamRelease:
-    release_id: int
-    revision: int
-    rollout_percent: int
-    previous_revision: int | None
-
-    def expected_for(self, device_id: str) -> int:
-        """The revision a device of the team should have now (staged rollouts included)."""
-        if self.previous_revision is None or rollout_serves_current(
-            release_id=self.release_id,
-            percent=self.rollout_percent,
-            has_previous=True,
-            device_id=device_id,
-        ):
-            return self.revision
-        return self.previous_revision
-
-
-def _team_releases(organization: Organization) -> dict[str, _TeamRelease]:
-    rows = Release.objects.filter(organization=organization, current=True).values_list(
-        "team_path", "pk", "revision", "rollout_percent", "previous__revision"
-    )
-    return {path: _TeamRelease(pk, rev, pct, prev) for path, pk, rev, pct, prev in rows}
+    return device_states(organization, include_revoked=True).filter(pk=key).first()
 
 
 @dataclass(frozen=True)
 class DeviceStatus:
-    """One machine as fleet status shows it."""
+    """One machine as the `device list` command shows it."""
 
     device: Device
     state: str
@@ -107,37 +219,6 @@ class DeviceStatus:
         return self.codex_window in ("below", "above")
 
 
-def window_of(organization: Organization) -> tuple[Version, Version]:
-    window = codex_window(organization.codex_window)
-    return parse_version(window.min_version), parse_version(window.max_version)
-
-
-def window_state(reported: str, window: tuple[Version, Version]) -> str:
-    """inside, below or above the window, or unknown (never reported, or not a version)."""
-    try:
-        version = parse_version(reported)
-    except ValueError:
-        return "unknown"
-    low, high = window
-    return "below" if version < low else "above" if version > high else "inside"
-
-
-def _state(
-    device: Device, expected: int | None, now: datetime, stale_after: timedelta
-) -> tuple[str, int | None, datetime | None]:
-    # The agent's report says what was written; a Codex-only machine applies what it is served.
-    applied = device.applied_revision if device.reported_at else device.revision_served
-    seen = [t for t in (device.last_seen_at, device.reported_at) if t is not None]
-    last = max(seen) if seen else None
-    if last is None:
-        return ("stale" if now - device.enrolled_at > stale_after else "pending"), applied, None
-    if now - last > stale_after:
-        return "stale", applied, last
-    if device.reported_at and device.errors:
-        return "failing", applied, last
-    return ("current" if applied == expected else "behind"), applied, last
-
-
 def device_statuses(
     organization: Organization,
     *,
@@ -145,29 +226,26 @@ def device_statuses(
     state: str | None = None,
     codex_window: str | None = None,
 ) -> list[DeviceStatus]:
-    """Every enrolled (unrevoked) device with its state and where its Codex version lies
-    against the support window (`codex_window`: one of WINDOW_STATES, or "outside" for below
-    or above); one query for devices, one for releases, whatever the fleet's size."""
-    releases = _team_releases(organization)
-    window = window_of(organization)
-    now = timezone.now()
-    stale_after = timedelta(hours=settings.FLEET_STALE_AFTER_HOURS)
-    out = []
-    for device in devices(organization, team_path=team_path):
-        team_release = releases.get(device.team.path)
-        expected = team_release.expected_for(str(device.pk)) if team_release else None
-        found, applied, last = _state(device, expected, now, stale_after)
-        status = DeviceStatus(
-            device, found, expected, applied, last, window_state(device.codex_version, window)
+    """Every enrolled (unrevoked) device with its state, filtered in SQL (`codex_window`: one
+    of WINDOW_STATES, or OUTSIDE), in team, host name and enrolment order."""
+    found = device_states(organization).order_by("team__path", "hostname", "enrolled_at")
+    if team_path is not None:
+        found = found.filter(team__path=team_path)
+    if state is not None:
+        found = found.filter(state=state)
+    if codex_window is not None:
+        found = in_codex_window(found, codex_window)
+    return [
+        DeviceStatus(
+            device,
+            device.state,
+            device.expected_revision,
+            device.applied,
+            device.last_activity,
+            device.codex_window,
         )
-        if state is not None and found != state:
-            continue
-        if codex_window == "outside" and not status.outside_window:
-            continue
-        if codex_window not in (None, "outside") and status.codex_window != codex_window:
-            continue
-        out.append(status)
-    return out
+        for device in found
+    ]
 
 
 @dataclass(frozen=True)
@@ -179,18 +257,37 @@ class CodexVersionSeen:
 
 def codex_versions_seen(organization: Organization) -> list[CodexVersionSeen]:
     """The Codex versions the organisation's enrolled devices last reported, with counts,
-    newest first (devices that never reported count under "")."""
-    window = window_of(organization)
-    rows = devices(organization).values_list("codex_version").annotate(count=Count("pk")).order_by()
-    seen = [CodexVersionSeen(v, n, window_state(v, window)) for v, n in rows]
+    newest first, then what is no version (devices that never reported count under "")."""
+    rows = (
+        Device.objects.filter(organization=organization, revoked_at__isnull=True)
+        .annotate(window=_window_state(window_of(organization)))
+        .values_list("codex_version", "window", "codex_sort_key")
+        .annotate(count=Count("pk"))
+        .order_by("-codex_sort_key", "-codex_version")
+    )
+    return [CodexVersionSeen(version, count, window) for version, window, _, count in rows]
 
-    def order(item: CodexVersionSeen) -> tuple[int, Version, str]:
-        try:
-            return 0, parse_version(item.version), item.version
-        except ValueError:
-            return -1, (0, 0, 0), item.version
 
-    return sorted(seen, key=order, reverse=True)
+def fleet_teams(organization: Organization) -> QuerySet[Team]:
+    """The teams fleet status shows, those with a current release or an enrolled device, in
+    path order; each with its current release's `revision` and `rollout_percent` (None for
+    none)."""
+    current = Release.objects.filter(
+        organization=organization, team_path=OuterRef("path"), current=True
+    ).order_by()
+    enrolled = Device.objects.filter(
+        organization=organization, team=OuterRef("pk"), revoked_at__isnull=True
+    )
+    return (
+        Team.objects.filter(organization=organization)
+        .only("id", "path")
+        .annotate(
+            revision=Subquery(current.values("revision")[:1]),
+            rollout_percent=Subquery(current.values("rollout_percent")[:1]),
+        )
+        .filter(Q(revision__isnull=False) | Exists(enrolled))
+        .order_by("path")
+    )
 
 
 @dataclass
@@ -207,34 +304,36 @@ class TeamFleet:
         return sum(self.counts.values())
 
 
-def _rollout_start(release: _TeamRelease) -> dict[str, Any]:
-    return {
-        "revision": release.revision,
-        "percent": release.rollout_percent,
-        "devices_targeted": 0,  # devices inside the rollout
-        "devices_applied": 0,  # of those, devices that have the new revision
-    }
+def team_fleet(organization: Organization, teams: Sequence[Team]) -> list[TeamFleet]:
+    """Fleet status of `teams` (rows of `fleet_teams`, a page of them), in their order: one
+    GROUP BY query over their devices, whatever their number."""
+    shown = {team.pk: _team_fleet(team) for team in teams}
+    rows = (
+        device_states(organization)
+        .filter(team__in=list(shown))
+        .values_list("team_id", "state", "expected_revision", "applied")
+        .annotate(devices=Count("pk"))
+        .order_by()
+    )
+    for team_id, state, expected, applied, count in rows:
+        team = shown[team_id]
+        team.counts[state] += count
+        if team.rollout is not None and expected == team.revision:
+            team.rollout["devices_targeted"] += count
+            if applied == expected:
+                team.rollout["devices_applied"] += count
+    return list(shown.values())
 
 
-def team_fleet(organization: Organization) -> list[TeamFleet]:
-    """Fleet status per team that has a release or a device, sorted by team path."""
-    releases = _team_releases(organization)
-    teams: dict[str, TeamFleet] = {
-        path: TeamFleet(path, release.revision) for path, release in releases.items()
-    }
-    for status in device_statuses(organization):
-        path = status.device.team.path
-        team = teams.setdefault(path, TeamFleet(path, None))
-        team.counts[status.state] += 1
-        release = releases.get(path)
-        if release is not None and release.rollout_percent < 100:
-            if team.rollout is None:
-                team.rollout = _rollout_start(release)
-            if status.expected_revision == release.revision:
-                team.rollout["devices_targeted"] += 1
-                if status.applied_revision == release.revision:
-                    team.rollout["devices_applied"] += 1
-    for path, release in releases.items():
-        if release.rollout_percent < 100 and teams[path].rollout is None:
-            teams[path].rollout = _rollout_start(release)
-    return [teams[path] for path in sorted(teams)]
+def _team_fleet(team: Team) -> TeamFleet:
+    revision: int | None = team.revision  # type: ignore[attr-defined]
+    percent: int | None = team.rollout_percent  # type: ignore[attr-defined]
+    rollout = None
+    if percent is not None and percent < 100:
+        rollout = {
+            "revision": revision,
+            "percent": percent,
+            "devices_targeted": 0,  # devices inside the rollout
+            "devices_applied": 0,  # of those, devices that have the new revision
+        }
+    return TeamFleet(team.path, revision, rollout=rollout)

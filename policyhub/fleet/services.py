@@ -15,7 +15,7 @@ from policyhub.accounts.permissions import Permission, authorize
 from policyhub.actors import Actor
 from policyhub.audit.services import audit_record
 from policyhub.errors import ApplicationError
-from policyhub.fleet.models import Device, EnrollmentToken
+from policyhub.fleet.models import Device, EnrollmentToken, codex_sort_key
 from policyhub.fleet.selectors import token_refusal
 from policyhub.releases.services.keys import signing_key_active
 from policyhub.teams.models import Team
@@ -153,6 +153,7 @@ def device_enroll(
         hostname=hostname,
         os=os,
         codex_version=codex_version,
+        codex_sort_key=codex_sort_key(codex_version),
         enrolled_with=token,
     )
     device.full_clean()
@@ -256,6 +257,7 @@ def device_report_record(
         reported_at=timezone.now(),
         applied_revision=applied_revision,
         codex_version=codex_version,
+        codex_sort_key=codex_sort_key(codex_version),
         os=os,
         agent_version=agent_version,
         errors=errors,

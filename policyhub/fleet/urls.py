@@ -2,35 +2,25 @@ from django.urls import path
 
 from policyhub.fleet import apis
 
+ORG = "api/v1/orgs/<slug:slug>"
 urlpatterns = [
-    path("api/v1/orgs/<slug:slug>/fleet/teams", apis.FleetTeamsApi.as_view(), name="fleet-teams"),
+    path(f"{ORG}/fleet/teams", apis.FleetTeamsApi.as_view(), name="fleet-teams"),
+    path(f"{ORG}/fleet/devices", apis.FleetDevicesApi.as_view(), name="fleet-devices"),
     path(
-        "api/v1/orgs/<slug:slug>/fleet/devices",
-        apis.FleetDevicesApi.as_view(),
-        name="fleet-devices",
-    ),
-    path(
-        "api/v1/orgs/<slug:slug>/fleet/codex-versions",
+        f"{ORG}/fleet/codex-versions",
         apis.FleetCodexVersionsApi.as_view(),
         name="fleet-codex-versions",
     ),
+    path(f"{ORG}/devices/<uuid:device_id>", apis.DeviceApi.as_view(), name="device"),
     path(
-        "api/v1/orgs/<slug:slug>/devices/<str:device_id>/revoke",
+        f"{ORG}/devices/<uuid:device_id>/revoke",
         apis.DeviceRevokeApi.as_view(),
         name="device-revoke",
     ),
+    path(f"{ORG}/devices/<uuid:device_id>/move", apis.DeviceMoveApi.as_view(), name="device-move"),
+    path(f"{ORG}/enrollment-tokens", apis.EnrollmentTokensApi.as_view(), name="enrollment-tokens"),
     path(
-        "api/v1/orgs/<slug:slug>/devices/<str:device_id>/move",
-        apis.DeviceMoveApi.as_view(),
-        name="device-move",
-    ),
-    path(
-        "api/v1/orgs/<slug:slug>/enrollment-tokens",
-        apis.EnrollmentTokensApi.as_view(),
-        name="enrollment-tokens",
-    ),
-    path(
-        "api/v1/orgs/<slug:slug>/enrollment-tokens/<int:token_id>/revoke",
+        f"{ORG}/enrollment-tokens/<int:token_id>/revoke",
         apis.EnrollmentTokenRevokeApi.as_view(),
         name="enrollment-token-revoke",
     ),

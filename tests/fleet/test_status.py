@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from policyhub.fleet.models import Device
-from policyhub.fleet.selectors import device_statuses, team_fleet
+from policyhub.fleet.selectors import device_statuses, fleet_teams, team_fleet
 from policyhub.fleet.services import device_report_record
 from policyhub.releases.models import Release
 from policyhub.releases.selectors import rollout_includes
@@ -23,6 +23,10 @@ pytestmark = [pytest.mark.django_db]
 
 Enrol = Callable[..., tuple[Device, str]]
 NEWER = POLICY.replace('model = "openai.gpt-oss-120b"', 'model = "openai.gpt-oss-20b"')
+
+
+def teams_status(organization: Any) -> list[Any]:
+    return team_fleet(organization, list(fleet_teams(organization)))
 
 
 def report(device: Device, revision: int | None, errors: list[str] | None = None) -> None:
@@ -64,7 +68,7 @@ def test_each_device_gets_the_state_its_fetches_and_reports_say(
         "stale": "stale",
         "pending": "pending",
     }
-    (batch,) = [t for t in team_fleet(cast["acme"]) if t.team_path == "batch"]
+    (batch,) = [t for t in teams_status(cast["acme"]) if t.team_path == "batch"]
     assert batch.revision == 2 and batch.total == 6
     assert batch.counts == {"current": 2, "behind": 1, "failing": 1, "stale": 1, "pending": 1}
 
@@ -86,7 +90,7 @@ def test_rollout_progress_counts_devices_inside_and_those_that_applied_it(
         report(device, new.revision)
     for device in inside[2:] + outside:
         report(device, new.revision - 1)
-    (batch,) = [t for t in team_fleet(cast["acme"]) if t.team_path == "batch"]
+    (batch,) = [t for t in teams_status(cast["acme"]) if t.team_path == "batch"]
     assert batch.rollout == {
         "revision": new.revision,
         "percent": 40,
@@ -114,11 +118,11 @@ def test_fleet_api_answers_members_and_hides_the_organisation_from_others(
     device, _ = enrol("batch")
     report(device, Release.objects.get(team_path="batch", current=True).revision)
     client.force_login(cast["auditor"])
-    teams = client.get("/api/v1/orgs/acme/fleet/teams").json()["teams"]
+    teams = client.get("/api/v1/orgs/acme/fleet/teams").json()["results"]
     (batch,) = [t for t in teams if t["team"] == "batch"]
     assert batch["counts"]["current"] == 1 and batch["total"] == 1
     devices = client.get("/api/v1/orgs/acme/fleet/devices", {"state": "current"}).json()
-    assert [d["id"] for d in devices["devices"]] == [str(device.pk)]
+    assert [d["id"] for d in devices["results"]] == [str(device.pk)]
     bad = client.get("/api/v1/orgs/acme/fleet/devices", {"state": "asleep"})
     assert bad.status_code == 400 and "state" in bad.json()["errors"]
     # An auditor reads but may not revoke.
@@ -219,6 +223,6 @@ def test_devices_outside_the_codex_window_are_flagged(
         ("", 1, "unknown"),
     ]
     listed = client.get("/api/v1/orgs/acme/fleet/devices", {"codex_window": "below"}).json()
-    assert [(d["hostname"], d["codex_version"]) for d in listed["devices"]] == [("old", "0.118.0")]
+    assert [(d["hostname"], d["codex_version"]) for d in listed["results"]] == [("old", "0.118.0")]
     bad = client.get("/api/v1/orgs/acme/fleet/devices", {"codex_window": "sideways"})
     assert bad.status_code == 400 and "codex_window" in bad.json()["errors"]
