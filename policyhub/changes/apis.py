@@ -10,8 +10,6 @@ the digest of what its GET shows; moving its publish time names it too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -67,7 +65,6 @@ from policyhub.changes.services import (
 )
 from policyhub.errors import ApplicationError
 from policyhub.policies import document
-from policyhub.policies.document import SLUG_RE
 from policyhub.policies.services import policy_apply
 from policyhub.validators import plain_text
 from providers.base import Issue
@@ -93,27 +90,6 @@ def _reason(*, required: bool = False) -> serializers.CharField:
     if required:
         return _text(2000, help_text="Why (kept in the audit trail).")
     return _text(2000, required=False, default="", allow_blank=True, help_text="Why.")
-
-
-@contextmanager
-def _document_paths() -> Iterator[None]:
-    """Refusals name paths in the document the client sent (see `_document_path`)."""
-    try:
-        yield
-    except ApplicationError as refused:
-        refused.issues = [_document_path(issue) for issue in refused.issues]
-        raise
-
-
-def _document_path(issue: Issue) -> Issue:
-    """The finding at its path in the document: validation reports a team's findings relative
-    to the team's node (`config.model`, node `platform/ci`), the document has them at
-    `teams.platform/ci.config.model`; text that is not TOML at all is the `document` field."""
-    path = issue.path or "document"
-    node = issue.node
-    if node and not path.startswith("teams.") and all(SLUG_RE.match(p) for p in node.split("/")):
-        path = f"teams.{node}.{path}"
-    return Issue(issue.severity, path, issue.message, node)
 
 
 # --- the policy document ------------------------------------------------------------------------
@@ -204,13 +180,13 @@ class PolicyPlanApi(OrgApiView):
             return too_large
         given = PolicyDocumentIn(data=request.data)
         given.is_valid(raise_exception=True)
-        with _document_paths():
+        with document.in_document_paths():
             wanted = policy_document_parse(self.organization, given.validated_data["document"])
         report = policy_plan_report(self.organization, wanted)
         shown = {
             "changes": report.changes,
-            "errors": [_document_path(issue) for issue in report.errors],
-            "warnings": [_document_path(issue) for issue in report.warnings],
+            "errors": [document.document_path(issue) for issue in report.errors],
+            "warnings": [document.document_path(issue) for issue in report.warnings],
         }
         return Response(PolicyPlanOut(shown).data)
 
@@ -236,7 +212,7 @@ class PolicyApplyApi(OrgApiView):
             return too_large
         given = PolicyApplyIn(data=request.data)
         given.is_valid(raise_exception=True)
-        with transaction.atomic(), _document_paths():
+        with transaction.atomic(), document.in_document_paths():
             # The lock every policy write takes: the export compared is the one written over.
             organization = organization_lock(self.organization.pk)
             require_if_match(request, etag_of(_export_shown(policy_export(organization))))
@@ -392,7 +368,7 @@ class ChangeSetsApi(ListModelMixin, OrgApiView):
         given = ChangeSetIn(data=request.data)
         given.is_valid(raise_exception=True)
         data = given.validated_data
-        with transaction.atomic(), _document_paths():
+        with transaction.atomic(), document.in_document_paths():
             change_set = change_set_create(
                 actor=self.actor,
                 organization=self.organization,
@@ -525,7 +501,7 @@ class ChangeSetDiffApi(OrgApiView):
             "codex_version": version,
             "next": replace_query_param(url, "after", page.last) if page.last else None,
             "results": [
-                replace(team, errors=[_document_path(issue) for issue in team.errors])
+                replace(team, errors=[document.document_path(issue) for issue in team.errors])
                 for team in page.teams
             ],
         }
@@ -579,7 +555,7 @@ class ChangeSetSubmitApi(OrgApiView):
     def post(self, request: Request, slug: str, pk: int) -> Response:
         given = ChangeSetSubmitIn(data=request.data)
         given.is_valid(raise_exception=True)
-        with _document_paths():
+        with document.in_document_paths():
             change_set = change_set_submit(
                 actor=self.actor,
                 change_set=_change_set(self, pk),

@@ -74,15 +74,17 @@ def _reason(request: Request) -> str:
 
 
 def _apply(view: OrgApiView, organization: Organization, change: Callable[[Json], None]) -> None:
-    """Apply one edit of the organisation's policy document (call under its lock)."""
+    """Apply one edit of the organisation's policy document (call under its lock); refusals
+    name document paths (`teams.platform/ci.config.model`)."""
     raw = document.to_dict(org_policy(organization))
     change(raw)
-    policy_apply(
-        organization=organization,
-        wanted=document.from_dict(raw),
-        actor=view.actor,
-        reason=_reason(view.request),
-    )
+    with document.in_document_paths():
+        policy_apply(
+            organization=organization,
+            wanted=document.from_dict(raw),
+            actor=view.actor,
+            reason=_reason(view.request),
+        )
 
 
 def _edit(

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,31 @@ class DocumentInvalid(ApplicationError):
 
     def __init__(self, issues: list[Issue]) -> None:
         super().__init__("the document is invalid", issues)
+
+
+# --- field paths ---------------------------------------------------------------------------------
+
+
+def document_path(issue: Issue) -> Issue:
+    """A finding at its path in the document: validation reports a team's findings relative
+    to the team's node (`config.model`, node `platform/ci`), the document has them at
+    `teams.platform/ci.config.model`; text that is not TOML at all is the `document` field."""
+    path = issue.path or "document"
+    node = issue.node
+    if node and not path.startswith("teams.") and all(SLUG_RE.match(p) for p in node.split("/")):
+        path = f"teams.{node}.{path}"
+    return Issue(issue.severity, path, issue.message, node)
+
+
+@contextmanager
+def in_document_paths() -> Iterator[None]:
+    """Refusals raised inside name their fields by document path (for the API, whose clients
+    edit the document or one object of it)."""
+    try:
+        yield
+    except ApplicationError as refused:
+        refused.issues = [document_path(issue) for issue in refused.issues]
+        raise
 
 
 # --- parse ---------------------------------------------------------------------------------------
