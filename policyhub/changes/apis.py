@@ -10,8 +10,9 @@ the digest of what its GET shows; moving its publish time names it too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import django_filters
 from django.db import transaction
@@ -22,6 +23,7 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
+    extend_schema_view,
 )
 from rest_framework import serializers, status
 from rest_framework.mixins import ListModelMixin
@@ -564,53 +566,51 @@ class ChangeSetSubmitApi(OrgApiView):
         return _acted(change_set)
 
 
-class ChangeSetApproveApi(OrgApiView):
+class _ChangeSetDecisionApi(OrgApiView):
+    """A reviewer's decision on a submitted change set, with its reason."""
+
+    required = {"POST": Permission.CHANGE_SET_REVIEW}
+    decide: ClassVar[Callable[..., ChangeSet]]
+
+    def post(self, request: Request, slug: str, pk: int) -> Response:
+        given = self.get_serializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        change_set = self.decide(
+            actor=self.actor,
+            change_set=_change_set(self, pk),
+            reason=given.validated_data["reason"],
+        )
+        return _acted(change_set)
+
+
+def _decision_schema(name: str, request: type[serializers.Serializer[None]]) -> Any:
+    return extend_schema_view(
+        post=extend_schema(
+            operation_id=f"change_set_{name}",
+            request=request,
+            responses={200: ChangeSetOut, **ERRORS},
+            tags=CHANGE_SET_TAGS,
+        )
+    )
+
+
+@_decision_schema("approve", ChangeSetApproveIn)
+class ChangeSetApproveApi(_ChangeSetDecisionApi):
     """Approve someone else's submitted change set: the next publish (or its publish time)
     applies it."""
 
-    required = {"POST": Permission.CHANGE_SET_REVIEW}
     doing = "approve change sets"
     serializer_class = ChangeSetApproveIn
-
-    @extend_schema(
-        operation_id="change_set_approve",
-        request=ChangeSetApproveIn,
-        responses={200: ChangeSetOut, **ERRORS},
-        tags=CHANGE_SET_TAGS,
-    )
-    def post(self, request: Request, slug: str, pk: int) -> Response:
-        given = ChangeSetApproveIn(data=request.data)
-        given.is_valid(raise_exception=True)
-        change_set = change_set_approve(
-            actor=self.actor,
-            change_set=_change_set(self, pk),
-            reason=given.validated_data["reason"],
-        )
-        return _acted(change_set)
+    decide = staticmethod(change_set_approve)
 
 
-class ChangeSetRejectApi(OrgApiView):
+@_decision_schema("reject", ChangeSetRejectIn)
+class ChangeSetRejectApi(_ChangeSetDecisionApi):
     """Send a submitted change set back, saying why."""
 
-    required = {"POST": Permission.CHANGE_SET_REVIEW}
     doing = "reject change sets"
     serializer_class = ChangeSetRejectIn
-
-    @extend_schema(
-        operation_id="change_set_reject",
-        request=ChangeSetRejectIn,
-        responses={200: ChangeSetOut, **ERRORS},
-        tags=CHANGE_SET_TAGS,
-    )
-    def post(self, request: Request, slug: str, pk: int) -> Response:
-        given = ChangeSetRejectIn(data=request.data)
-        given.is_valid(raise_exception=True)
-        change_set = change_set_reject(
-            actor=self.actor,
-            change_set=_change_set(self, pk),
-            reason=given.validated_data["reason"],
-        )
-        return _acted(change_set)
+    decide = staticmethod(change_set_reject)
 
 
 class ChangeSetScheduleApi(OrgApiView):

@@ -10,7 +10,6 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.backends.signals import connection_created
 from django.db.models.sql.compiler import SQLCompiler
 
 from policyhub.accounts.models import Organization
@@ -162,12 +161,9 @@ def _sqlite_rollout_includes(release_id: int, device_id: str, percent: int) -> b
     )
 
 
-def _register_sqlite_functions(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+def sqlite_functions_register(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    """SQLite (`make run`) has no sha256: the rollout draw runs as the Python rule there."""
     if connection.vendor == "sqlite":
         connection.connection.create_function(
             RolloutIncludes.function, 3, _sqlite_rollout_includes, deterministic=True
         )
-
-
-# Connected when the models load, before any connection is opened.
-connection_created.connect(_register_sqlite_functions, dispatch_uid="fleet-sqlite-functions")

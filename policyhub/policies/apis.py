@@ -18,7 +18,7 @@ import django_filters
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -37,7 +37,7 @@ from policyhub.apis import (
     with_etag,
 )
 from policyhub.policies import document
-from policyhub.policies.domain import Json, OrgPolicy
+from policyhub.policies.domain import Json
 from policyhub.policies.models import PolicyNode, ProviderEndpoint
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_apply, team_move
@@ -100,6 +100,14 @@ def _edit(
         _apply(view, organization, change)
 
 
+class ByName(CursorPage):
+    ordering = "name"
+
+
+class ByPath(CursorPage):
+    ordering = "path"
+
+
 # --- provider endpoints -------------------------------------------------------------------------
 
 
@@ -156,7 +164,7 @@ class EndpointListApi(OrgApiView):
     doing = "change provider endpoints"
     serializer_class = EndpointOut
     queryset = ProviderEndpoint.objects.none()  # the model, for the schema
-    pagination_class = type("EndpointPage", (CursorPage,), {"ordering": "name"})
+    pagination_class = ByName
 
     def get_queryset(self) -> QuerySet[ProviderEndpoint]:
         return ProviderEndpoint.objects.filter(organization=self.organization)
@@ -287,7 +295,7 @@ class TeamListApi(OrgApiView):
     serializer_class = TeamOut
     queryset = Team.objects.none()  # the model, for the schema
     filterset_class = TeamFilter
-    pagination_class = type("TeamPage", (CursorPage,), {"ordering": "path"})
+    pagination_class = ByPath
 
     def get_queryset(self) -> QuerySet[Team]:
         return Team.objects.filter(organization=self.organization).select_related("parent")
@@ -414,8 +422,19 @@ def _node_shown(team: Team | None, organization_id: int) -> Json:
     }
 
 
-class NodeApiBase(OrgApiView):
-    """A node's four sections: GET shows them, PUT replaces all four, PATCH those it names."""
+_NODE_READ = extend_schema(tags=TAGS, responses={200: NodeOut, **ERRORS})
+_NODE_WRITE = extend_schema(
+    tags=TAGS,
+    request=NodeIn,
+    parameters=[IF_MATCH, REASON],
+    responses={200: NodeOut, **WRITE_ERRORS},
+)
+
+
+@extend_schema_view(get=_NODE_READ, put=_NODE_WRITE, patch=_NODE_WRITE)
+class RootNodeApi(OrgApiView):
+    """What the organisation itself sets, for every team: GET shows the node's four sections,
+    PUT replaces all four, PATCH those it names."""
 
     required = {"PUT": Permission.POLICY_EDIT, "PATCH": Permission.POLICY_EDIT}
     doing = "change the policy"
@@ -450,31 +469,7 @@ class NodeApiBase(OrgApiView):
         return self._write(request, kwargs, partial=True)
 
 
-_NODE_READ = extend_schema(tags=TAGS, responses={200: NodeOut, **ERRORS})
-_NODE_WRITE = extend_schema(
-    tags=TAGS,
-    request=NodeIn,
-    parameters=[IF_MATCH, REASON],
-    responses={200: NodeOut, **WRITE_ERRORS},
-)
-
-
-class RootNodeApi(NodeApiBase):
-    """What the organisation itself sets, for every team."""
-
-    @_NODE_READ
-    def get(self, request: Request, **kwargs: Any) -> Response:
-        return super().get(request, **kwargs)
-
-    @_NODE_WRITE
-    def put(self, request: Request, **kwargs: Any) -> Response:
-        return super().put(request, **kwargs)
-
-    @_NODE_WRITE
-    def patch(self, request: Request, **kwargs: Any) -> Response:
-        return super().patch(request, **kwargs)
-
-
+@extend_schema_view(get=_NODE_READ, put=_NODE_WRITE, patch=_NODE_WRITE)
 class TeamNodeApi(RootNodeApi):
     """What one team sets, on top of its ancestors."""
 
@@ -505,8 +500,8 @@ class CodexWindowOut(serializers.Serializer[Any]):
     )
 
 
-def _window_shown(policy: OrgPolicy | None, stored: Json) -> Json:
-    window = policy.codex if policy is not None else document.codex_window(stored)
+def _window_shown(stored: Json) -> Json:
+    window = document.codex_window(stored)
     return {
         "min_version": window.min_version,
         "max_version": window.max_version,
@@ -523,8 +518,9 @@ class CodexWindowApi(OrgApiView):
     serializer_class = CodexWindowOut
 
     def _shown(self) -> Json:
-        organization = type(self.organization).objects.get(pk=self.organization.pk)
-        return _window_shown(None, organization.codex_window)
+        # Read again: under a write's lock, the window as it is now.
+        organization = Organization.objects.get(pk=self.organization.pk)
+        return _window_shown(organization.codex_window)
 
     @extend_schema(tags=TAGS, responses={200: CodexWindowOut, **ERRORS})
     def get(self, request: Request, slug: str) -> Response:
