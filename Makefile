@@ -23,7 +23,7 @@ help:
 ## run: PolicyHub on http://127.0.0.1:8000 with the demo organisation (SQLite and in-process
 ##   tasks by default; PostgreSQL, Redis and a Celery worker when DATABASE_URL/REDIS_URL are set).
 run: venv
-	@export DEBUG=$${DEBUG:-1}; \
+	@export LOCAL=$${LOCAL:-1}; \
 	$(PY) manage.py migrate --no-input -v0 && $(PY) manage.py seed_demo && \
 	if [ -n "$$REDIS_URL" ]; then \
 		$(VENV)/bin/celery -A policyhub worker --loglevel=INFO --concurrency=2 & \

@@ -28,8 +28,12 @@ django_stubs_ext.monkeypatch()
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", False)
+# One machine, on loopback, over plain HTTP (`make run`): a development secret key, mail on the
+# console, cookies and links without HTTPS. Not Django's debug mode, which shows tracebacks and
+# its own error pages instead of PolicyHub's: that stays DEBUG, off unless asked for.
+LOCAL = env_bool("LOCAL", DEBUG)
 # The insecure default only exists so the quickstart runs; `check --deploy` flags it.
-SECRET_KEY = env_str("SECRET_KEY", "insecure-development-key-change-me" if DEBUG else None)
+SECRET_KEY = env_str("SECRET_KEY", "insecure-development-key-change-me" if LOCAL else None)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -167,7 +171,7 @@ AUTHENTICATION_BACKENDS = [
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "home"
 # Where links in mails (invitations, verification) point: the address people reach PolicyHub at.
-BASE_URL = env_str("BASE_URL", "http://127.0.0.1:8000" if DEBUG else f"https://{ALLOWED_HOSTS[0]}")
+BASE_URL = env_str("BASE_URL", "http://127.0.0.1:8000" if LOCAL else f"https://{ALLOWED_HOSTS[0]}")
 # People sign in with their email address, which must be verified before it signs anyone in.
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
@@ -201,7 +205,7 @@ MFA_TOTP_ISSUER = "PolicyHub"
 # A phone's clock may be a step (30 s) off: the codes of the neighbouring steps count too.
 MFA_TOTP_TOLERANCE = 1
 MFA_PASSKEY_LOGIN_ENABLED = False
-MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = DEBUG
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = LOCAL
 # Single sign-on: one OpenID Connect provider, configured from the environment.
 OIDC_ISSUER = env_str("OIDC_ISSUER", "")
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
@@ -229,7 +233,7 @@ SOCIALACCOUNT_PROVIDERS = {
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
     "django.core.mail.backends.console.EmailBackend"
-    if DEBUG
+    if LOCAL
     else "django.core.mail.backends.smtp.EmailBackend",
 )
 EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(BASE_DIR / "mail"))
@@ -246,6 +250,9 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
+# Under `make run` the static files are served from the apps' folders, with no collectstatic.
+WHITENOISE_USE_FINDERS = LOCAL
+WHITENOISE_AUTOREFRESH = LOCAL
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -254,8 +261,8 @@ STORAGES = {
 
 # Production hardening; `manage.py check --deploy` runs in the test command.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_SECURE = not LOCAL
+CSRF_COOKIE_SECURE = not LOCAL
 # A working day's session, renewed while in use; gone when the browser closes.
 SESSION_COOKIE_AGE = env_int("SESSION_HOURS", 12) * 3600
 SESSION_SAVE_EVERY_REQUEST = True
@@ -263,10 +270,10 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
-SECURE_HSTS_SECONDS = 0 if DEBUG else 31536000
-SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
-SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not LOCAL)
+SECURE_HSTS_SECONDS = 0 if LOCAL else 31536000
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not LOCAL
+SECURE_HSTS_PRELOAD = not LOCAL
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

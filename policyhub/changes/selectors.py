@@ -48,6 +48,19 @@ def change_set_get(
     return found.select_related("organization").first()
 
 
+def change_set_draft_of(
+    organization: Organization, user_id: int, *, lock: bool = False
+) -> ChangeSet | None:
+    """A person's own draft in `organization`, where their browser edits go (the newest, should
+    they have written more than one through the API)."""
+    found = ChangeSet.objects.filter(
+        organization=organization, author_id=user_id, status=ChangeSet.Status.DRAFT
+    )
+    if lock:
+        found = found.select_for_update(of=("self",))
+    return found.select_related("organization").order_by("-pk").first()
+
+
 def change_set_locked(organization: Organization, change_set_id: int) -> ChangeSet | None:
     """The change set's row, locked until the transaction ends, as every write of it locks it:
     what a client's If-Match is compared with cannot change before the write."""

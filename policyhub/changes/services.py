@@ -9,6 +9,7 @@ releases are rendered from the resulting live policy. This app knows nothing of 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,10 +22,17 @@ from policyhub.accounts.permissions import Permission, authorize
 from policyhub.actors import Actor, ActorKind
 from policyhub.audit.services import audit_record
 from policyhub.changes.models import ChangeSet
-from policyhub.changes.selectors import WAITING, live_policy_digest, policy_plan
+from policyhub.changes.selectors import (
+    WAITING,
+    change_set_draft_of,
+    live_policy_digest,
+    policy_digest,
+    policy_plan,
+)
 from policyhub.errors import ApplicationError, NotPermitted
 from policyhub.policies import document
 from policyhub.policies.document import Change
+from policyhub.policies.domain import Json
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_apply, policy_check
 from policyhub.teams.services import team_delete_check
@@ -77,6 +85,75 @@ def change_set_create(
     change_set.save()
     _audit(change_set, actor, "create", after={"plan": plan}, reason=reason)
     return change_set
+
+
+@transaction.atomic
+def change_set_draft_edit(
+    *,
+    actor: Actor,
+    organization: Organization,
+    edit: Callable[[Json], None],
+    reason: str = "",
+) -> ChangeSet:
+    """Apply one edit to the actor's own draft change set, which every edit made in the browser
+    goes into: created from the live policy at the first edit, then rewritten as a whole wanted
+    document at each one. `edit` changes the document's tables in place (`document.to_dict`);
+    refusals name document paths. The edited policy must validate (errors stay out of drafts,
+    so each field error shows where it was made); a draft whose base the live policy has left
+    is refused as stale (discard it and edit again)."""
+    authorize(actor, organization, Permission.POLICY_EDIT, doing="edit the policy")
+    if actor.user is None:
+        raise NotPermitted(f"{actor.label} has no draft of its own: propose a change set instead")
+    draft = change_set_draft_of(organization, actor.user.pk, lock=True)
+    live = org_policy(organization)
+    base = policy_digest(live)
+    if draft is not None and draft.base_digest != base:
+        raise _stale(draft)
+    raw = document.to_dict(document.parse(draft.document) if draft else live)
+    with document.in_document_paths():
+        edit(raw)
+        wanted = document.from_dict(raw)
+        changes = document.plan(live, wanted)
+        _authorize_nodes(actor, organization, changes)
+        policy_check(wanted)
+        team_delete_check(organization=organization, paths=set(live.teams) - set(wanted.teams))
+    plan = [str(change) for change in changes]
+    before = {"plan": draft.plan} if draft else None
+    if draft is None:
+        if not plan:
+            raise ApplicationError(f"this matches the live policy of {organization.slug}")
+        draft = ChangeSet(
+            organization=organization,
+            author=actor.user,
+            author_kind=actor.kind,
+            author_label=actor.label,
+            base_digest=base,
+        )
+    draft.document, draft.plan, draft.title = (
+        document.dump(wanted),
+        plan,
+        _title(plan) if plan else "no changes yet",
+    )
+    if reason:
+        draft.reason = reason
+    draft.full_clean()
+    draft.save()
+    _audit(draft, actor, "edit", before=before, after={"plan": plan}, reason=reason)
+    return draft
+
+
+@transaction.atomic
+def change_set_discard(*, actor: Actor, change_set: ChangeSet) -> None:
+    """Throw away a draft: only its author may, and only while it is a draft."""
+    change_set = _locked(change_set)
+    _require_status(change_set, ChangeSet.Status.DRAFT, "discarded")
+    if not _same_person(actor, change_set):
+        raise NotPermitted(
+            f"{actor.label} may not discard change set {change_set.pk}",
+            [Issue("error", "actor", "only the author discards a draft")],
+        )
+    _audit(change_set, actor, "discard", before={"plan": change_set.plan})
+    change_set.delete()
 
 
 @transaction.atomic

@@ -1,9 +1,24 @@
-from django.urls import path
+from policyhub.web.views import (
+    audit,
+    changes,
+    dashboard,
+    endpoints,
+    fleet,
+    home,
+    releases,
+    settings,
+    teams,
+)
 
-from policyhub.web import views
-
+# Order matters where routes overlap: a team's own sub-pages before the team page itself.
 urlpatterns = [
-    path("", views.home, name="home"),
-    path("orgs/<slug:slug>/", views.organization_detail, name="organization"),
-    path("orgs/<slug:slug>/teams/<path:path>/", views.team_detail, name="team"),
+    *home.urlpatterns,
+    *dashboard.urlpatterns,
+    *endpoints.urlpatterns,
+    *changes.urlpatterns,
+    *releases.urlpatterns,
+    *fleet.urlpatterns,
+    *settings.urlpatterns,
+    *audit.urlpatterns,
+    *teams.urlpatterns,
 ]

@@ -1,0 +1,21 @@
+"""Audit log (placeholder until built)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import path
+
+from policyhub.web.pages import OrgPage, org_page
+
+
+@org_page()
+def audit_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
+    return render(
+        request, "web/placeholder.html", {"page": page, "nav": "audit", "title": "Audit log"}
+    )
+
+
+urlpatterns = [
+    path("orgs/<slug:slug>/audit/", audit_page, name="web-audit"),
+]

@@ -1,0 +1,21 @@
+"""Devices (placeholder until built)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import path
+
+from policyhub.web.pages import OrgPage, org_page
+
+
+@org_page()
+def devices_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
+    return render(
+        request, "web/placeholder.html", {"page": page, "nav": "devices", "title": "Devices"}
+    )
+
+
+urlpatterns = [
+    path("orgs/<slug:slug>/devices/", devices_page, name="web-devices"),
+]
