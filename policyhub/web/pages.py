@@ -28,7 +28,7 @@ from policyhub.accounts.access import organization_for_request
 from policyhub.accounts.models import Organization
 from policyhub.accounts.permissions import Access, Permission, access
 from policyhub.actors import Actor
-from policyhub.errors import ApplicationError
+from policyhub.errors import ApplicationError, NotPermitted
 
 M = TypeVar("M", bound=Model)
 PAGE_SIZE = 50
@@ -87,7 +87,11 @@ def org_page(
                 if post is None:
                     raise PermissionDenied("this page takes no changes")
                 page.require(post)
-            return view(request, page, **kwargs)
+            try:
+                return view(request, page, **kwargs)
+            except NotPermitted as refused:
+                # A service's finer refusal (a team editor outside their subtree) is a 403 too.
+                raise PermissionDenied(refused.message) from None
 
         return wrapped
 

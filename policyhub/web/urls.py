@@ -7,6 +7,7 @@ from policyhub.web.views import (
     home,
     releases,
     settings,
+    team,
     teams,
 )
 
@@ -21,4 +22,5 @@ urlpatterns = [
     *settings.urlpatterns,
     *audit.urlpatterns,
     *teams.urlpatterns,
+    *team.urlpatterns,
 ]

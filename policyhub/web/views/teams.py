@@ -14,12 +14,6 @@ def teams_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
     return render(request, "web/placeholder.html", {"page": page, "nav": "teams", "title": "Teams"})
 
 
-@org_page()
-def team_page(request: HttpRequest, page: OrgPage, path: str) -> HttpResponse:
-    return render(request, "web/placeholder.html", {"page": page, "nav": "teams", "title": "Team"})
-
-
 urlpatterns = [
     path("orgs/<slug:slug>/teams/", teams_page, name="web-teams"),
-    path("orgs/<slug:slug>/teams/<path:path>/", team_page, name="team"),
 ]
