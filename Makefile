@@ -14,6 +14,7 @@ UNIT_ENV := SECRET_KEY=test-only-not-a-secret SECURE_SSL_REDIRECT=0
 TEST_ENV := $(UNIT_ENV) DATABASE_URL=$(TEST_DATABASE_URL)
 HOST ?= 127.0.0.1
 PORT ?= 8000
+AXE_VERSION := 4.14.1
 
 .PHONY: help run test unit lint check pytest hooks venv venv-dev services codex browser tools clean
 
@@ -38,7 +39,7 @@ test: venv-dev services codex browser tools lint check pytest
 
 ## unit: the tests that need no service (no database, Codex or browser), in seconds.
 unit: venv-dev
-	$(UNIT_ENV) $(VENV)/bin/pytest -n 2 -m "not database and not codex and not browser" $(PYTEST_ARGS)
+	$(UNIT_ENV) $(VENV)/bin/pytest -n 2 -m "not database and not codex and not browser and not server" $(PYTEST_ARGS)
 
 ## lint: ruff (lint and format) and mypy, exactly as the pre-commit hook runs them.
 lint: venv-dev
@@ -105,10 +106,14 @@ codex:
 		$$bin --version; \
 	done
 
-## browser: Debian's Chromium for the browser tests (Playwright drives it; it downloads nothing).
+## browser: Debian's Chromium for the browser tests (Playwright drives it; it downloads nothing)
+##   and axe-core, which checks each page's accessibility.
 browser:
 	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 	@chromium --version
+	@# axe-core checks every page's accessibility in the browser tests (injected by Playwright).
+	@test -f .browser/node_modules/axe-core/axe.min.js || \
+		npm install --no-audit --no-fund --loglevel=error --prefix .browser axe-core@$(AXE_VERSION)
 
 ## tools: nginx (TLS in front of the app in the end-to-end tests), curl, and wrk (benchmarks).
 tools:

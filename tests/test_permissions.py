@@ -51,6 +51,9 @@ from policyhub.changes.models import ChangeSet
 from policyhub.changes.services import (
     change_set_approve,
     change_set_create,
+    change_set_describe,
+    change_set_discard,
+    change_set_draft_edit,
     change_set_reject,
     change_set_schedule,
     change_set_submit,
@@ -180,6 +183,10 @@ def build_world() -> World:
     )
 
 
+def _rename(raw: dict[str, Any], path: str, serial: int) -> None:
+    raw["teams"][path]["name"] = f"Renamed {serial}"
+
+
 @dataclass(frozen=True)
 class Case:
     """One service, how to call it for an actor, and who may."""
@@ -296,6 +303,36 @@ CASES = [
         ),
         MANAGERS,
         name="policy_apply outside the editor's subtree",
+    ),
+    Case(
+        change_set_draft_edit,
+        lambda w, a: change_set_draft_edit(
+            actor=a, organization=w.acme, edit=lambda raw: _rename(raw, "platform/ci", w.next())
+        ),
+        # A browser draft is a person's own: the operator and a viewer's token have none.
+        EDITORS - {"operator"},
+        name="change_set_draft_edit inside the editor's subtree",
+    ),
+    Case(
+        change_set_draft_edit,
+        lambda w, a: change_set_draft_edit(
+            actor=a, organization=w.acme, edit=lambda raw: _rename(raw, "batch", w.next())
+        ),
+        MANAGERS - {"operator"},
+        name="change_set_draft_edit outside the editor's subtree",
+    ),
+    Case(
+        change_set_describe,
+        lambda w, a: change_set_describe(actor=a, change_set=w.draft, title="T", reason="R"),
+        # Only its author, who is none of these (tests/web/test_changes.py has the author).
+        frozenset(),
+        name="change_set_describe of another's draft",
+    ),
+    Case(
+        change_set_discard,
+        lambda w, a: change_set_discard(actor=a, change_set=w.draft),
+        frozenset(),
+        name="change_set_discard of another's draft",
     ),
     Case(
         change_set_schedule,
@@ -417,6 +454,8 @@ NOT_CHECKED_HERE = {
     "policyhub.teams.services.team_reparent": "only team_move calls it, after checking",
     "policyhub.teams.services.team_delete_check": "a check that refuses, writes nothing",
     "policyhub.policies.services.policy_check": "validation, writes nothing",
+    "policyhub.policies.services.team_checks_write": "stores what policy_apply and team_move found",
+    "policyhub.policies.services.policy_checks_refresh": "re-checks the live policy, changes none of it",
     "policyhub.changes.services.change_sets_publish_due": "inside a publish, for approved sets",
     f"{REL}.publishing.publish_run_create": "for an actor already allowed (runs, scheduler)",
     f"{REL}.publishing.publish_runs_create_due": "the scheduler; checked as a system job",

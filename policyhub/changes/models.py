@@ -33,7 +33,9 @@ class ChangeSet(models.Model):
     title = models.CharField(max_length=200, blank=True)
     reason = models.TextField(blank=True)
     document = models.TextField()  # the wanted policy document (TOML)
-    plan = models.JSONField(default=list)  # the plan lines against the live policy at creation
+    # The plan lines against the live policy at creation (at the last edit, for a browser
+    # draft, which may be empty again when its edits are undone: it cannot be submitted then).
+    plan = models.JSONField(default=list, blank=True)
     # sha256 of the live policy's export text it was planned against: publishing refuses the
     # change set when the live policy has moved on since, rather than overwriting that change.
     base_digest = models.CharField(max_length=64)

@@ -7,8 +7,12 @@ from __future__ import annotations
 import bisect
 import difflib
 import hashlib
+import re
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.db.models import QuerySet
 
@@ -16,7 +20,7 @@ from policyhub.accounts.models import Organization
 from policyhub.changes.models import ChangeSet
 from policyhub.errors import ApplicationError
 from policyhub.policies import document
-from policyhub.policies.domain import OrgPolicy
+from policyhub.policies.domain import Endpoint, OrgPolicy
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.validation import errors_of, validate_policy
 from policyhub.policies.window import window_issues
@@ -26,7 +30,7 @@ from providers.base import Issue
 from providers.codex_versions import CodexCapabilities, Version, capabilities, parse_version
 
 # One label for both sides, so the file headers differ only where the content does.
-PREVIEW_REVISION = "preview"
+PREVIEW_REVISION = "unpublished"
 
 
 # The change sets still on their way: a publish may yet apply them, so their base can go stale.
@@ -86,6 +90,46 @@ def policy_digest(policy: OrgPolicy) -> str:
 
 def live_policy_digest(organization: Organization) -> str:
     return policy_digest(org_policy(organization))
+
+
+# A table header of the document's own head (the organisation and its endpoints), and any
+# header or dotted key that opens or reaches into those tables from elsewhere.
+_HEAD_HEADER_RE = re.compile(r'^\s*\[\s*"?(organization|providers)"?\s*[.\]]')
+_REACHES_HEAD_RE = re.compile(r'^\s*(\[\[?\s*)?"?(organization|providers)"?\s*[.\]=]', re.MULTILINE)
+
+
+def change_set_endpoints(change_set: ChangeSet) -> Mapping[str, Endpoint]:
+    """The provider endpoints of a change set's wanted policy, read from the head of its
+    document: a document as written by `document.dump` (every browser edit's) has the
+    organisation and its endpoints first, so a page showing one endpoint does not parse ten
+    thousand teams. Any other layout is parsed whole."""
+    text = change_set.document
+    lines = text.splitlines(keepends=True)
+    cut = next(
+        (
+            i
+            for i, line in enumerate(lines)
+            if line.lstrip().startswith("[") and not _HEAD_HEADER_RE.match(line)
+        ),
+        len(lines),
+    )
+    head, rest = "".join(lines[:cut]), "".join(lines[cut:])
+    raw: Mapping[str, Any] | None = None
+    if not _REACHES_HEAD_RE.search(rest):
+        try:
+            raw = tomllib.loads(head)
+        except tomllib.TOMLDecodeError:
+            raw = None  # the cut fell inside a multi-line value: read it all
+    if raw is None:
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            return {}
+    shown = {"organization": raw.get("organization", {}), "providers": raw.get("providers", {})}
+    try:
+        return document.from_dict(shown).endpoints
+    except ApplicationError:
+        return {}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -29,13 +30,14 @@ from policyhub.changes.selectors import (
     policy_digest,
     policy_plan,
 )
-from policyhub.errors import ApplicationError, NotPermitted
+from policyhub.errors import ApplicationError, NotPermitted, invalid_fields
 from policyhub.policies import document
 from policyhub.policies.document import Change
 from policyhub.policies.domain import Json
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_apply, policy_check
 from policyhub.teams.services import team_delete_check
+from policyhub.validators import is_plain_text
 from providers.base import Issue
 
 # Who approves when the organisation asks for no second person.
@@ -157,6 +159,39 @@ def change_set_discard(*, actor: Actor, change_set: ChangeSet) -> None:
 
 
 @transaction.atomic
+def change_set_describe(
+    *, actor: Actor, change_set: ChangeSet, title: str, reason: str
+) -> ChangeSet:
+    """Name a draft and say why it is wanted before submitting it: only its author may, and
+    only while it is a draft (what a reviewer reads is what was submitted)."""
+    change_set = _locked(change_set)
+    _require_status(change_set, ChangeSet.Status.DRAFT, "described")
+    if not _same_person(actor, change_set):
+        raise NotPermitted(
+            f"{actor.label} may not describe change set {change_set.pk}",
+            [Issue("error", "actor", "only the author describes a draft")],
+        )
+    title, reason = title.strip(), reason.strip()
+    issues = [Issue("error", "title", "must not be empty")] if not title else []
+    for name, value in (("title", title), ("reason", reason)):
+        if not is_plain_text(value):
+            issues.append(Issue("error", name, "contains a control character"))
+    if issues:
+        raise ApplicationError(f"change set {change_set.pk} cannot be described so", issues)
+    before = {"title": change_set.title, "reason": change_set.reason}
+    change_set.title, change_set.reason = title, reason
+    try:
+        change_set.full_clean()
+    except ValidationError as invalid:
+        raise invalid_fields(
+            f"change set {change_set.pk} cannot be described so", invalid
+        ) from None
+    change_set.save()
+    _audit(change_set, actor, "describe", before=before, after={"title": title, "reason": reason})
+    return change_set
+
+
+@transaction.atomic
 def change_set_submit(
     *, actor: Actor, change_set: ChangeSet, publish_at: datetime | None = None
 ) -> ChangeSet:
@@ -167,6 +202,11 @@ def change_set_submit(
     organization = change_set.organization
     authorize(actor, organization, Permission.POLICY_EDIT, doing="submit policy changes")
     _require_status(change_set, ChangeSet.Status.DRAFT, "submitted")
+    if not change_set.plan:
+        raise ApplicationError(
+            f"change set {change_set.pk} changes nothing: it matches the live policy",
+            [Issue("error", "plan", "is empty")],
+        )
     if live_policy_digest(organization) != change_set.base_digest:
         raise _stale(change_set)
     wanted = document.parse(change_set.document)

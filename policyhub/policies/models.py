@@ -100,3 +100,56 @@ class McpServer(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class TeamCheck(models.Model):
+    """What validating the live policy found at one node (team null: the organisation's own),
+    stored by every write of the live policy so that pages never validate a whole policy."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="team_checks"
+    )
+    team = models.OneToOneField(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="validation"
+    )
+    errors = models.PositiveIntegerField(default=0)
+    warnings = models.PositiveIntegerField(default=0)
+    # [{"severity", "path", "message", "node"}, ...] in the order validation reported them.
+    findings = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization"],
+                condition=models.Q(team__isnull=True),
+                name="one_root_check_per_org",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "errors", "warnings"], name="team_check_problems"),
+        ]
+
+    def __str__(self) -> str:
+        where = self.team.path if self.team else "(organisation)"
+        return f"{where}: {self.errors} error(s), {self.warnings} warning(s)"
+
+
+class TeamEndpointUse(models.Model):
+    """A provider endpoint a team's files refer to, as of the live policy: rows, not a JSON
+    array, so that "teams using endpoint X" is an indexed filter on every database."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="endpoint_uses")
+    # The name, not a foreign key: endpoint rows are replaced freely by `policy_apply`.
+    endpoint = models.CharField(max_length=63)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "endpoint"], name="team_endpoint_use_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "endpoint"], name="team_endpoint_use_by_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team_id} uses {self.endpoint}"

@@ -5,7 +5,8 @@ written in one transaction with one audit event per change, or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from django.db import transaction
 
@@ -15,9 +16,17 @@ from policyhub.accounts.selectors import organization_lock
 from policyhub.actors import Actor
 from policyhub.audit.services import audit_record
 from policyhub.errors import ApplicationError
+from policyhub.policies.checks import node_checks
 from policyhub.policies.document import MAX_TEAM_DEPTH, Change, codex_dict, plan
 from policyhub.policies.domain import Json, Node, OrgPolicy
-from policyhub.policies.models import McpServer, PolicyNode, Profile, ProviderEndpoint
+from policyhub.policies.models import (
+    McpServer,
+    PolicyNode,
+    Profile,
+    ProviderEndpoint,
+    TeamCheck,
+    TeamEndpointUse,
+)
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.validation import TeamValidation, errors_of, validate_policy
 from policyhub.teams.attachments import team_attachments
@@ -33,17 +42,21 @@ from policyhub.teams.services import (
 from providers.base import Issue
 
 
-def policy_check(policy: OrgPolicy, teams: dict[str, TeamValidation] | None = None) -> None:
+def policy_check(
+    policy: OrgPolicy, teams: dict[str, TeamValidation] | None = None
+) -> dict[str, list[Issue]]:
     """Raise ApplicationError listing every error of `policy` (warnings do not block); fills
-    `teams` with each team's validation when given.
+    `teams` with each team's validation when given. Returns what `validate_policy` found.
 
     A finding inherited from an ancestor (same node, field and sentence) shows under every team
     below it; the flat list names it once.
     """
-    issues = dict.fromkeys(i for found in validate_policy(policy, teams).values() for i in found)
+    found = validate_policy(policy, teams)
+    issues = dict.fromkeys(i for node in found.values() for i in node)
     errors = errors_of(issues)
     if errors:
         raise ApplicationError(f"the policy of {policy.slug} has {len(errors)} error(s)", errors)
+    return found
 
 
 @transaction.atomic
@@ -70,7 +83,8 @@ def policy_apply(
     doing = "change the policy"
     if approved_change_set_id is None:
         authorize(actor, organization, Permission.POLICY_EDIT, doing=doing)
-    policy_check(wanted)
+    validated: dict[str, TeamValidation] = {}
+    found = policy_check(wanted, validated)
     # Serialise concurrent applies to one organisation; the plan is computed under the lock.
     organization = organization_lock(organization.pk)
     current = org_policy(organization)
@@ -105,6 +119,8 @@ def policy_apply(
     for path, spec in wanted.teams.items():
         old = current.teams[path].node if path in current.teams else Node()
         _write_node(organization, teams[path], old, spec.node)
+    # The live policy is now `wanted`: its validation above is the one pages show.
+    team_checks_write(organization=organization, policy=wanted, found=found, teams=validated)
     for change in changes:
         audit_record(
             organization_id=organization.pk,
@@ -182,6 +198,7 @@ def team_move(*, team: Team, parent_path: str | None, actor: Actor, reason: str 
             [Issue("error", "parent", f"teams nest at most {MAX_TEAM_DEPTH} deep")],
         )
     team = team_reparent(team=team, parent=parent)
+    _checks_after_move(organization, team.path)
     audit_record(
         organization_id=organization.pk,
         actor=actor,
@@ -193,6 +210,97 @@ def team_move(*, team: Team, parent_path: str | None, actor: Actor, reason: str 
         reason=reason,
     )
     return team
+
+
+def team_checks_write(
+    *,
+    organization: Organization,
+    policy: OrgPolicy,
+    found: Mapping[str, list[Issue]],
+    teams: Mapping[str, TeamValidation],
+    paths: Iterable[str] | None = None,
+) -> None:
+    """Store what validating the live `policy` found (`found` and `teams` from
+    `validate_policy(policy, teams)`) at every node, or only at the teams of `paths`. Called
+    in the transaction that wrote the policy; only rows that changed are written, in bulk: a
+    constant number of queries whatever the number of teams."""
+    checks = node_checks(policy, found, teams, paths)
+    team_paths = [path for path in checks if path]
+    in_scope = Team.objects.filter(organization=organization)
+    if paths is not None:
+        in_scope = in_scope.filter(path__in=team_paths)
+    team_ids = dict(in_scope.values_list("path", "pk"))
+    stored_checks = TeamCheck.objects.filter(organization=organization)
+    stored_uses = TeamEndpointUse.objects.filter(organization=organization)
+    if paths is not None:
+        stored_checks = stored_checks.filter(team_id__in=list(team_ids.values()))
+        stored_uses = stored_uses.filter(team_id__in=list(team_ids.values()))
+    stored = {row.team_id: row for row in stored_checks}
+    created, changed = [], []
+    for path, check in checks.items():
+        team_id = team_ids[path] if path else None
+        row = stored.get(team_id)
+        values = (check.errors, check.warnings, check.findings)
+        if row is None:
+            created.append(
+                TeamCheck(
+                    organization=organization,
+                    team_id=team_id,
+                    errors=check.errors,
+                    warnings=check.warnings,
+                    findings=check.findings,
+                )
+            )
+        elif (row.errors, row.warnings, row.findings) != values:
+            row.errors, row.warnings, row.findings = values
+            changed.append(row)
+    TeamCheck.objects.bulk_create(created, batch_size=1000)
+    TeamCheck.objects.bulk_update(changed, ["errors", "warnings", "findings"], batch_size=1000)
+
+    wanted = {(team_ids[path], name) for path in team_paths for name in checks[path].endpoints}
+    existing = {
+        (team_id, name): pk
+        for pk, team_id, name in stored_uses.values_list("pk", "team_id", "endpoint")
+    }
+    gone = [pk for key, pk in existing.items() if key not in wanted]
+    if gone:
+        TeamEndpointUse.objects.filter(pk__in=gone).delete()
+    TeamEndpointUse.objects.bulk_create(
+        [
+            TeamEndpointUse(organization=organization, team_id=team_id, endpoint=name)
+            for team_id, name in sorted(wanted - set(existing))
+        ],
+        batch_size=1000,
+    )
+
+
+@transaction.atomic
+def policy_checks_refresh(*, organization: Organization) -> None:
+    """Validate the live policy again and store what is found at every node: for teams
+    written behind the services' back (bulk loads), and after an upgrade whose validation
+    rules changed. Writes only the rows that differ."""
+    organization = organization_lock(organization.pk)
+    policy = org_policy(organization)
+    validated: dict[str, TeamValidation] = {}
+    found = validate_policy(policy, validated)
+    team_checks_write(organization=organization, policy=policy, found=found, teams=validated)
+
+
+def _checks_after_move(organization: Organization, moved: str) -> None:
+    """Re-validate the moved subtree where it now stands (it inherits from a new chain); no
+    other node's validation depends on where it sits, so only the subtree and its new
+    ancestors are validated, and only the subtree's rows written."""
+    policy = org_policy(organization)
+    subtree = [p for p in policy.teams if p == moved or p.startswith(f"{moved}/")]
+    parts = moved.split("/")
+    ancestors = ["/".join(parts[:depth]) for depth in range(1, len(parts))]
+    needed = sorted({*ancestors, *subtree})
+    partial = replace(policy, teams={path: policy.teams[path] for path in needed})
+    validated: dict[str, TeamValidation] = {}
+    found = validate_policy(partial, validated)
+    team_checks_write(
+        organization=organization, policy=partial, found=found, teams=validated, paths=subtree
+    )
 
 
 def _write_endpoints(organization: Organization, current: OrgPolicy, wanted: OrgPolicy) -> None:

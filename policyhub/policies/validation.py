@@ -305,7 +305,7 @@ def _check_mcp(resolved: Resolved) -> list[Issue]:
     return issues
 
 
-def _used_endpoints(policy: OrgPolicy, resolved: Resolved) -> set[str]:
+def used_endpoints(policy: OrgPolicy, resolved: Resolved) -> set[str]:
     """Names of the endpoints a team's files refer to (unknown names are reported elsewhere)."""
     names = [
         resolved.config.get("model_provider"),
@@ -317,7 +317,7 @@ def _used_endpoints(policy: OrgPolicy, resolved: Resolved) -> set[str]:
 
 def _check_provider_ids(policy: OrgPolicy, resolved: Resolved, path: str) -> list[Issue]:
     by_id: dict[str, list[str]] = {}
-    for name in sorted(_used_endpoints(policy, resolved)):
+    for name in sorted(used_endpoints(policy, resolved)):
         by_id.setdefault(policy.endpoints[name].provider_id, []).append(name)
     return [
         Issue(
@@ -362,7 +362,7 @@ def validate_team(
         message = f"names no provider endpoint of {policy.slug}"
         issues.append(Issue("error", "requirements.model_provider", message, node))
     # The endpoints this team renders must be valid themselves before their capabilities count.
-    for name in sorted(_used_endpoints(policy, resolved)):
+    for name in sorted(used_endpoints(policy, resolved)):
         found = validate_endpoint(policy.endpoints[name])
         issues += [] if nodes_checked else found
         if errors_of(found):

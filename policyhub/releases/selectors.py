@@ -148,7 +148,13 @@ def publish_runs(organization: Organization) -> QuerySet[PublishRun]:
 
 def publish_run_releases(run: PublishRun, limit: int) -> QuerySet[Release]:
     """The first `limit` releases a run made, by team path: a glance, not the whole list."""
-    return run.releases.only("id", "team_path", "revision").order_by("team_path")[:limit]
+    # Through the manager, not `run.releases`: a related manager would read each row's deferred
+    # publish_run_id back, one query per release.
+    return (
+        Release.objects.filter(publish_run=run)
+        .only("id", "team_path", "revision")
+        .order_by("team_path")[:limit]
+    )
 
 
 @dataclass(frozen=True)

@@ -154,18 +154,20 @@ def keyset_page(
         if value is not None:
             ordered = ordered.filter(**{f"{key}__{'lt' if descending else 'gt'}": value})
     items = list(ordered[: size + 1])
-    kept = {k: v for k, v in request.GET.items() if k != "after"}
+    kept = [(k, v) for k in request.GET if k != "after" for v in request.GET.getlist(k)]
     next_url = None
     if len(items) > size:
         items = items[:size]
-        next_url = "?" + urlencode({**kept, "after": getattr(items[-1], key)})
+        next_url = "?" + urlencode([*kept, ("after", str(getattr(items[-1], key)))])
     first_url = ("?" + urlencode(kept)) if after else None
     return Page(items, next_url, first_url)
 
 
 def query_without(request: HttpRequest, *names: str) -> str:
     """The page's query string without `names` (for links that change one filter)."""
-    return urlencode([(k, v) for k, v in request.GET.items() if k not in names])
+    return urlencode(
+        [(k, v) for k in request.GET if k not in names for v in request.GET.getlist(k)]
+    )
 
 
 def is_htmx(request: HttpRequest) -> bool:

@@ -82,5 +82,6 @@ def world(cast: dict[str, Any]) -> World:
             "release": Release.objects.get(organization=acme, team_path="platform/ci").pk,
             "device": str(device.pk),
             "enrollment_token": token.pk,
+            "section": "requirements",  # of a node's edit page
         }
     )

@@ -50,14 +50,22 @@ def test_team_page_says_which_node_set_each_value_and_shows_the_files(
     assert "requirements.toml" in page and "team acme/platform/ci" in page
 
 
-def test_organisation_page_lists_the_tree_with_validation_status(seeded: dict[str, Any]) -> None:
-    page = client_for(seeded["admin"]).get("/orgs/acme/").content.decode()
+def test_the_team_tree_lists_the_teams_with_their_validation_status(
+    seeded: dict[str, Any],
+) -> None:
+    page = client_for(seeded["admin"]).get("/orgs/acme/teams/").content.decode()
     assert page.count('class="ok">valid') == 2
     assert "/orgs/acme/teams/platform/ci/" in page
 
 
 @pytest.mark.parametrize(
-    "url", ["/orgs/acme/", "/orgs/acme/teams/platform/", "/orgs/acme/teams/platform/ci/"]
+    "url",
+    [
+        "/orgs/acme/",
+        "/orgs/acme/teams/",
+        "/orgs/acme/teams/platform/",
+        "/orgs/acme/teams/platform/ci/",
+    ],
 )
 def test_an_outsider_gets_404_on_every_page_of_another_organisation(
     seeded: dict[str, Any], url: str

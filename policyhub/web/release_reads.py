@@ -1,0 +1,174 @@
+"""What the publishes and releases pages read and how they word it: revisions as "revision N",
+Codex file sets by the versions they serve, a team's history, diffs line by line, and how far a
+staged rollout got across the team's devices."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+
+from policyhub.accounts.models import Organization
+from policyhub.fleet.selectors import device_states
+from policyhub.releases import selectors
+from policyhub.releases.models import Release
+from policyhub.web.pages import Refusal
+from providers.codex_versions import Span, Version, version_text
+
+# Services name a release "r7"; the pages always say "revision 7".
+SHORT_REVISION = re.compile(r"\br(\d+)\b")
+
+
+def revision_words(text: str) -> str:
+    return SHORT_REVISION.sub(r"revision \1", text)
+
+
+def refusal_shown(found: Refusal) -> Refusal:
+    """A refusal in the pages' words."""
+    return Refusal(
+        revision_words(found.message),
+        {name: [revision_words(m) for m in texts] for name, texts in found.fields.items()},
+        [revision_words(m) for m in found.other],
+    )
+
+
+def _last_before(until: Version) -> str:
+    """The last version before `until`, with "x" for any patch (or minor) release."""
+    major, minor, patch = until
+    if patch:
+        return version_text((major, minor, patch - 1))
+    if minor:
+        return f"{major}.{minor - 1}.x"
+    return f"{major - 1}.x"
+
+
+def codex_label(spans: Iterable[Span]) -> str:
+    """The Codex versions a file set serves, as "Codex 0.125.0 to 0.168.x" (with an en dash
+    between the two), or "Codex 0.170.0 and later"."""
+    parts = []
+    for start, until in spans:
+        if until is None:
+            parts.append(f"{version_text(start)} and later")
+            continue
+        last = _last_before(until)
+        parts.append(
+            version_text(start)
+            if last == version_text(start)
+            else f"{version_text(start)} \N{EN DASH} {last}"
+        )
+    return "Codex " + (", ".join(parts) if parts else "(no versions)")
+
+
+def duration(elapsed: timedelta) -> str:
+    """ "42 s", "3 min 5 s", "2 h 10 min"."""
+    seconds = max(int(elapsed.total_seconds()), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+@dataclass(frozen=True)
+class DiffLine:
+    kind: str  # add, del, hunk or "" (context)
+    text: str
+
+
+@dataclass(frozen=True)
+class FileShown:
+    name: str
+    status: str
+    lines: list[DiffLine]
+
+
+@dataclass(frozen=True)
+class SetShown:
+    label: str
+    files: list[FileShown]
+
+    @property
+    def changed(self) -> bool:
+        return any(f.status != "unchanged" for f in self.files)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A staged rollout of the team's current release and how far its devices got."""
+
+    release: Release
+    previous_revision: int | None
+    targeted: int  # devices inside the rollout's share
+    on_new: int  # devices that have the new revision
+    on_previous: int  # devices that have the previous one
+    other: int  # devices with neither (not heard from yet, or older)
+
+    @property
+    def total(self) -> int:
+        return self.on_new + self.on_previous + self.other
+
+
+def team_history(organization: Organization, team_path: str) -> QuerySet[Release]:
+    """The team's releases, each with `content_of`: for a rollback (no publish run), the
+    newest earlier revision with the same content."""
+    same_content = Release.objects.filter(
+        organization=organization,
+        team_path=team_path,
+        content_digest=OuterRef("content_digest"),
+        revision__lt=OuterRef("revision"),
+    ).order_by("-revision")
+    return selectors.release_list(organization, team_path=team_path).annotate(
+        content_of=Subquery(same_content.values("revision")[:1])
+    )
+
+
+def rollout_progress(organization: Organization, current: Release) -> Rollout:
+    """How many of the team's devices have the new revision and how many the previous one:
+    one GROUP BY over the team's devices."""
+    previous = current.previous.revision if current.previous else None
+    rows = (
+        device_states(organization)
+        .filter(team__path=current.team_path)
+        .values_list("expected_revision", "applied")
+        .annotate(devices=Count("pk"))
+        .order_by()
+    )
+    targeted = on_new = on_previous = other = 0
+    for expected, applied, count in rows:
+        if expected == current.revision:
+            targeted += count
+        if applied == current.revision:
+            on_new += count
+        elif previous is not None and applied == previous:
+            on_previous += count
+        else:
+            other += count
+    return Rollout(current, previous, targeted, on_new, on_previous, other)
+
+
+def diff_lines(diff: str) -> list[DiffLine]:
+    """A unified diff's lines, classed, without its two file header lines (the page names the
+    revisions itself)."""
+    shown: list[DiffLine] = []
+    for line in diff.splitlines():
+        if line.startswith(("--- ", "+++ ")) and not shown:
+            continue
+        kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "")
+        shown.append(DiffLine(kind, line))
+    return shown
+
+
+def diff_sets(before: Release, after: Release) -> list[SetShown]:
+    """What changed between two releases (read with their files), per Codex file set."""
+    return [
+        SetShown(
+            codex_label(versions.spans),
+            [FileShown(f.name, f.status, diff_lines(f.diff)) for f in versions.files],
+        )
+        for versions in selectors.release_diff(before, after)
+    ]
