@@ -15,7 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
 from policyhub.accounts.models import ApiToken, Organization
-from policyhub.accounts.permissions import Permission, access
+from policyhub.accounts.permissions import Access, Permission, access
 from policyhub.actors import Actor
 
 
@@ -51,9 +51,18 @@ def signed_in_with_sso(request: HttpRequest) -> bool:
 def organization_for_request(request: Any, slug: str) -> tuple[Organization, Actor]:
     """The organisation a request opens, with its actor: 404 for anyone who may not see it (so
     outsiders learn nothing), 403 when it requires single sign-on and this session did not use it."""
+    organization, actor, _ = organization_access_for_request(request, slug)
+    return organization, actor
+
+
+def organization_access_for_request(request: Any, slug: str) -> tuple[Organization, Actor, Access]:
+    """`organization_for_request`, with what the actor may do there (pages offer only that)."""
     actor = request_actor(request)
     organization = Organization.objects.filter(slug=slug).first()
-    if organization is None or Permission.ORG_VIEW not in access(actor, organization).permissions:
+    if organization is None:
+        raise Http404("no such organisation")
+    granted = access(actor, organization)
+    if Permission.ORG_VIEW not in granted.permissions:
         raise Http404("no such organisation")
     session = getattr(request, "session", None)
     if (
@@ -63,4 +72,4 @@ def organization_for_request(request: Any, slug: str) -> tuple[Organization, Act
         and not signed_in_with_sso(request)
     ):
         raise PermissionDenied(f"{organization.name} requires single sign-on: sign in with it")
-    return organization, actor
+    return organization, actor, granted

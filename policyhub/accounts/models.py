@@ -23,6 +23,13 @@ class Organization(models.Model):
     # The Codex versions its machines run (policies.domain.CodexWindow; empty: the default).
     # Part of the policy: written by `policy_apply`, audited and diffed like the rest.
     codex_window = models.JSONField(default=dict, blank=True)
+    # Counts the writes of the live policy (policies.services bumps it in each write's
+    # transaction); the digest of the live policy's export is kept for the version it was
+    # computed at, so pages and checks that compare a change set's base with the live policy
+    # need not export the whole organisation each time (changes.selectors.live_policy_digest).
+    policy_version = models.PositiveBigIntegerField(default=0)
+    policy_digest = models.CharField(max_length=64, blank=True)
+    policy_digest_version = models.PositiveBigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

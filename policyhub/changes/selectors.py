@@ -88,8 +88,22 @@ def policy_digest(policy: OrgPolicy) -> str:
     return hashlib.sha256(document.dump(policy).encode()).hexdigest()
 
 
-def live_policy_digest(organization: Organization) -> str:
-    return policy_digest(org_policy(organization))
+def live_policy_digest(organization: Organization, loaded: OrgPolicy | None = None) -> str:
+    """The digest of the live policy, computed once per version of it (`policy_version`, which
+    every write of the policy increments in its own transaction) and kept on the organisation.
+    A digest is stored only for the version it was computed from: a write committed meanwhile
+    has moved the version on, and the stored digest is then left for the next reader.
+    `loaded`: the live policy, when the caller has just read it."""
+    version, kept, kept_for = Organization.objects.values_list(
+        "policy_version", "policy_digest", "policy_digest_version"
+    ).get(pk=organization.pk)
+    if kept and kept_for == version:
+        return kept
+    digest = policy_digest(loaded or org_policy(organization))
+    Organization.objects.filter(pk=organization.pk, policy_version=version).update(
+        policy_digest=digest, policy_digest_version=version
+    )
+    return digest
 
 
 # A table header of the document's own head (the organisation and its endpoints), and any
@@ -232,7 +246,7 @@ def change_set_preview(change_set: ChangeSet) -> ChangeSetPreview:
     return ChangeSetPreview(
         plan=list(change_set.plan),
         teams=_team_diffs(live, wanted, paths, None),
-        stale=policy_digest(live) != change_set.base_digest,
+        stale=live_policy_digest(change_set.organization, live) != change_set.base_digest,
     )
 
 
@@ -274,7 +288,7 @@ def change_set_diff(
     page = paths[:limit]
     return DiffPage(
         teams=_team_diffs(live, wanted, page, codex_version),
-        stale=policy_digest(live) != change_set.base_digest,
+        stale=live_policy_digest(change_set.organization, live) != change_set.base_digest,
         last=page[-1] if len(paths) > limit else None,
     )
 

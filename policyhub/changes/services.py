@@ -27,7 +27,6 @@ from policyhub.changes.selectors import (
     WAITING,
     change_set_draft_of,
     live_policy_digest,
-    policy_digest,
     policy_plan,
 )
 from policyhub.errors import ApplicationError, NotPermitted, invalid_fields
@@ -108,7 +107,7 @@ def change_set_draft_edit(
         raise NotPermitted(f"{actor.label} has no draft of its own: propose a change set instead")
     draft = change_set_draft_of(organization, actor.user.pk, lock=True)
     live = org_policy(organization)
-    base = policy_digest(live)
+    base = live_policy_digest(organization, live)
     if draft is not None and draft.base_digest != base:
         raise _stale(draft)
     raw = document.to_dict(document.parse(draft.document) if draft else live)

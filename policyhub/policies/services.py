@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from django.db import transaction
+from django.db.models import F
 
 from policyhub.accounts.models import Organization
 from policyhub.accounts.permissions import ORGANIZATION_NODE, Permission, authorize
@@ -119,6 +120,7 @@ def policy_apply(
     for path, spec in wanted.teams.items():
         old = current.teams[path].node if path in current.teams else Node()
         _write_node(organization, teams[path], old, spec.node)
+    policy_changed(organization)
     # The live policy is now `wanted`: its validation above is the one pages show.
     team_checks_write(organization=organization, policy=wanted, found=found, teams=validated)
     for change in changes:
@@ -198,6 +200,7 @@ def team_move(*, team: Team, parent_path: str | None, actor: Actor, reason: str 
             [Issue("error", "parent", f"teams nest at most {MAX_TEAM_DEPTH} deep")],
         )
     team = team_reparent(team=team, parent=parent)
+    policy_changed(organization)
     _checks_after_move(organization, team.path)
     audit_record(
         organization_id=organization.pk,
@@ -210,6 +213,13 @@ def team_move(*, team: Team, parent_path: str | None, actor: Actor, reason: str 
         reason=reason,
     )
     return team
+
+
+def policy_changed(organization: Organization) -> None:
+    """Count a write of the live policy, in the writing transaction: the digest kept for the
+    previous version no longer describes it. Every writer of endpoints, teams or nodes calls
+    this (tests/policies/test_findings.py checks the digest after each kind of write)."""
+    Organization.objects.filter(pk=organization.pk).update(policy_version=F("policy_version") + 1)
 
 
 def team_checks_write(
@@ -280,6 +290,7 @@ def policy_checks_refresh(*, organization: Organization) -> None:
     written behind the services' back (bulk loads), and after an upgrade whose validation
     rules changed. Writes only the rows that differ."""
     organization = organization_lock(organization.pk)
+    policy_changed(organization)  # it may have been written behind the services' back too
     policy = org_policy(organization)
     validated: dict[str, TeamValidation] = {}
     found = validate_policy(policy, validated)

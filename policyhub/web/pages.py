@@ -24,9 +24,9 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.http import urlencode
 
-from policyhub.accounts.access import organization_for_request
+from policyhub.accounts.access import organization_access_for_request
 from policyhub.accounts.models import Organization
-from policyhub.accounts.permissions import Access, Permission, access
+from policyhub.accounts.permissions import Access, Permission
 from policyhub.actors import Actor
 from policyhub.errors import ApplicationError, NotPermitted
 
@@ -81,8 +81,7 @@ def org_page(
         @login_required
         @wraps(view)
         def wrapped(request: HttpRequest, slug: str, **kwargs: Any) -> HttpResponse:
-            org, actor = organization_for_request(request, slug)
-            page = OrgPage(org, actor, access(actor, org))
+            page = OrgPage(*organization_access_for_request(request, slug))
             if request.method not in ("GET", "HEAD"):
                 if post is None:
                     raise PermissionDenied("this page takes no changes")

@@ -5,7 +5,6 @@ staged rollout got across the team's devices."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,8 +14,8 @@ from policyhub.accounts.models import Organization
 from policyhub.fleet.selectors import device_states
 from policyhub.releases import selectors
 from policyhub.releases.models import Release
+from policyhub.web.labels import codex_label
 from policyhub.web.pages import Refusal
-from providers.codex_versions import Span, Version, version_text
 
 # Services name a release "r7"; the pages always say "revision 7".
 SHORT_REVISION = re.compile(r"\br(\d+)\b")
@@ -33,33 +32,6 @@ def refusal_shown(found: Refusal) -> Refusal:
         {name: [revision_words(m) for m in texts] for name, texts in found.fields.items()},
         [revision_words(m) for m in found.other],
     )
-
-
-def _last_before(until: Version) -> str:
-    """The last version before `until`, with "x" for any patch (or minor) release."""
-    major, minor, patch = until
-    if patch:
-        return version_text((major, minor, patch - 1))
-    if minor:
-        return f"{major}.{minor - 1}.x"
-    return f"{major - 1}.x"
-
-
-def codex_label(spans: Iterable[Span]) -> str:
-    """The Codex versions a file set serves, as "Codex 0.125.0 to 0.168.x" (with an en dash
-    between the two), or "Codex 0.170.0 and later"."""
-    parts = []
-    for start, until in spans:
-        if until is None:
-            parts.append(f"{version_text(start)} and later")
-            continue
-        last = _last_before(until)
-        parts.append(
-            version_text(start)
-            if last == version_text(start)
-            else f"{version_text(start)} \N{EN DASH} {last}"
-        )
-    return "Codex " + (", ".join(parts) if parts else "(no versions)")
 
 
 def duration(elapsed: timedelta) -> str:

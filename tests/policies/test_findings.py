@@ -175,3 +175,32 @@ def test_the_migration_fills_the_rows_of_existing_organisations(cast: dict[str, 
     assert stored(acme) == before
     assert uses(acme) == before_uses
     assert stored(cast["other"]) == {"": (0, 0, [])}
+
+
+def test_the_kept_digest_of_the_live_policy_follows_every_write(
+    cast: dict[str, Any], django_assert_num_queries: Any
+) -> None:
+    from policyhub.changes.selectors import live_policy_digest, policy_digest
+    from policyhub.policies.services import policy_checks_refresh
+
+    acme = cast["acme"]
+
+    def agrees() -> None:
+        exported = policy_digest(org_policy(acme))
+        assert live_policy_digest(acme) == exported
+        with django_assert_num_queries(1):  # the kept digest: no export of the policy
+            assert live_policy_digest(acme) == exported
+
+    agrees()
+    policy_apply(organization=acme, wanted=make_policy(WITH_WARNING), actor=OPERATOR)
+    agrees()
+    team_move(
+        team=Team.objects.get(organization=acme, path="free"), parent_path="strict", actor=OPERATOR
+    )
+    agrees()
+    policy_apply(organization=acme, wanted=make_policy(THREE_TEAMS), actor=OPERATOR)
+    agrees()
+    # Written behind the services' back, then re-checked: the refresh counts as a write.
+    Team.objects.filter(organization=acme, path="batch").update(name="Renamed in bulk")
+    policy_checks_refresh(organization=acme)
+    agrees()

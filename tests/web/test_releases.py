@@ -19,8 +19,8 @@ from policyhub.policies.services import policy_apply
 from policyhub.releases.models import PublishRun, Release
 from policyhub.releases.services.publishing import publish_run_execute
 from policyhub.releases.services.runs import publish_run_request
+from policyhub.web.labels import codex_label
 from policyhub.web.pages import PAGE_SIZE
-from policyhub.web.release_reads import codex_label
 from providers.codex_versions import parse_version
 from tests.api.conftest import World, world  # noqa: F401
 from tests.conftest import OPERATOR, THREE_TEAMS, acting, make_policy

@@ -10,45 +10,17 @@ whatever the revisions are called.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from policyhub.releases.models import Release
 from policyhub.releases.selectors import file_sets
 from policyhub.rendering.render import HEADER_RE, RenderedRelease
-from providers.codex_versions import Span, Version, in_spans, version_text
+from policyhub.web.labels import codex_label
+from providers.codex_versions import Span, Version, in_spans
 
 # What the page calls files rendered from the policy but not published (also in their header).
 UNPUBLISHED = "unpublished"
-
-
-def _last_before(until: Version) -> str:
-    """The last version before `until`, with "x" for any patch (or minor) release."""
-    major, minor, patch = until
-    if patch:
-        return version_text((major, minor, patch - 1))
-    if minor:
-        return f"{major}.{minor - 1}.x"
-    return f"{major - 1}.x"
-
-
-def codex_label(spans: Iterable[Span]) -> str:
-    """The Codex versions a file set serves: "Codex 0.125.0 to 0.130.x, 0.134.0 and later",
-    with an en dash for "to"."""
-    parts = []
-    for start, until in spans:
-        if until is None:
-            parts.append(f"{version_text(start)} and later")
-            continue
-        last = _last_before(until)
-        first = version_text(start)
-        if last == first:
-            parts.append(first)
-        elif start[2] == 0 and until == (start[0], start[1] + 1, 0):
-            parts.append(last)  # every release of one minor version: "0.142.x"
-        else:
-            parts.append(f"{first} \N{EN DASH} {last}")
-    return "Codex " + (", ".join(parts) if parts else "(no versions)")
 
 
 @dataclass(frozen=True)
