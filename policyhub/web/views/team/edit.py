@@ -20,8 +20,8 @@ from policyhub.policies.domain import Json, OrgPolicy
 from policyhub.policies.resolution import Resolved
 from policyhub.policies.validation import TeamValidation, errors_of, validate_team
 from policyhub.web import team_forms
+from policyhub.web.labels import codex_label
 from policyhub.web.pages import OrgPage, is_htmx, org_page
-from policyhub.web.views.team import files
 from policyhub.web.views.team.node import (
     Editor,
     NodeScope,
@@ -197,7 +197,7 @@ def _segments(
     label = path or policy.root_label
     return [
         (
-            files.codex_label([segment]),
+            codex_label([segment]),
             None
             if unresolved or errors_of(resolved.issues)
             else in_document(window.team_window_issues(policy, resolved, [segment], label)),
