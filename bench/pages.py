@@ -33,7 +33,7 @@ PAGES = [
     ("team tree", "teams/"),
     ("team tree, search", "teams/?q=release"),
     ("team tree, with warnings", "teams/?state=warnings"),
-    ("team tree, by endpoint", "teams/?endpoint=azure-eng"),
+    ("team tree, by endpoint", "teams/?endpoint=openai"),
     ("team tree, page 2", "teams/?after={team}"),
     ("team", "teams/{team}/"),
     ("organisation node", "policy/"),

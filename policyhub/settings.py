@@ -112,6 +112,10 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # An unreachable database fails a request in seconds, not after minutes of TCP retries.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    # No JIT compilation: the fleet's per-device state queries are estimated as costly enough
+    # to compile, and compiling took 0.4 s of a 0.75 s dashboard query at 100,000 devices
+    # (bench/pages.py), far more than it saved. PolicyHub's queries are short.
+    DATABASES["default"]["OPTIONS"].setdefault("options", "-c jit=off")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Encrypts signing keys at rest; defaults to SECRET_KEY, set it separately to rotate either alone.
