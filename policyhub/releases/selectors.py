@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -243,7 +244,7 @@ def release_diff(older: Release, newer: Release) -> list[VersionsDiff]:
     return [
         VersionsDiff(
             spans,
-            _file_diffs(
+            file_diffs(
                 before[old].files if old is not None else {},
                 after[new].files if new is not None else {},
                 f"r{older.revision}",
@@ -258,9 +259,10 @@ def _serving(sets: list[StoredSet], version: Version) -> int | None:
     return next((n for n, s in enumerate(sets) if in_spans(version, s.spans)), None)
 
 
-def _file_diffs(
-    old: dict[str, str], new: dict[str, str], old_label: str, new_label: str
+def file_diffs(
+    old: Mapping[str, str], new: Mapping[str, str], old_label: str, new_label: str
 ) -> list[FileDiff]:
+    """Each file of either set: added, removed, changed (with its unified diff) or unchanged."""
     diffs = []
     for name in sorted(old.keys() | new.keys()):
         before, after = old.get(name), new.get(name)

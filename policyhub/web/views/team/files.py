@@ -9,12 +9,11 @@ whatever the revisions are called.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from policyhub.releases.models import Release
-from policyhub.releases.selectors import file_sets
+from policyhub.releases.selectors import file_diffs, file_sets
 from policyhub.rendering.render import HEADER_RE, RenderedRelease
 from policyhub.web.labels import codex_label
 from providers.codex_versions import Span, Version, in_spans
@@ -121,27 +120,17 @@ def sets_diff(
 
 
 def _file_diffs(old: Mapping[str, str], new: Mapping[str, str], old_label: str) -> list[FileDiff]:
-    diffs = []
-    for name in sorted(old.keys() | new.keys()):
-        before = body(old[name]) if name in old else None
-        after = body(new[name]) if name in new else None
-        status = (
-            "added"
-            if before is None
-            else "removed"
-            if after is None
-            else "unchanged"
-            if before == after
-            else "changed"
-        )
-        lines = difflib.unified_diff(
-            (before or "").splitlines(keepends=True),
-            (after or "").splitlines(keepends=True),
-            fromfile=f"{old_label}/{name}" if before is not None else "/dev/null",
-            tofile=f"{UNPUBLISHED}/{name}" if after is not None else "/dev/null",
-        )
-        diffs.append(FileDiff(name, status, [_line(line) for line in lines]))
-    return diffs
+    """The published and the unpublished files compared by what follows their headers."""
+    found = file_diffs(
+        {name: body(text) for name, text in old.items()},
+        {name: body(text) for name, text in new.items()},
+        old_label,
+        UNPUBLISHED,
+    )
+    return [
+        FileDiff(f.name, f.status, [_line(line) for line in f.diff.splitlines(keepends=True)])
+        for f in found
+    ]
 
 
 def _line(line: str) -> DiffLine:
