@@ -12,6 +12,7 @@ from django.test import Client
 
 from policyhub.accounts.models import Role
 from policyhub.changes.models import ChangeSet
+from policyhub.changes.services import change_set_draft_edit
 from policyhub.policies import document, schema
 from policyhub.policies.selectors import org_policy, team_policy
 from policyhub.policies.services import policy_apply
@@ -24,7 +25,7 @@ from policyhub.rendering.render import render_release
 from policyhub.teams.models import Team
 from policyhub.web import team_forms
 from tests.api.conftest import World
-from tests.conftest import OPERATOR, make_policy
+from tests.conftest import OPERATOR, acting, make_policy
 
 CI = "/orgs/acme/teams/platform/ci/"
 ROOT = "/orgs/acme/policy/"
@@ -404,6 +405,42 @@ def test_a_profile_whose_model_is_not_an_azure_deployment_is_refused_at_its_fiel
     assert 'value="gpt-4o-mini"' in html  # kept as typed
     assert "Not saved:" in html
     assert draft_of(owner) is None
+
+
+def test_an_endpoint_added_in_the_draft_can_be_named_by_a_profile_at_once(world: World) -> None:
+    owner, acme = world.ids["people"]["owner"], world.ids["people"]["acme"]
+
+    def add(raw: Any) -> None:
+        raw.setdefault("providers", {})["azure-lab"] = {
+            "kind": "azure",
+            "provider_id": "azure-lab",
+            "resource_url": "https://acme-lab.openai.azure.com/openai/v1",
+            "env_key": "AZURE_LAB_API_KEY",
+            "deployments": ["lab-codex"],
+        }
+
+    change_set_draft_edit(actor=acting(owner), organization=acme, edit=add, reason="")
+    client = client_for(owner)
+    # Offered by the forms, though not live yet; checked against its deployments as typed.
+    assert '<option value="azure-lab">azure-lab</option>' in client.get(CI).content.decode()
+    typed = {
+        "profile": "",
+        "profile-new-name": "lab",
+        "profile-new-model": "gpt-5.5",
+        "profile-new-model_provider": "azure-lab",
+    }
+    live = client.post(validate_url("platform/ci", "profile"), typed, HTTP_HX_REQUEST="true")
+    assert "lab-codex" in errors_beside(live.content.decode(), "id_profile-new-model")
+    typed["profile-new-model"] = "lab-codex"
+    live = client.post(validate_url("platform/ci", "profile"), typed, HTTP_HX_REQUEST="true")
+    assert "No findings for any Codex version" in live.content.decode()
+    assert client.post(edit_url("platform/ci", "profile"), typed).status_code == 302
+    assert draft_team(owner, "platform/ci").profiles == {
+        "lab": {"model": "lab-codex", "model_provider": "azure-lab"}
+    }
+    # Someone without that draft is not offered it.
+    html = client_for(world.ids["people"]["admin"]).get(CI).content.decode()
+    assert 'value="azure-lab"' not in html
 
 
 def test_mcp_servers_are_rows_added_with_a_button_and_removed_with_a_tick(world: World) -> None:

@@ -4,6 +4,7 @@ every Codex version of the window without writing anything."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from django.contrib import messages
@@ -168,7 +169,9 @@ def _validate(request: HttpRequest, page: OrgPage, path: str, section: str) -> H
     if editor.is_valid():
         table = team_forms.node_table(team_forms.table_node(scope.shown))
         editor.apply(table)
-        candidate = with_node(scope.policy, path, team_forms.table_node(table))
+        # Checked with the endpoints of the editor's draft, where saving it checks it.
+        drafted = replace(scope.policy, endpoints=scope.edit_endpoints)
+        candidate = with_node(drafted, path, team_forms.table_node(table))
         validation = validate_team(candidate, path)
         issues = in_document(validation.issues)
         errors = errors_of(issues)

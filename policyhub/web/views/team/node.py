@@ -16,10 +16,10 @@ from django.http import Http404, QueryDict
 from django.urls import reverse
 
 from policyhub.changes.models import ChangeSet
-from policyhub.changes.selectors import change_set_draft_of
+from policyhub.changes.selectors import change_set_draft_of, change_set_endpoints
 from policyhub.errors import ApplicationError
 from policyhub.policies.document import NODE_SECTIONS, document_path
-from policyhub.policies.domain import Json, Node, OrgPolicy
+from policyhub.policies.domain import Endpoint, Json, Node, OrgPolicy
 from policyhub.policies.selectors import team_policy
 from policyhub.web import team_forms
 from policyhub.web.pages import OrgPage, Refusal, refusal
@@ -50,6 +50,9 @@ class NodeScope:
     # The editor's draft has no such team (it deletes it): the forms show the live node.
     missing_in_draft: bool = False
     endpoints: list[str] = field(default_factory=list)
+    # The endpoints an edit is checked against: the editor's draft's where they have one (an
+    # endpoint they added there can be named at once), else the live ones.
+    edit_endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
 
     @property
     def prefix(self) -> str:
@@ -94,9 +97,10 @@ def node_scope(page: OrgPage, path: str) -> NodeScope:
     draft = None
     if page.actor.user is not None and page.can.edit(path):
         draft = change_set_draft_of(page.org, page.actor.user.pk)
-    scope = NodeScope(page, path, policy, draft, {}, endpoints=sorted(policy.endpoints))
+    scope = NodeScope(page, path, policy, draft, {}, edit_endpoints=policy.endpoints)
     scope.shown = team_forms.node_table(scope.live)
     if draft is not None:
+        scope.edit_endpoints = change_set_endpoints(draft)
         # The draft is a whole document; the node is one of its tables.
         raw: Mapping[str, Any] = tomllib.loads(draft.document)
         table = raw if not path else raw.get("teams", {}).get(path)
@@ -104,6 +108,7 @@ def node_scope(page: OrgPage, path: str) -> NodeScope:
             scope.missing_in_draft = True
         else:
             scope.shown = {s: deepcopy(table[s]) for s in NODE_SECTIONS if table.get(s)}
+    scope.endpoints = sorted(scope.edit_endpoints)
     return scope
 
 
