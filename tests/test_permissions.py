@@ -455,6 +455,7 @@ NOT_CHECKED_HERE = {
     "policyhub.teams.services.team_delete_check": "a check that refuses, writes nothing",
     "policyhub.policies.services.policy_check": "validation, writes nothing",
     "policyhub.policies.services.team_checks_write": "stores what policy_apply and team_move found",
+    "policyhub.policies.services.policy_changed": "counts a write its caller was allowed to make",
     "policyhub.policies.services.policy_checks_refresh": "re-checks the live policy, changes none of it",
     "policyhub.changes.services.change_sets_publish_due": "inside a publish, for approved sets",
     f"{REL}.publishing.publish_run_create": "for an actor already allowed (runs, scheduler)",

@@ -45,6 +45,16 @@ def organization_lock(organization_id: int) -> Organization:
     return Organization.objects.select_for_update().get(pk=organization_id)
 
 
+def membership_lock(organization: Organization, user_id: int) -> Membership | None:
+    """A person's membership row, locked until the transaction ends: serialises what one person
+    does in one organisation (their draft change set) without holding the organisation."""
+    return (
+        Membership.objects.select_for_update()
+        .filter(organization=organization, user_id=user_id)
+        .first()
+    )
+
+
 def members(organization: Organization) -> QuerySet[Membership]:
     return (
         Membership.objects.filter(organization=organization)

@@ -94,6 +94,10 @@ class AuditEvent(models.Model):
         indexes = [
             models.Index(fields=["organization", "id"]),
             models.Index(fields=["organization", "object_type", "-id"], name="audit_org_type_id"),
+            # One object's history (a change set's page shows its submission and decisions).
+            models.Index(
+                fields=["organization", "object_type", "object_key", "id"], name="audit_org_object"
+            ),
             # Pattern ops: the actor filter matches labels by their beginning (a person's own
             # events and their API tokens'), which a plain index on a non-C collation cannot.
             models.Index(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.db import transaction
 from django.db.models import QuerySet
 
 from policyhub.accounts.models import Organization
@@ -88,21 +89,30 @@ def policy_digest(policy: OrgPolicy) -> str:
     return hashlib.sha256(document.dump(policy).encode()).hexdigest()
 
 
-def live_policy_digest(organization: Organization, loaded: OrgPolicy | None = None) -> str:
+def live_policy_digest(organization: Organization) -> str:
     """The digest of the live policy, computed once per version of it (`policy_version`, which
     every write of the policy increments in its own transaction) and kept on the organisation.
-    A digest is stored only for the version it was computed from: a write committed meanwhile
-    has moved the version on, and the stored digest is then left for the next reader.
-    `loaded`: the live policy, when the caller has just read it."""
+
+    The version is read before the policy: a write committed while the policy is read has moved
+    the version on, so the digest is then not kept (the next reader computes it again). Keeping
+    it never waits for a lock: a publish holds the organisation's row for its whole run, and a
+    page must not wait for that."""
     version, kept, kept_for = Organization.objects.values_list(
         "policy_version", "policy_digest", "policy_digest_version"
     ).get(pk=organization.pk)
     if kept and kept_for == version:
         return kept
-    digest = policy_digest(loaded or org_policy(organization))
-    Organization.objects.filter(pk=organization.pk, policy_version=version).update(
-        policy_digest=digest, policy_digest_version=version
-    )
+    digest = policy_digest(org_policy(organization))
+    with transaction.atomic():
+        free = (
+            Organization.objects.select_for_update(skip_locked=True)
+            .filter(pk=organization.pk, policy_version=version)
+            .values_list("pk", flat=True)
+        )
+        if list(free):
+            Organization.objects.filter(pk=organization.pk).update(
+                policy_digest=digest, policy_digest_version=version
+            )
     return digest
 
 
@@ -246,7 +256,7 @@ def change_set_preview(change_set: ChangeSet) -> ChangeSetPreview:
     return ChangeSetPreview(
         plan=list(change_set.plan),
         teams=_team_diffs(live, wanted, paths, None),
-        stale=live_policy_digest(change_set.organization, live) != change_set.base_digest,
+        stale=live_policy_digest(change_set.organization) != change_set.base_digest,
     )
 
 
@@ -288,7 +298,7 @@ def change_set_diff(
     page = paths[:limit]
     return DiffPage(
         teams=_team_diffs(live, wanted, page, codex_version),
-        stale=live_policy_digest(change_set.organization, live) != change_set.base_digest,
+        stale=live_policy_digest(change_set.organization) != change_set.base_digest,
         last=page[-1] if len(paths) > limit else None,
     )
 

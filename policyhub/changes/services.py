@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from policyhub.accounts.models import Organization
 from policyhub.accounts.permissions import Permission, authorize
+from policyhub.accounts.selectors import membership_lock
 from policyhub.actors import Actor, ActorKind
 from policyhub.audit.services import audit_record
 from policyhub.changes.models import ChangeSet
@@ -105,9 +106,13 @@ def change_set_draft_edit(
     authorize(actor, organization, Permission.POLICY_EDIT, doing="edit the policy")
     if actor.user is None:
         raise NotPermitted(f"{actor.label} has no draft of its own: propose a change set instead")
+    # One person's edits, one at a time: two first edits at once would make two drafts.
+    membership_lock(organization, actor.user.pk)
     draft = change_set_draft_of(organization, actor.user.pk, lock=True)
+    # The digest before the policy: a write in between makes the draft look stale (refused at
+    # its next edit or submit), never current with a base it was not planned against.
+    base = live_policy_digest(organization)
     live = org_policy(organization)
-    base = live_policy_digest(organization, live)
     if draft is not None and draft.base_digest != base:
         raise _stale(draft)
     raw = document.to_dict(document.parse(draft.document) if draft else live)
@@ -280,6 +285,12 @@ def change_set_schedule(
             f"change set {change_set.pk} is {change_set.status}; only a waiting one "
             f"({', '.join(WAITING)}) can be scheduled",
             [Issue("error", "status", f"is {change_set.status}")],
+        )
+    if publish_at is not None and publish_at <= timezone.now():
+        # A time already past would publish at once, which is "publish now", asked for as such.
+        raise ApplicationError(
+            "a publish time must be in the future",
+            [Issue("error", "publish_at", "is not in the future")],
         )
     before = _state(change_set)
     change_set.publish_at = publish_at

@@ -353,3 +353,19 @@ def scoped_write(caller: Caller, permission: Permission | None) -> bool:
     """A team editor holds policy.edit only inside a subtree: such a write of an object outside
     it is refused by the service (tests/policies and tests/changes cover the subtree rule)."""
     return caller.role == Role.TEAM_EDITOR and permission == EDIT
+
+
+def test_a_page_that_only_changes_things_refuses_a_get(world: World, cast: dict[str, Any]) -> None:
+    """A GET is not protected from other sites (no CSRF check; the session cookie goes along on
+    a cross-site link): a route that writes takes POST only, and a GET gets 405."""
+    browser = Client()
+    browser.force_login(cast["owner"])
+    answered = {}
+    for name, route in sorted(ROUTES.items()):
+        if route.kind != PAGE or "GET" in route.methods:
+            continue
+        with transaction.atomic():
+            answer = browser.get(reverse(name, kwargs=route.kwargs(world)), route.query)
+            transaction.set_rollback(True)
+        answered[name] = answer.status_code
+    assert answered and {name: code for name, code in answered.items() if code != 405} == {}

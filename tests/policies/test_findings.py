@@ -204,3 +204,30 @@ def test_the_kept_digest_of_the_live_policy_follows_every_write(
     Team.objects.filter(organization=acme, path="batch").update(name="Renamed in bulk")
     policy_checks_refresh(organization=acme)
     agrees()
+
+
+def test_a_digest_computed_while_the_policy_is_written_is_not_kept(
+    cast: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that commits between reading the version and reading the policy must not leave
+    the old policy's digest kept for the new version (a change set planned before the write
+    would then look current, and publishing it would undo the write)."""
+    from policyhub.changes import selectors as change_selectors
+
+    acme = cast["acme"]
+    policy_apply(organization=acme, wanted=make_policy(THREE_TEAMS), actor=OPERATOR)
+    before = change_selectors.policy_digest(org_policy(acme))
+    read = change_selectors.org_policy
+
+    def read_after_a_write(organization: Any) -> Any:
+        found = read(organization)  # the policy as it was...
+        policy_apply(organization=acme, wanted=make_policy(WITH_WARNING), actor=OPERATOR)
+        return found  # ...while a write has committed since
+
+    monkeypatch.setattr(change_selectors, "org_policy", read_after_a_write)
+    assert change_selectors.live_policy_digest(acme) == before
+    monkeypatch.setattr(change_selectors, "org_policy", read)
+    assert change_selectors.live_policy_digest(acme) == change_selectors.policy_digest(
+        org_policy(acme)
+    )
+    assert change_selectors.live_policy_digest(acme) != before

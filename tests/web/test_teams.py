@@ -269,7 +269,7 @@ def test_a_bad_slug_is_shown_beside_its_field_and_nothing_is_stored(world: World
     client = signed_in(person(world, "owner"))
     response = client.post(NEW, {"parent": "platform", "slug": "Bad Slug", "name": "Keep me"})
     html = response.content.decode()
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert re.search(
         r'id="id_slug"[^>]*aria-invalid="true"|aria-invalid="true"[^>]*id="id_slug"', html
     )
@@ -340,7 +340,7 @@ def test_deleting_a_team_with_devices_is_refused_with_the_reason(world: World) -
     client = signed_in(person(world, "owner"))
     response = client.post("/orgs/acme/teams/platform/ci/-/delete/", {"reason": ""})
     html = response.content.decode()
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert "Refused:" in html and "devices are enrolled" in html
     assert change_set_draft_of(acme(world), person(world, "owner").pk) is None
 

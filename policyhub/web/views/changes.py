@@ -431,11 +431,6 @@ def change_set_schedule_step(request: HttpRequest, page: OrgPage, pk: int) -> Ht
 
     def schedule() -> None:
         publish_at = None if clear or not text else _publish_at(text)
-        if publish_at is not None and publish_at <= timezone.now():
-            raise ApplicationError(
-                "a publish time must be in the future",
-                [Issue("error", "publish_at", "is not in the future")],
-            )
         change_set_schedule(actor=page.actor, change_set=change_set, publish_at=publish_at)
 
     return _step(

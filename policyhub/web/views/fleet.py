@@ -21,10 +21,11 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.views.decorators.http import require_POST
 
 from policyhub.accounts.permissions import Permission
 from policyhub.apis import MAX_INT
-from policyhub.errors import ApplicationError
+from policyhub.errors import ApplicationError, NotPermitted
 from policyhub.fleet import selectors, services
 from policyhub.fleet.models import Device
 from policyhub.teams.models import Team
@@ -234,12 +235,11 @@ def device_page(request: HttpRequest, page: OrgPage, pk: uuid.UUID) -> HttpRespo
     return _device_render(request, page, _device(page, pk))
 
 
+@require_POST
 @org_page(post=Permission.FLEET_MANAGE)
 def device_move(request: HttpRequest, page: OrgPage, pk: uuid.UUID) -> HttpResponse:
     """Serve the device another team's release from its next fetch on."""
     device = _device(page, pk)
-    if request.method != "POST":
-        return redirect("web-device", page.org.slug, device.pk)
     form = MoveForm(request.POST)
     if not form.is_valid():
         return _device_render(request, page, device, move=form, status=400)
@@ -250,6 +250,8 @@ def device_move(request: HttpRequest, page: OrgPage, pk: uuid.UUID) -> HttpRespo
             actor=page.actor,
             reason=form.cleaned_data["reason"],
         )
+    except NotPermitted:
+        raise
     except ApplicationError as exc:
         refused = refusal(exc, MoveForm.base_fields)
         return _device_render(request, page, device, move=form, move_refused=refused, status=400)
@@ -257,17 +259,18 @@ def device_move(request: HttpRequest, page: OrgPage, pk: uuid.UUID) -> HttpRespo
     return redirect("web-device", page.org.slug, moved.pk)
 
 
+@require_POST
 @org_page(post=Permission.FLEET_MANAGE)
 def device_revoke(request: HttpRequest, page: OrgPage, pk: uuid.UUID) -> HttpResponse:
     """Both channels refuse the device's credential from now on; it is listed as revoked."""
     device = _device(page, pk)
-    if request.method != "POST":
-        return redirect("web-device", page.org.slug, device.pk)
     form = RevokeForm(request.POST)
     if not form.is_valid():
         return _device_render(request, page, device, revoke=form, status=400)
     try:
         services.device_revoke(device=device, actor=page.actor, reason=form.cleaned_data["reason"])
+    except NotPermitted:
+        raise
     except ApplicationError as exc:
         refused = refusal(exc, RevokeForm.base_fields)
         return _device_render(
@@ -345,6 +348,8 @@ def enrollment_tokens_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
             note=given["note"],
             actor=page.actor,
         )
+    except NotPermitted:
+        raise
     except ApplicationError as exc:
         refused = refusal(exc, TokenForm.base_fields)
         return _tokens_render(request, page, form=form, refused=refused, status=400)
@@ -366,16 +371,17 @@ def enrollment_tokens_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
     return response
 
 
+@require_POST
 @org_page(post=Permission.FLEET_MANAGE)
 def enrollment_token_revoke(request: HttpRequest, page: OrgPage, token_id: int) -> HttpResponse:
     """No machine enrols with the token from now on; those it enrolled stay."""
     token = selectors.enrollment_token_get(page.org, token_id)
     if token is None:
         raise Http404("no such enrolment token")
-    if request.method != "POST":
-        return redirect("web-enrollment-tokens", page.org.slug)
     try:
         services.enrollment_token_revoke(token=token, actor=page.actor)
+    except NotPermitted:
+        raise
     except ApplicationError as exc:
         return _tokens_render(request, page, refused=refusal(exc), status=400)
     messages.success(request, f"Enrolment token {token.prefix}… revoked.")

@@ -20,10 +20,11 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from policyhub.accounts.permissions import Permission
 from policyhub.changes.models import ChangeSet
-from policyhub.errors import ApplicationError
+from policyhub.errors import ApplicationError, NotPermitted
 from policyhub.releases import selectors
 from policyhub.releases.models import PublishRun, Release
 from policyhub.releases.services.rollback import release_rollback
@@ -69,6 +70,8 @@ def publishes_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
     if request.method == "POST":
         try:
             run = publish_run_request(actor=page.actor, organization=page.org)
+        except NotPermitted:
+            raise
         except ApplicationError as refused:
             messages.error(request, revision_words(refused.message))
             return redirect("web-publishes", page.org.slug)
@@ -321,6 +324,7 @@ def team_releases_page(request: HttpRequest, page: OrgPage, path: str) -> HttpRe
     return _team_releases(request, page, path)
 
 
+@require_POST
 @org_page(post=Permission.RELEASE_MANAGE)
 def rollout_start(request: HttpRequest, page: OrgPage, path: str) -> HttpResponse:
     """Serve the team's current revision to a share of its devices, the previous to the rest."""
@@ -334,6 +338,8 @@ def rollout_start(request: HttpRequest, page: OrgPage, path: str) -> HttpRespons
             percent=form.cleaned_data["percent"],
             actor=page.actor,
         )
+    except NotPermitted:
+        raise
     except ApplicationError as exc:
         found = refusal_shown(refusal(exc, ["percent"]))
         _to_form(form, found)
@@ -345,6 +351,7 @@ def rollout_start(request: HttpRequest, page: OrgPage, path: str) -> HttpRespons
     return redirect("web-team-releases", page.org.slug, path)
 
 
+@require_POST
 @org_page(post=Permission.RELEASE_MANAGE)
 def rollout_promote(request: HttpRequest, page: OrgPage, path: str) -> HttpResponse:
     """Widen the staged rollout; at 100 % every device gets the new revision."""
@@ -358,6 +365,8 @@ def rollout_promote(request: HttpRequest, page: OrgPage, path: str) -> HttpRespo
             percent=form.cleaned_data["percent"],
             actor=page.actor,
         )
+    except NotPermitted:
+        raise
     except ApplicationError as exc:
         found = refusal_shown(refusal(exc, ["percent"]))
         _to_form(form, found)
@@ -370,11 +379,14 @@ def rollout_promote(request: HttpRequest, page: OrgPage, path: str) -> HttpRespo
     return redirect("web-team-releases", page.org.slug, path)
 
 
+@require_POST
 @org_page(post=Permission.RELEASE_MANAGE)
 def rollout_abort(request: HttpRequest, page: OrgPage, path: str) -> HttpResponse:
     """Stop the staged rollout: every device gets the previous revision again."""
     try:
         restored = release_rollout_abort(organization=page.org, team_path=path, actor=page.actor)
+    except NotPermitted:
+        raise
     except ApplicationError as exc:
         return _team_releases(request, page, path, refused=refusal_shown(refusal(exc)), status=400)
     messages.success(
@@ -425,6 +437,8 @@ def rollback_page(request: HttpRequest, page: OrgPage, path: str) -> HttpRespons
                 actor=page.actor,
                 reason=form.cleaned_data["reason"],
             )
+        except NotPermitted:
+            raise
         except ApplicationError as exc:
             found = refusal_shown(refusal(exc, ["reason"]))
             _to_form(form, found)

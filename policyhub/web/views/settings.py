@@ -16,6 +16,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
+from django.views.decorators.http import require_POST
 
 from policyhub.accounts.permissions import ORGANIZATION_NODE, Permission
 from policyhub.accounts.services import organization_settings_update
@@ -145,6 +146,7 @@ def settings_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
     return redirect("web-settings", page.org.slug)
 
 
+@require_POST
 @org_page(post=Permission.POLICY_EDIT)
 def name_edit(request: HttpRequest, page: OrgPage) -> HttpResponse:
     """Rename the organisation: part of the policy, so it goes into the editor's unpublished

@@ -17,6 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from policyhub.accounts.models import Invitation, Membership, Role
 from policyhub.accounts.permissions import Permission, ceiling_allowed
@@ -207,6 +208,7 @@ def members_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
     return _members(request, page)
 
 
+@require_POST
 @org_page(post=Permission.MEMBERS_MANAGE)
 def member_role(request: HttpRequest, page: OrgPage, pk: int) -> HttpResponse:
     """Give a member another role (a team editor with their team)."""
@@ -233,6 +235,7 @@ def member_role(request: HttpRequest, page: OrgPage, pk: int) -> HttpResponse:
     return _members(request, page, failed=pk, form=form, status=400)
 
 
+@require_POST
 @org_page(post=Permission.MEMBERS_MANAGE)
 def member_remove(request: HttpRequest, page: OrgPage, pk: int) -> HttpResponse:
     """Take someone out of the organisation; their API tokens here are revoked with it."""
@@ -248,6 +251,7 @@ def member_remove(request: HttpRequest, page: OrgPage, pk: int) -> HttpResponse:
     return redirect("web-settings-members", page.org.slug)
 
 
+@require_POST
 @org_page(post=Permission.OWNERS_MANAGE)
 def ownership_hand_on(request: HttpRequest, page: OrgPage) -> HttpResponse:
     """Make another member an owner; the acting owner stays on as an admin."""
@@ -338,6 +342,7 @@ def invitations_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
     return _invitations(request, page, created=created)
 
 
+@require_POST
 @org_page(post=Permission.MEMBERS_MANAGE)
 def invitation_withdraw(request: HttpRequest, page: OrgPage, pk: int) -> HttpResponse:
     """Withdraw a pending invitation: its link stops working."""
@@ -421,6 +426,7 @@ def api_tokens_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
     return _tokens(request, page, created=created)
 
 
+@require_POST
 @org_page(post=Permission.API_TOKENS)
 def api_token_withdraw(request: HttpRequest, page: OrgPage, pk: int) -> HttpResponse:
     """Revoke a token at once: one's own, or anyone's for whoever manages members."""

@@ -276,6 +276,8 @@ def team_new(request: HttpRequest, page: OrgPage) -> HttpResponse:
         request,
         "web/teams/new.html",
         {"page": page, "nav": "teams", "form": form, "refused": refused},
+        # Reached by a POST only when it was refused: success redirects.
+        status=400 if request.method == "POST" else 200,
     )
 
 
@@ -319,6 +321,8 @@ def team_rename_page(request: HttpRequest, page: OrgPage, path: str) -> HttpResp
         request,
         "web/teams/rename.html",
         {"page": page, "nav": "teams", "team": team, "form": form, "refused": refused},
+        # Reached by a POST only when it was refused: success redirects.
+        status=400 if request.method == "POST" else 200,
     )
 
 
@@ -407,6 +411,8 @@ def team_delete_page(request: HttpRequest, page: OrgPage, path: str) -> HttpResp
             "form": form,
             "refused": refused,
         },
+        # Reached by a POST only when it was refused: success redirects.
+        status=400 if request.method == "POST" else 200,
     )
 
 
@@ -474,6 +480,8 @@ def team_move_page(request: HttpRequest, page: OrgPage, path: str) -> HttpRespon
             "form": form,
             "refused": refused,
         },
+        # Reached by a POST only when it was refused: success redirects.
+        status=400 if request.method == "POST" else 200,
     )
 
 

@@ -12,10 +12,11 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from policyhub.accounts.permissions import Permission
 from policyhub.changes.services import change_set_draft_edit
-from policyhub.errors import ApplicationError
+from policyhub.errors import ApplicationError, NotPermitted
 from policyhub.policies import window
 from policyhub.policies.domain import Json, OrgPolicy
 from policyhub.policies.resolution import Resolved
@@ -96,6 +97,8 @@ def _save(
             edit=edit,
             reason=request.POST.get("reason", "")[:2000],
         )
+    except NotPermitted:
+        raise
     except ApplicationError as exc:
         if editor is None:
             messages.error(request, exc.message)
@@ -114,8 +117,6 @@ def _save(
 
 def _edit(request: HttpRequest, page: OrgPage, path: str, section: str) -> HttpResponse:
     scope = _editable(page, path)
-    if request.method != "POST":
-        return _back(scope, section)
     if section == "profile-delete":
         name = request.POST.get("name", "")
 
@@ -145,12 +146,14 @@ def _edit(request: HttpRequest, page: OrgPage, path: str, section: str) -> HttpR
     return _save(request, scope, section, editor, editor.apply)
 
 
+@require_POST
 @org_page(post=Permission.POLICY_EDIT)
 def team_edit(request: HttpRequest, page: OrgPage, path: str, section: str) -> HttpResponse:
     """Save one form of a team's node into the editor's draft change set."""
     return _edit(request, page, path, section)
 
 
+@require_POST
 @org_page(post=Permission.POLICY_EDIT)
 def root_edit(request: HttpRequest, page: OrgPage, section: str) -> HttpResponse:
     """Save one form of the organisation's own node into the editor's draft change set."""
@@ -162,8 +165,6 @@ def root_edit(request: HttpRequest, page: OrgPage, section: str) -> HttpResponse
 
 def _validate(request: HttpRequest, page: OrgPage, path: str, section: str) -> HttpResponse:
     scope = _editable(page, path)
-    if request.method != "POST":
-        return _back(scope, section)
     editor = bound_editor(scope, section, request.POST)
     context: dict[str, Any] = {"page": page, "scope": scope, "section": section}
     if editor.is_valid():
@@ -216,6 +217,7 @@ def _forms_of(editor: Editor) -> list[Any]:
     return [editor.form]  # type: ignore[attr-defined]
 
 
+@require_POST
 @org_page(post=Permission.POLICY_EDIT)
 def team_validate(request: HttpRequest, page: OrgPage, path: str, section: str) -> HttpResponse:
     """Check a form of a team's node as typed (htmx): findings beside the fields and for each
@@ -223,6 +225,7 @@ def team_validate(request: HttpRequest, page: OrgPage, path: str, section: str) 
     return _validate(request, page, path, section)
 
 
+@require_POST
 @org_page(post=Permission.POLICY_EDIT)
 def root_validate(request: HttpRequest, page: OrgPage, section: str) -> HttpResponse:
     """Check a form of the organisation's own node as typed; nothing is written."""
