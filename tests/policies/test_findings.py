@@ -217,7 +217,7 @@ def test_a_digest_computed_while_the_policy_is_written_is_not_kept(
     acme = cast["acme"]
     policy_apply(organization=acme, wanted=make_policy(THREE_TEAMS), actor=OPERATOR)
     before = change_selectors.policy_digest(org_policy(acme))
-    read = change_selectors.org_policy
+    read = org_policy  # the function changes.selectors calls
 
     def read_after_a_write(organization: Any) -> Any:
         found = read(organization)  # the policy as it was...
