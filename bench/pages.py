@@ -43,6 +43,7 @@ PAGES = [
     ("change sets", "changes/"),
     ("change sets, drafts", "changes/?status=draft"),
     ("change set", "changes/{change_set}/"),
+    ("change set preview", "changes/{change_set}/preview/"),
     ("publishes", "publishes/"),
     ("publish run", "publishes/{run}/"),
     ("devices", "devices/"),

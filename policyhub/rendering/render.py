@@ -77,7 +77,7 @@ def render_team(
     policy: OrgPolicy,
     path: str,
     *,
-    revision: str = "draft",
+    revision: str = "unpublished",
     target: CodexCapabilities | None = None,
 ) -> RenderedTeam:
     """Validate one team and render its files for one Codex version; raises PolicyInvalid.

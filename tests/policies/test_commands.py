@@ -191,6 +191,9 @@ def test_render_all_writes_one_folder_per_slug_path_and_drops_stale_profiles(
     assert org is not None
     assert folders == sorted(org_policy(org).teams)
     assert not stale.exists()
+    # Files rendered from the policy, not published, are "unpublished", as on every page.
+    header = (tmp_path / "batch" / "config.toml").read_text().splitlines()[0]
+    assert "revision unpublished" in header, header
 
 
 def test_render_refuses_unknown_teams_versions_and_invalid_policies(

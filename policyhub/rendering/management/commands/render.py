@@ -33,7 +33,9 @@ class Command(BaseCommand):
             "support window)",
         )
         parser.add_argument(
-            "--revision", default="draft", help="revision named in the file headers"
+            "--revision",
+            default="unpublished",
+            help='revision named in the file headers (files not published are "unpublished")',
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
