@@ -22,7 +22,7 @@ from policyhub.changes.models import ChangeSet
 from policyhub.errors import ApplicationError
 from policyhub.policies import document
 from policyhub.policies.domain import Endpoint, OrgPolicy
-from policyhub.policies.selectors import org_policy
+from policyhub.policies.selectors import org_policy, team_paths, teams_policy
 from policyhub.policies.validation import errors_of, validate_policy
 from policyhub.policies.window import window_issues
 from policyhub.rendering.render import render_team
@@ -283,9 +283,9 @@ def change_set_diff(
     page may list fewer affected teams than it looked at. `team` narrows it to one team;
     `codex_version` renders the files that version would receive (the set for its span of
     the window; below the window the oldest set, above it the newest, as delivery serves)."""
-    live = org_policy(change_set.organization)
+    organization = change_set.organization
     wanted = document.parse(change_set.document)
-    paths = sorted(set(live.teams) | set(wanted.teams))
+    paths = sorted(set(team_paths(organization)) | set(wanted.teams))
     if team is not None:
         if team not in paths:
             raise ApplicationError(
@@ -296,9 +296,12 @@ def change_set_diff(
     if after is not None:
         paths = paths[bisect.bisect_right(paths, after) :]
     page = paths[:limit]
+    # Only the page's teams of the live policy, with their chains: a page costs the same in an
+    # organisation of ten teams or ten thousand.
+    live = teams_policy(organization, page)
     return DiffPage(
         teams=_team_diffs(live, wanted, page, codex_version),
-        stale=live_policy_digest(change_set.organization) != change_set.base_digest,
+        stale=live_policy_digest(organization) != change_set.base_digest,
         last=page[-1] if len(paths) > limit else None,
     )
 

@@ -4,6 +4,7 @@ stored validation results (`TeamCheck`) answer what pages show without it."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 
 from django.db.models import (
     BooleanField,
@@ -197,16 +198,27 @@ def team_policy(organization: Organization, path: str) -> OrgPolicy | None:
     (its ancestors and itself), in five queries whatever the size of the tree. Validation,
     resolution and rendering of `path` on it give what they give on `org_policy`; other teams
     are simply not there. `path` "" is the organisation's own node; None for an unknown team."""
-    parts = path.split("/") if path else []
-    chain = ["/".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
-    teams = list(
-        Team.objects.filter(organization=organization, path__in=chain).only("id", "path", "name")
-    )
-    if len(teams) != len(chain):
-        return None
+    found = teams_policy(organization, [path] if path else [])
+    return found if not path or path in found.teams else None
+
+
+def teams_policy(organization: Organization, paths: Iterable[str]) -> OrgPolicy:
+    """`team_policy` for several teams at once (a page of them): the union of their chains, in
+    five queries. A path that names no team, or whose chain is incomplete, is left out."""
+    chains: set[str] = set()
+    for path in paths:
+        parts = path.split("/")
+        chains.update("/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
+    found_teams = Team.objects.filter(organization=organization, path__in=sorted(chains))
+    teams = {team.path: team for team in found_teams.only("id", "path", "name")}
+    teams = {
+        path: team
+        for path, team in teams.items()
+        if all(ancestor in teams for ancestor in _ancestors(path))
+    }
     found = (
         PolicyNode.objects.filter(organization=organization)
-        .filter(Q(team__isnull=True) | Q(team__in=[team.pk for team in teams]))
+        .filter(Q(team__isnull=True) | Q(team__in=[team.pk for team in teams.values()]))
         .prefetch_related("profiles", "mcp_servers")
     )
     nodes: dict[int | None, Node] = {
@@ -227,6 +239,20 @@ def team_policy(organization: Organization, path: str) -> OrgPolicy | None:
         organization.name,
         endpoints,
         nodes.get(None, Node()),
-        {t.path: TeamSpec(t.path, t.name, nodes.get(t.id, Node())) for t in teams},
+        {
+            path: TeamSpec(path, teams[path].name, nodes.get(teams[path].id, Node()))
+            for path in sorted(teams)
+        },
         codex_window(organization.codex_window),
     )
+
+
+def _ancestors(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:depth]) for depth in range(1, len(parts))]
+
+
+def team_paths(organization: Organization) -> list[str]:
+    """Every team's path, in order: the tree's outline without its policy."""
+    found = Team.objects.filter(organization=organization).order_by("path")
+    return list(found.values_list("path", flat=True))
