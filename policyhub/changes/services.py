@@ -135,11 +135,11 @@ def change_set_draft_edit(
             author_label=actor.label,
             base_digest=base,
         )
-    draft.document, draft.plan, draft.title = (
-        document.dump(wanted),
-        plan,
-        _title(plan) if plan else "no changes yet",
-    )
+    # The title follows the plan until the author names the draft (change_set_describe).
+    named = draft.pk is not None and draft.title != _draft_title(draft.plan)
+    draft.document, draft.plan = document.dump(wanted), plan
+    if not named:
+        draft.title = _draft_title(plan)
     if reason:
         draft.reason = reason
     draft.full_clean()
@@ -480,6 +480,10 @@ def _author(change_set: ChangeSet) -> Actor:
 def _apply_reason(change_set: ChangeSet) -> str:
     label = f"change set {change_set.pk}"
     return f"{label}: {change_set.reason}" if change_set.reason else label
+
+
+def _draft_title(plan: list[str]) -> str:
+    return _title(plan) if plan else "no changes yet"
 
 
 def _title(plan: list[str]) -> str:

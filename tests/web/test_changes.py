@@ -187,6 +187,21 @@ def test_the_author_describes_and_discards_their_own_draft(world: World) -> None
     assert not ChangeSet.objects.filter(pk=draft.pk).exists()
 
 
+def test_a_named_draft_keeps_its_name_through_later_edits(world: World) -> None:
+    draft = admin_draft(world)
+    assert draft.title == draft.plan[0]  # unnamed, it is called after its plan
+    author = signed_in(people(world)["admin"])
+    assert author.post(url(draft, "-/describe/"), {"title": "CI on gpt-5.5", "reason": "r"})
+    admin = acting(people(world)["admin"])
+
+    def batch_name(raw: Json) -> None:
+        raw["teams"]["batch"]["name"] = "Batch jobs"
+
+    again = change_set_draft_edit(actor=admin, organization=people(world)["acme"], edit=batch_name)
+    assert again.pk == draft.pk and len(again.plan) == 2
+    assert again.title == "CI on gpt-5.5"
+
+
 def test_scheduling_a_publish(world: World) -> None:
     requiring_approval(world)
     draft = admin_draft(world)
