@@ -162,12 +162,5 @@ def keyset_page(
     return Page(items, next_url, first_url)
 
 
-def query_without(request: HttpRequest, *names: str) -> str:
-    """The page's query string without `names` (for links that change one filter)."""
-    return urlencode(
-        [(k, v) for k in request.GET if k not in names for v in request.GET.getlist(k)]
-    )
-
-
 def is_htmx(request: HttpRequest) -> bool:
     return request.headers.get("HX-Request") == "true"
