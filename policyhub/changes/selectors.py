@@ -156,6 +156,54 @@ def change_set_endpoints(change_set: ChangeSet) -> Mapping[str, Endpoint]:
         return {}
 
 
+# The tables of the organisation's own node, at the top of a document.
+ROOT_SECTIONS = ("requirements", "config", "profiles", "mcp_servers")
+
+
+def change_set_node_table(change_set: ChangeSet, path: str) -> Mapping[str, Any] | None:
+    """One node's tables in a change set's wanted document (`path` "" for the organisation's
+    own), or None when the document has no such team. A document as `document.dump` writes it
+    (every browser draft) has one header line per table and no multi-line string, so only the
+    node's own tables are read: a team page costs the same in a draft of ten teams or ten
+    thousand. Any other document is parsed whole."""
+    text = change_set.document
+    if '"""' in text or "'''" in text:
+        return _node_of(tomllib.loads(text), path)
+    wanted: list[str] = []
+    keep = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("["):
+            keep = _header_of_node(line, path)
+        if keep:
+            wanted.append(line)
+    try:
+        return _node_of(tomllib.loads("".join(wanted)), path)
+    except tomllib.TOMLDecodeError:
+        return _node_of(tomllib.loads(text), path)
+
+
+def _header_of_node(line: str, path: str) -> bool:
+    """Whether a table header belongs to the node at `path`: read by TOML itself, and only for
+    headers that can (a team's name appears in it), so most lines cost a string search."""
+    name = line.lstrip("[").split("]", 1)[0].strip()
+    if not path:
+        return name.split(".", 1)[0].strip('"') in ROOT_SECTIONS
+    if not name.startswith("teams.") or path not in name:
+        return False
+    try:
+        found = tomllib.loads(f"[{name}]\n")
+    except tomllib.TOMLDecodeError:
+        return False
+    return path in found.get("teams", {})
+
+
+def _node_of(raw: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
+    if not path:
+        return {section: raw[section] for section in ROOT_SECTIONS if section in raw}
+    found = raw.get("teams", {}).get(path)
+    return found if isinstance(found, Mapping) else None
+
+
 @dataclass(frozen=True)
 class PolicyExport:
     """The live policy as a document, and the sha256 a change set records as its base."""

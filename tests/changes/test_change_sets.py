@@ -380,3 +380,28 @@ def test_an_unreviewed_change_set_of_an_editor_moved_to_another_team_is_refused(
     assert change_set.status == "rejected"
     assert "only for team batch" in change_set.decision_reason
     assert org_policy(cast["acme"]) == make_policy(POLICY)
+
+
+def test_one_node_of_a_draft_reads_as_the_whole_document_reads_it() -> None:
+    """`change_set_node_table` reads only a node's tables of a document `document.dump` wrote;
+    for every node of the demo (the organisation's and each team's) it finds what parsing the
+    whole document finds, and a document in another layout is parsed whole."""
+    import tomllib
+
+    from policyhub.changes.selectors import ROOT_SECTIONS, change_set_node_table
+    from policyhub.policies import document
+    from policyhub.policies.demo import ACME
+
+    text = document.dump(document.parse(ACME.read_text()))
+    whole = tomllib.loads(text)
+    draft = ChangeSet(document=text)
+    assert change_set_node_table(draft, "") == {k: whole[k] for k in ROOT_SECTIONS if k in whole}
+    for path, table in whole["teams"].items():
+        assert change_set_node_table(draft, path) == table, path
+    assert change_set_node_table(draft, "no/such/team") is None
+    # A multi-line string can hold a line that looks like a header: such a document is read whole.
+    tricky = text + '\n[teams.batch.config.notes]\ntext = """\n[teams."platform/ci"]\n"""\n'
+    assert (
+        change_set_node_table(ChangeSet(document=tricky), "platform/ci")
+        == whole["teams"]["platform/ci"]
+    )

@@ -4,7 +4,6 @@ one), the editors of its sections, and findings placed beside the fields they na
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
@@ -16,7 +15,11 @@ from django.http import Http404, QueryDict
 from django.urls import reverse
 
 from policyhub.changes.models import ChangeSet
-from policyhub.changes.selectors import change_set_draft_of, change_set_endpoints
+from policyhub.changes.selectors import (
+    change_set_draft_of,
+    change_set_endpoints,
+    change_set_node_table,
+)
 from policyhub.errors import ApplicationError
 from policyhub.policies.document import NODE_SECTIONS, document_path
 from policyhub.policies.domain import Endpoint, Json, Node, OrgPolicy
@@ -101,9 +104,8 @@ def node_scope(page: OrgPage, path: str) -> NodeScope:
     scope.shown = team_forms.node_table(scope.live)
     if draft is not None:
         scope.edit_endpoints = change_set_endpoints(draft)
-        # The draft is a whole document; the node is one of its tables.
-        raw: Mapping[str, Any] = tomllib.loads(draft.document)
-        table = raw if not path else raw.get("teams", {}).get(path)
+        # The draft is a whole document; the node is one of its tables, read alone.
+        table = change_set_node_table(draft, path)
         if table is None:
             scope.missing_in_draft = True
         else:
