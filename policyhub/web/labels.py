@@ -1,8 +1,9 @@
-"""How every page names Codex versions: a file set is labelled with the versions it serves."""
+"""What pages show alike: the Codex versions a file set serves, and the lines of a diff."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from providers.codex_versions import Span, Version, version_text
 
@@ -34,3 +35,27 @@ def codex_label(spans: Iterable[Span]) -> str:
         else:
             parts.append(f"{first} \N{EN DASH} {last}")
     return "Codex " + (", ".join(parts) if parts else "(no versions)")
+
+
+@dataclass(frozen=True)
+class DiffLine:
+    """One line of a unified diff, classed for the `diff` styles."""
+
+    kind: str  # add, del, hunk (the file header lines too) or "" (context)
+    text: str
+
+
+def diff_lines(diff: str, *, headers: bool = True) -> list[DiffLine]:
+    """A unified diff's lines, classed. The two file header lines (`---`, `+++`, before the first
+    hunk; a removed line "-- x" inside one is a line like any other) are kept as hunk lines, or
+    left out with `headers=False` where the page names both sides itself."""
+    shown: list[DiffLine] = []
+    in_hunk = False
+    for text in diff.splitlines():
+        if not in_hunk and text.startswith(("--- ", "+++ ")):
+            if headers:
+                shown.append(DiffLine("hunk", text))
+            continue
+        in_hunk = in_hunk or text.startswith("@@")
+        shown.append(DiffLine({"+": "add", "-": "del", "@": "hunk"}.get(text[:1], ""), text))
+    return shown

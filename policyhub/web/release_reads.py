@@ -14,7 +14,7 @@ from policyhub.accounts.models import Organization
 from policyhub.fleet.selectors import device_states
 from policyhub.releases import selectors
 from policyhub.releases.models import Release
-from policyhub.web.labels import codex_label
+from policyhub.web.labels import DiffLine, codex_label, diff_lines
 from policyhub.web.pages import Refusal
 
 # Services name a release "r7"; the pages always say "revision 7".
@@ -44,12 +44,6 @@ def duration(elapsed: timedelta) -> str:
         return f"{minutes} min {seconds} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
-
-
-@dataclass(frozen=True)
-class DiffLine:
-    kind: str  # add, del, hunk or "" (context)
-    text: str
 
 
 @dataclass(frozen=True)
@@ -123,24 +117,15 @@ def rollout_progress(organization: Organization, current: Release) -> Rollout:
     return Rollout(current, previous, targeted, on_new, on_previous, other)
 
 
-def diff_lines(diff: str) -> list[DiffLine]:
-    """A unified diff's lines, classed, without its two file header lines (the page names the
-    revisions itself)."""
-    shown: list[DiffLine] = []
-    for line in diff.splitlines():
-        if line.startswith(("--- ", "+++ ")) and not shown:
-            continue
-        kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "")
-        shown.append(DiffLine(kind, line))
-    return shown
-
-
 def diff_sets(before: Release, after: Release) -> list[SetShown]:
     """What changed between two releases (read with their files), per Codex file set."""
     return [
         SetShown(
             codex_label(versions.spans),
-            [FileShown(f.name, f.status, diff_lines(f.diff)) for f in versions.files],
+            [
+                FileShown(f.name, f.status, diff_lines(f.diff, headers=False))
+                for f in versions.files
+            ],
         )
         for versions in selectors.release_diff(before, after)
     ]

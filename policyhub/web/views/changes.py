@@ -39,6 +39,7 @@ from policyhub.errors import ApplicationError, NotPermitted
 from policyhub.policies import document
 from policyhub.policies.document import codex_window
 from policyhub.releases.services.runs import publish_run_request
+from policyhub.web.labels import diff_lines
 from policyhub.web.pages import OrgPage, Refusal, is_htmx, keyset_page, org_page, refusal
 from providers.base import Issue
 from providers.codex_versions import Version, parse_version, segments, version_text
@@ -220,27 +221,6 @@ def version_choices(organization: Organization) -> list[VersionChoice]:
     return choices
 
 
-@dataclass(frozen=True)
-class DiffLine:
-    kind: str  # add | del | hunk | file | ""
-    text: str
-
-
-def _diff_lines(diff: str) -> list[DiffLine]:
-    lines = []
-    for text in diff.splitlines():
-        if text.startswith(("+++", "---")) or text.startswith("@@"):
-            kind = "hunk"
-        elif text.startswith("+"):
-            kind = "add"
-        elif text.startswith("-"):
-            kind = "del"
-        else:
-            kind = ""
-        lines.append(DiffLine(kind, text))
-    return lines
-
-
 @org_page()
 def change_set_preview(request: HttpRequest, page: OrgPage, pk: int) -> HttpResponse:
     """What publishing the change set would do: each affected team's files as diffs from what
@@ -277,7 +257,7 @@ def change_set_preview(request: HttpRequest, page: OrgPage, pk: int) -> HttpResp
             context["teams"] = [
                 {
                     "path": team.path,
-                    "files": [(file.name, _diff_lines(file.diff)) for file in team.files],
+                    "files": [(file.name, diff_lines(file.diff)) for file in team.files],
                     "errors": [document.document_path(issue) for issue in team.errors],
                 }
                 for team in diff.teams

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from policyhub.releases.models import Release
 from policyhub.releases.selectors import file_diffs, file_sets
 from policyhub.rendering.render import HEADER_RE, RenderedRelease
-from policyhub.web.labels import codex_label
+from policyhub.web.labels import DiffLine, codex_label, diff_lines
 from providers.codex_versions import Span, Version, in_spans
 
 # What the page calls files rendered from the policy but not published (also in their header).
@@ -48,12 +48,6 @@ def unpublished_sets(rendered: RenderedRelease) -> list[FileSet]:
 def published_sets(release: Release) -> list[FileSet]:
     """Every file set of `release` (one row: its label and its files never come apart)."""
     return [FileSet(stored.spans, dict(stored.files)) for stored in file_sets(release)]
-
-
-@dataclass(frozen=True)
-class DiffLine:
-    kind: str  # add, del, hunk or "" (context)
-    text: str
 
 
 @dataclass(frozen=True)
@@ -127,15 +121,4 @@ def _file_diffs(old: Mapping[str, str], new: Mapping[str, str], old_label: str) 
         old_label,
         UNPUBLISHED,
     )
-    return [
-        FileDiff(f.name, f.status, [_line(line) for line in f.diff.splitlines(keepends=True)])
-        for f in found
-    ]
-
-
-def _line(line: str) -> DiffLine:
-    text = line.rstrip("\n")
-    if text.startswith(("+++", "---")):
-        return DiffLine("hunk", text)
-    kind = {"+": "add", "-": "del", "@": "hunk"}.get(text[:1], "")
-    return DiffLine(kind, text)
+    return [FileDiff(f.name, f.status, diff_lines(f.diff)) for f in found]
