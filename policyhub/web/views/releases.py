@@ -9,7 +9,7 @@ act through the release services, which refuse what no longer applies and say wh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -328,38 +328,37 @@ def team_releases_page(request: HttpRequest, page: OrgPage, path: str) -> HttpRe
 @org_page(post=Permission.RELEASE_MANAGE)
 def rollout_start(request: HttpRequest, page: OrgPage, path: str) -> HttpResponse:
     """Serve the team's current revision to a share of its devices, the previous to the rest."""
-    form = RolloutForm(request.POST)
-    if not form.is_valid():
-        return _team_releases(request, page, path, start=form, status=400)
-    try:
-        release = release_rollout_start(
-            organization=page.org,
-            team_path=path,
-            percent=form.cleaned_data["percent"],
-            actor=page.actor,
-        )
-    except NotPermitted:
-        raise
-    except ApplicationError as exc:
-        found = refusal_shown(refusal(exc, ["percent"]))
-        _to_form(form, found)
-        return _team_releases(request, page, path, start=form, refused=found, status=400)
-    messages.success(
-        request,
-        f"Revision {release.revision} now reaches {release.rollout_percent} % of the devices of {path}.",
-    )
-    return redirect("web-team-releases", page.org.slug, path)
+    return _rollout_to(request, page, path, release_rollout_start, starting=True)
 
 
 @require_POST
 @org_page(post=Permission.RELEASE_MANAGE)
 def rollout_promote(request: HttpRequest, page: OrgPage, path: str) -> HttpResponse:
     """Widen the staged rollout; at 100 % every device gets the new revision."""
+    return _rollout_to(request, page, path, release_rollout_promote, starting=False)
+
+
+def _rollout_to(
+    request: HttpRequest,
+    page: OrgPage,
+    path: str,
+    service: Callable[..., Release],
+    *,
+    starting: bool,
+) -> HttpResponse:
+    """Start or widen a rollout to the posted percentage; a refusal stays beside its form."""
     form = RolloutForm(request.POST)
+
+    def again(refused: Refusal | None = None) -> HttpResponse:
+        start, promote = (form, None) if starting else (None, form)
+        return _team_releases(
+            request, page, path, start=start, promote=promote, refused=refused, status=400
+        )
+
     if not form.is_valid():
-        return _team_releases(request, page, path, promote=form, status=400)
+        return again()
     try:
-        release = release_rollout_promote(
+        release = service(
             organization=page.org,
             team_path=path,
             percent=form.cleaned_data["percent"],
@@ -370,7 +369,7 @@ def rollout_promote(request: HttpRequest, page: OrgPage, path: str) -> HttpRespo
     except ApplicationError as exc:
         found = refusal_shown(refusal(exc, ["percent"]))
         _to_form(form, found)
-        return _team_releases(request, page, path, promote=form, refused=found, status=400)
+        return again(found)
     if release.rollout_percent == 100:
         done = f"Revision {release.revision} now reaches every device of {path}."
     else:
