@@ -13,11 +13,12 @@ services still decide finely (a team editor's subtree) and their refusals come b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, Generic, TypeVar
 
+from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
@@ -108,15 +109,28 @@ class Refusal:
     def __bool__(self) -> bool:
         return bool(self.message)
 
+    def onto(self, form: forms.Form) -> Refusal:
+        """The findings on the form's fields as the form's own errors (shown as its validation
+        errors are); the rest stay here, for above the form."""
+        for name, texts in self.fields.items():
+            for text in texts:
+                form.add_error(name, text)
+        return self
 
-def refusal(refused: ApplicationError, fields: Iterable[str] = ()) -> Refusal:
+
+def refusal(
+    refused: ApplicationError,
+    fields: Iterable[str] = (),
+    renamed: Mapping[str, str] | None = None,
+) -> Refusal:
     """Split a refusal's findings between the form's own fields (shown in place) and the rest
-    (shown above the form, with their paths)."""
-    known = set(fields)
+    (shown above the form, with their paths). `renamed`: paths a service names
+    (`teams.platform/ci.name`) that a form field (`name`) shows."""
+    known = {**{name: name for name in fields}, **(renamed or {})}
     found = Refusal(refused.message)
     for issue in refused.issues:
         if issue.path in known:
-            found.fields.setdefault(issue.path, []).append(issue.message)
+            found.fields.setdefault(known[issue.path], []).append(issue.message)
         else:
             found.other.append(f"{issue.path}: {issue.message}" if issue.path else issue.message)
     return found

@@ -4,7 +4,6 @@ staged rollout got across the team's devices."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,23 +14,6 @@ from policyhub.fleet.selectors import device_states
 from policyhub.releases import selectors
 from policyhub.releases.models import Release
 from policyhub.web.labels import DiffLine, codex_label, diff_lines
-from policyhub.web.pages import Refusal
-
-# Services name a release "r7"; the pages always say "revision 7".
-SHORT_REVISION = re.compile(r"\br(\d+)\b")
-
-
-def revision_words(text: str) -> str:
-    return SHORT_REVISION.sub(r"revision \1", text)
-
-
-def refusal_shown(found: Refusal) -> Refusal:
-    """A refusal in the pages' words."""
-    return Refusal(
-        revision_words(found.message),
-        {name: [revision_words(m) for m in texts] for name, texts in found.fields.items()},
-        [revision_words(m) for m in found.other],
-    )
 
 
 def duration(elapsed: timedelta) -> str:

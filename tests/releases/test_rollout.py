@@ -142,7 +142,7 @@ def test_rollback_refuses_unknown_revisions_and_the_current_content(
 ) -> None:
     cast = two_revisions
     for team, revision in ((TEAM, 9), (TEAM, 0), ("nowhere", 1)):
-        with pytest.raises(ApplicationError, match="has no release"):
+        with pytest.raises(ApplicationError, match="has no revision"):
             release_rollback(
                 organization=cast["acme"],
                 team_path=team,
@@ -377,7 +377,7 @@ def test_the_release_command_lists_rolls_back_and_stages(two_revisions: dict[str
         [TEAM, "r1", "superseded"],
     ]
     assert len(run("list", "--org", "acme").splitlines()) == 5  # and `platform` r1
-    with pytest.raises(CommandError, match="has no release r7"):
+    with pytest.raises(CommandError, match="has no revision 7"):
         run("rollback", *org, "--to", "7")
     with pytest.raises(CommandError, match="no active user"):
         run("promote", *org, "--as", "nobody")

@@ -49,14 +49,14 @@ def release_rollback(
     target = team.filter(revision=to_revision).first()
     if target is None:
         raise ApplicationError(
-            f"team {team_path} has no release r{to_revision}",
-            [Issue("error", "to_revision", f"no stored release r{to_revision} of {team_path!r}")],
+            f"team {team_path} has no revision {to_revision}",
+            [Issue("error", "to_revision", f"no stored revision {to_revision} of {team_path!r}")],
         )
     current = team.filter(current=True).first()
     if current is not None and current.content_digest == target.content_digest:
         raise ApplicationError(
-            f"team {team_path} already serves the content of r{to_revision} (current "
-            f"r{current.revision}); nothing to roll back",
+            f"team {team_path} already serves the content of revision {to_revision} (current "
+            f"revision {current.revision}); nothing to roll back",
             [Issue("error", "to_revision", "same content as the current release")],
         )
     _covers_window(organization, target)
@@ -131,7 +131,7 @@ def _covers_window(organization: Organization, target: Release) -> None:
     ]
     if missing:
         raise ApplicationError(
-            f"r{target.revision} of {target.team_path} was made for other Codex versions than the "
+            f"revision {target.revision} of {target.team_path} was made for other Codex versions than the "
             f"support window now holds ({window.min_version} to {window.max_version}; none of "
             f"its file sets is for {', '.join(missing)}); publish the policy instead",
             [Issue("error", "to_revision", "made for another Codex support window")],

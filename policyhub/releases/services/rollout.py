@@ -32,12 +32,12 @@ def release_rollout_start(
         )
     if percent == release.rollout_percent:
         raise ApplicationError(
-            f"r{release.revision} of team {team_path} already reaches {percent}% of its devices"
+            f"revision {release.revision} of team {team_path} already reaches {percent}% of its devices"
         )
     previous = release.previous or _replaced(release)
     if previous is None:
         raise ApplicationError(
-            f"r{release.revision} is the first release of team {team_path}: there is no earlier "
+            f"revision {release.revision} is the first release of team {team_path}: there is no earlier "
             "release for the devices outside a staged rollout",
             [Issue("error", "team", "no previous release to fall back to")],
         )
@@ -60,7 +60,7 @@ def release_rollout_promote(
     release = _in_rollout(organization, team_path)
     if not release.rollout_percent < percent <= 100:
         raise ApplicationError(
-            f"a promotion widens a staged rollout: r{release.revision} of team {team_path} "
+            f"a promotion widens a staged rollout: revision {release.revision} of team {team_path} "
             f"already reaches {release.rollout_percent}% of its devices",
             [
                 Issue(
@@ -123,7 +123,7 @@ def _in_rollout(organization: Organization, team_path: str) -> Release:
     release = _current(organization, team_path)
     if release.rollout_percent >= 100:
         raise ApplicationError(
-            f"r{release.revision} of team {team_path} is not in a staged rollout: it already "
+            f"revision {release.revision} of team {team_path} is not in a staged rollout: it already "
             "reaches every device (to go back, roll back to an earlier revision)"
         )
     return release

@@ -40,8 +40,6 @@ from policyhub.web.release_reads import (
     SetShown,
     diff_sets,
     duration,
-    refusal_shown,
-    revision_words,
     rollout_progress,
     team_history,
 )
@@ -73,7 +71,7 @@ def publishes_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
         except NotPermitted:
             raise
         except ApplicationError as refused:
-            messages.error(request, revision_words(refused.message))
+            messages.error(request, refused.message)
             return redirect("web-publishes", page.org.slug)
         messages.success(request, f"Publish run {run.pk} was handed to a worker.")
         return redirect("web-publish-run", page.org.slug, run.pk)
@@ -160,7 +158,7 @@ def _progress(run: PublishRun) -> RunProgress:
         elapsed=duration(elapsed),
         unchanged=run.teams_rendered - run.releases_created if succeeded else None,
         # A succeeded run records there the due change sets it could not apply.
-        refusals=[revision_words(line) for line in run.error.splitlines()] if succeeded else [],
+        refusals=run.error.splitlines() if succeeded else [],
         releases=releases,
         change_sets=change_sets,
     )
@@ -367,8 +365,7 @@ def _rollout_to(
     except NotPermitted:
         raise
     except ApplicationError as exc:
-        found = refusal_shown(refusal(exc, ["percent"]))
-        _to_form(form, found)
+        found = refusal(exc, ["percent"]).onto(form)
         return again(found)
     if release.rollout_percent == 100:
         done = f"Revision {release.revision} now reaches every device of {path}."
@@ -387,19 +384,12 @@ def rollout_abort(request: HttpRequest, page: OrgPage, path: str) -> HttpRespons
     except NotPermitted:
         raise
     except ApplicationError as exc:
-        return _team_releases(request, page, path, refused=refusal_shown(refusal(exc)), status=400)
+        return _team_releases(request, page, path, refused=refusal(exc), status=400)
     messages.success(
         request,
         f"Rollout aborted: revision {restored.revision} is current again for every device of {path}.",
     )
     return redirect("web-team-releases", page.org.slug, path)
-
-
-def _to_form(form: forms.Form, found: Refusal) -> None:
-    """A service's findings on the form's own fields, shown beside them."""
-    for name, texts in found.fields.items():
-        for text in texts:
-            form.add_error(name, text)
 
 
 @org_page(post=Permission.RELEASE_MANAGE)
@@ -439,8 +429,7 @@ def rollback_page(request: HttpRequest, page: OrgPage, path: str) -> HttpRespons
         except NotPermitted:
             raise
         except ApplicationError as exc:
-            found = refusal_shown(refusal(exc, ["reason"]))
-            _to_form(form, found)
+            found = refusal(exc, ["reason"]).onto(form)
         else:
             messages.success(
                 request,

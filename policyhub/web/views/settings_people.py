@@ -129,11 +129,7 @@ class TokenForm(forms.Form):
 def form_refusal(form: forms.Form, refused: ApplicationError, paths: Mapping[str, str]) -> Refusal:
     """A refusal's findings onto the form's fields (`paths`: document or service path → field);
     the rest stay on the returned refusal, shown above the form."""
-    found = refusal(refused, paths)
-    for where, texts in found.fields.items():
-        for text in texts:
-            form.add_error(paths[where], text)
-    return found
+    return refusal(refused, renamed=paths).onto(form)
 
 
 # --- members ------------------------------------------------------------------------------------

@@ -174,17 +174,10 @@ def _into_draft(page: OrgPage, edit: Callable[[Json], None], reason: str) -> Cha
     return change_set_draft_edit(actor=page.actor, organization=page.org, edit=edit, reason=reason)
 
 
-def _fields(found: Refusal, renamed: dict[str, str]) -> Refusal:
-    """A refusal whose document paths (`teams.platform/ci.name`) are shown beside the form's
-    own fields (`name`)."""
-    for document_path, form_field in renamed.items():
-        if document_path in found.fields:
-            found.fields.setdefault(form_field, []).extend(found.fields.pop(document_path))
-    return found
-
-
 def _refused(exc: ApplicationError, form_fields: Iterable[str], renamed: dict[str, str]) -> Refusal:
-    return _fields(refusal(exc, [*form_fields, *renamed]), renamed)
+    """A refusal shown beside the form's fields, document paths (`teams.platform/ci.name`)
+    included."""
+    return refusal(exc, form_fields, renamed)
 
 
 def _reason_field() -> forms.CharField:
