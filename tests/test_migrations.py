@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 from django.apps import apps
+from django.db import transaction
 from django.utils import timezone
 
 from policyhub.audit.models import AuditEvent
+from policyhub.audit.services import audit_record
 from policyhub.changes.models import ChangeSet
-from tests.conftest import person
+from tests.conftest import OPERATOR, acting, past_the_audit_guard, person, rewrite_events
 
 pytestmark = [pytest.mark.django_db]
 
@@ -61,12 +63,24 @@ def test_audit_events_of_the_command_line_are_systems_and_of_gone_people_stay_us
     cast: dict[str, Any],
 ) -> None:
     gone = person("gone")
-    common = {"action": "x", "object_type": "x", "object_key": "x"}
-    system = AuditEvent.objects.create(actor=None, actor_label="system", **common)
-    theirs = AuditEvent.objects.create(actor=gone, actor_label="gone", **common)
-    gone.delete()  # the event keeps their name; the link is cleared
-    AuditEvent.objects.update(actor_kind="user")
+    with transaction.atomic():
+        system, theirs = (
+            audit_record(
+                organization_id=cast["acme"].pk,
+                actor=actor,
+                action="x",
+                object_type="x",
+                object_key="x",
+            )
+            for actor in (OPERATOR, acting(gone))
+        )
+    # As the rows of the time were: no kind, a command's label, and a person whose account was
+    # deleted since (the link cleared, the name kept).
+    rewrite_events(AuditEvent.objects.filter(pk=system.pk), actor_label="system")
+    rewrite_events(AuditEvent.objects.filter(pk=theirs.pk), actor=None, actor_label="gone")
+    rewrite_events(AuditEvent.objects.all(), actor_kind="user")
 
-    backfill("policyhub.audit.migrations.0004_auditevent_actor_kind")._kinds(apps, None)
+    with past_the_audit_guard():
+        backfill("policyhub.audit.migrations.0004_auditevent_actor_kind")._kinds(apps, None)
     kinds = dict(AuditEvent.objects.values_list("pk", "actor_kind"))
     assert (kinds[system.pk], kinds[theirs.pk]) == ("system", "user")

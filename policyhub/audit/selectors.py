@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 
 from django.db.models import QuerySet
 
-from policyhub.audit.models import ABOUT_TEAM, AuditEvent
+from policyhub.audit.chain import GENESIS
+from policyhub.audit.models import ABOUT_TEAM, AuditChain, AuditEvent
 
 # The object types the services record (`object_type` of `audit_record`), for the page's select.
 OBJECT_TYPES = (
@@ -76,3 +77,9 @@ def audit_events_until(
     )
     found = events.filter(created_at__lte=moment)
     return found if after is None else found.filter(id__lt=after)
+
+
+def audit_chain_head(organization_id: int) -> tuple[int, str]:
+    """How many events the organisation's chain holds and the last one's hash (committed)."""
+    head = AuditChain.objects.filter(organization_id=organization_id).values_list("length", "head")
+    return head.first() or (0, GENESIS)

@@ -16,6 +16,9 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from policyhub.accounts.models import Organization
+from policyhub.audit.models import AuditEvent
+from policyhub.audit.verification import audit_chain_verify
 from policyhub.celery import app as celery_app
 from policyhub.policies.selectors import org_policy, organization_get
 from policyhub.policies.services import policy_apply
@@ -115,6 +118,11 @@ def test_the_demo_publishes_through_the_worker_and_codex_accepts_every_release(
     assert Release.objects.filter(current=True).count() == 9
     line = publish()
     assert line.endswith("succeeded 0 new release(s)"), line
+    # The worker's own steps carry its task id, and its events join the same chain.
+    acme = Organization.objects.get(slug="acme")
+    steps = AuditEvent.objects.filter(organization=acme, action="publish_run.finish")
+    assert steps.latest("seq").request_id.startswith("task:")
+    assert audit_chain_verify(acme.pk).ok
 
     releases = list(Release.objects.filter(current=True).select_related("signing_key"))
     assert sorted(r.team_path for r in releases) == sorted(

@@ -19,7 +19,7 @@ from policyhub.audit.models import AuditEvent
 from policyhub.audit.services import audit_record
 from policyhub.web.pages import PAGE_SIZE
 from tests.api.conftest import World, world  # noqa: F401
-from tests.conftest import OPERATOR, acting
+from tests.conftest import OPERATOR, acting, rewrite_events
 
 pytestmark = [pytest.mark.django_db]
 AUDIT = reverse("web-audit", args=["acme"])
@@ -85,7 +85,7 @@ def test_actor_filter_matches_the_label_and_its_tokens(client: Client, world: Wo
     own = record(acme, actor=acting(people["approver"]))
     token_label = f"{people['approver'].email} (API token phk_123…)"
     through_token = AuditEvent.objects.filter(pk=record(acme).pk)
-    through_token.update(actor_label=token_label)
+    rewrite_events(through_token, actor_label=token_label)
     someone_else = record(acme, actor=acting(people["viewer"]))
     html = signed_in(client, people["auditor"]).get(AUDIT, {"actor": "approver@"}).content
     shown = ids_shown(html.decode())
@@ -133,12 +133,14 @@ def test_since_and_until_narrow_by_time(client: Client, world: World) -> None:
     acme = people["acme"]
     now = timezone.now()
     # Ids grow with time, as they do when the services write: what is there is older still.
-    AuditEvent.objects.filter(organization=acme).update(created_at=now - timedelta(days=60))
+    rewrite_events(
+        AuditEvent.objects.filter(organization=acme), created_at=now - timedelta(days=60)
+    )
     moments = {"old": now - timedelta(days=40), "mid": now - timedelta(days=10)}
     events = {}
     for name, moment in moments.items():
         event = record(acme, object_key=f"team {name}")
-        AuditEvent.objects.filter(pk=event.pk).update(created_at=moment)
+        rewrite_events(AuditEvent.objects.filter(pk=event.pk), created_at=moment)
         events[name] = event.pk
     auditor = signed_in(client, people["auditor"])
 
@@ -224,7 +226,9 @@ def test_since_bound_keeps_events_written_slightly_out_of_order(world: World) ->
     acme = world.ids["people"]["acme"]
     moment = datetime(2030, 1, 1, tzinfo=timezone.get_current_timezone())
     first, second = record(acme), record(acme)
-    AuditEvent.objects.filter(pk=first.pk).update(created_at=moment + timedelta(seconds=2))
-    AuditEvent.objects.filter(pk=second.pk).update(created_at=moment + timedelta(seconds=1))
+    rewrite_events(AuditEvent.objects.filter(pk=first.pk), created_at=moment + timedelta(seconds=2))
+    rewrite_events(
+        AuditEvent.objects.filter(pk=second.pk), created_at=moment + timedelta(seconds=1)
+    )
     found = audit_events_since(audit_events(acme.pk), acme.pk, moment)
     assert set(found.values_list("pk", flat=True)) == {first.pk, second.pk}

@@ -88,8 +88,47 @@ def publish_run_execute(*, run_id: int) -> PublishRun | None:
 
     The claim is one conditional UPDATE, so exactly one worker wins. A worker killed mid-run
     leaves no release (the publish transaction dies with it) and a running row whose lease
-    expires; the redelivered task or the recovery sweep then claims it again.
+    expires; the redelivered task or the recovery sweep then claims it again. Each step of the
+    run (start, finish or failure, a hand-back after a lost connection) is recorded in the
+    transaction that makes it, in the requester's name, as the releases are.
     """
+    run = _claimed(run_id)
+    if run is None:
+        return None
+    try:
+        created, rendered = release_publish(run=run)
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away: nothing was stored; the task's retry claims the run again.
+        _run_step(
+            run,
+            "requeue",
+            status=PublishRun.Status.PENDING,
+            reason=f"the database connection was lost ({type(exc).__name__}); retried",
+        )
+        raise
+    except SoftTimeLimitExceeded:
+        _failed(
+            run,
+            f"stopped after {settings.PUBLISH_SOFT_TIME_LIMIT} s, before its lease ran out "
+            "(PUBLISH_LEASE_SECONDS); nothing was stored",
+        )
+        raise
+    except Exception as exc:
+        # The publish transaction rolled back: nothing was stored. Record why on the run.
+        _failed(run, str(exc) or type(exc).__name__)
+        raise
+    return _run_step(
+        run,
+        "finish",
+        status=PublishRun.Status.SUCCEEDED,
+        finished_at=timezone.now(),
+        teams_rendered=rendered,
+        releases_created=created,
+    )
+
+
+@transaction.atomic
+def _claimed(run_id: int) -> PublishRun | None:
     now = timezone.now()
     claimed = PublishRun.objects.filter(_claimable(), pk=run_id).update(
         status=PublishRun.Status.RUNNING,
@@ -100,35 +139,51 @@ def publish_run_execute(*, run_id: int) -> PublishRun | None:
     if claimed != 1:
         return None
     run = PublishRun.objects.get(pk=run_id)
-    try:
-        created, rendered = release_publish(run=run)
-    except (OperationalError, InterfaceError):
-        # The database went away: nothing was stored; the task's retry claims the run again.
-        PublishRun.objects.filter(pk=run_id).update(status=PublishRun.Status.PENDING)
-        raise
-    except SoftTimeLimitExceeded:
-        _failed(
-            run_id,
-            f"stopped after {settings.PUBLISH_SOFT_TIME_LIMIT} s, before its lease ran out "
-            "(PUBLISH_LEASE_SECONDS); nothing was stored",
-        )
-        raise
-    except Exception as exc:
-        # The publish transaction rolled back: nothing was stored. Record why on the run.
-        _failed(run_id, str(exc) or type(exc).__name__)
-        raise
-    PublishRun.objects.filter(pk=run_id).update(
-        status=PublishRun.Status.SUCCEEDED,
+    _run_audit(run, "start", after={"status": run.status, "attempt": run.attempts})
+    return run
+
+
+def _failed(run: PublishRun, error: str) -> None:
+    error = error[:10_000]
+    _run_step(
+        run,
+        "fail",
+        reason=error,
+        status=PublishRun.Status.FAILED,
         finished_at=timezone.now(),
-        teams_rendered=rendered,
-        releases_created=created,
+        error=error,
     )
-    return PublishRun.objects.get(pk=run_id)
 
 
-def _failed(run_id: int, error: str) -> None:
-    PublishRun.objects.filter(pk=run_id).update(
-        status=PublishRun.Status.FAILED, finished_at=timezone.now(), error=error[:10_000]
+# What the events of a run's steps show of it (its error is the event's reason).
+RUN_COUNTS = ("teams_rendered", "releases_created")
+
+
+@transaction.atomic
+def _run_step(run: PublishRun, verb: str, *, reason: str = "", **fields: object) -> PublishRun:
+    """Move the run on (`fields` of its row) and record it, in one transaction."""
+    PublishRun.objects.filter(pk=run.pk).update(**fields)
+    run = PublishRun.objects.get(pk=run.pk)
+    after = {
+        "status": run.status,
+        **{name: getattr(run, name) for name in RUN_COUNTS if name in fields},
+    }
+    _run_audit(run, verb, before={"status": PublishRun.Status.RUNNING}, after=after, reason=reason)
+    return run
+
+
+def _run_audit(
+    run: PublishRun, verb: str, *, before: object = None, after: object = None, reason: str = ""
+) -> None:
+    audit_record(
+        organization_id=run.organization_id,
+        actor=requester(run),
+        action=f"publish_run.{verb}",
+        object_type="publish_run",
+        object_key=str(run.pk),
+        before=before,
+        after=after,
+        reason=reason,
     )
 
 
