@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "policyhub.releases",
     "policyhub.fleet",
     "policyhub.delivery",
+    "policyhub.exports",
     "policyhub.web",
     "rest_framework",
 ]
@@ -73,6 +74,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Device fetches are answered here, before the stack below (delivery/middleware.py).
     "policyhub.delivery.middleware.DeliveryFastPath",
+    # The source address and request id of every audit event the request writes.
+    "policyhub.audit.context.RequestOrigin",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -18,10 +18,12 @@ import io
 import pkgutil
 import re
 import sys
+import tempfile
 from argparse import ArgumentParser
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,6 +61,7 @@ from policyhub.changes.services import (
     change_set_submit,
 )
 from policyhub.errors import ApplicationError, NotPermitted
+from policyhub.exports.services import audit_export_manifest, audit_export_start
 from policyhub.fleet.models import Device, EnrollmentToken
 from policyhub.fleet.services import (
     device_enroll,
@@ -99,6 +102,7 @@ ACTORS = (
 MANAGERS = frozenset({"owner", "admin", "operator"})
 EDITORS = MANAGERS | {"editor"}  # the team editor's scope is team platform
 PEOPLE = frozenset({"owner", "admin", "editor", "approver", "auditor", "viewer"})
+AUDITORS = frozenset({"owner", "admin", "auditor", "operator"})  # read and export the trail
 CHANGED = THREE_TEAMS + "\n[teams.batch.requirements]\nallow_login_shell = false\n"
 
 
@@ -440,6 +444,20 @@ CASES = [
         lambda w, a: device_move(device=w.device, team_path="platform", actor=a),
         MANAGERS,
     ),
+    Case(
+        audit_export_start,
+        lambda w, a: audit_export_start(
+            actor=a, organization=w.acme, file_format="csv", params={"object_type": "team"}
+        ),
+        AUDITORS,
+    ),
+    Case(
+        audit_export_manifest,
+        lambda w, a: audit_export_manifest(
+            actor=a, organization=w.acme, file_format="ndjson", params={}, through=3
+        ),
+        AUDITORS,
+    ),
 ]
 
 # Services that check nothing themselves, and why that is safe.
@@ -633,6 +651,11 @@ COMMANDS = [
         "api_token create", lambda w: ["--org", "acme", "--name", "n", "--role", "viewer"], PEOPLE
     ),
     CommandCase("api_token revoke", lambda w: [str(w.token.pk), "--org", "acme"], MANAGERS),
+    CommandCase(
+        "audit export",
+        lambda w: ["--org", "acme", "--output", str(Path(tempfile.mkdtemp()) / "events.csv")],
+        AUDITORS,
+    ),
 ]
 # People act with --as EMAIL; the operator is the command run without it. An invitee has no
 # account yet and a token is not a command-line identity.

@@ -4,83 +4,19 @@ narrow it by actor, team, object type and time, and open an event to see it befo
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
 from typing import Any
 
-import django_filters
-from django import forms
-from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
-from django.urls import path
+from django.urls import path, reverse
 
 from policyhub.accounts.permissions import Permission
+from policyhub.audit.filters import AuditFilter
 from policyhub.audit.models import AuditEvent
-from policyhub.audit.selectors import (
-    OBJECT_TYPES,
-    audit_events,
-    audit_events_about_team,
-    audit_events_by_actor,
-    audit_events_since,
-    audit_events_until,
-)
+from policyhub.audit.selectors import audit_chain_head, audit_events
+from policyhub.exports.formats import FORMATS
 from policyhub.web.pages import OrgPage, keyset_page, org_page
-
-DATE_ONLY = re.compile(r"^\s*\d{4}-\d{2}-\d{2}\s*$")
-MOMENT_HELP = "A date (2026-01-31) or a time (2026-01-31 14:00), in UTC."
-
-
-class UntilField(forms.DateTimeField):
-    """A date or a time; a date alone means up to the end of that day."""
-
-    def to_python(self, value: Any) -> datetime | None:
-        moment = super().to_python(value)
-        if moment is not None and isinstance(value, str) and DATE_ONLY.match(value):
-            moment = datetime.combine(moment.date() + timedelta(days=1), time(), moment.tzinfo)
-            moment -= timedelta(microseconds=1)
-        return moment
-
-
-class UntilFilter(django_filters.DateTimeFilter):
-    field_class = UntilField
-
-
-class AuditFilter(django_filters.FilterSet):
-    """The audit page's filters; each narrows in SQL through an index of the trail."""
-
-    actor = django_filters.CharFilter(method="by_actor", max_length=300, label="Actor begins with")
-    team = django_filters.CharFilter(method="by_team", max_length=1024, label="Team path")
-    object_type = django_filters.ChoiceFilter(
-        choices=OBJECT_TYPES, label="Object type", empty_label="any type"
-    )
-    since = django_filters.DateTimeFilter(method="by_since", label="Since", help_text=MOMENT_HELP)
-    until = UntilFilter(method="by_until", label="Until", help_text=MOMENT_HELP)
-
-    class Meta:
-        model = AuditEvent
-        fields: list[str] = []
-
-    def __init__(self, *args: Any, organization_id: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.organization_id = organization_id
-
-    def by_actor(self, events: QuerySet[AuditEvent], name: str, value: str) -> QuerySet[AuditEvent]:
-        return audit_events_by_actor(events, value.strip())
-
-    def by_team(self, events: QuerySet[AuditEvent], name: str, value: str) -> QuerySet[AuditEvent]:
-        return audit_events_about_team(events, value.strip().strip("/"))
-
-    def by_since(
-        self, events: QuerySet[AuditEvent], name: str, value: datetime
-    ) -> QuerySet[AuditEvent]:
-        return audit_events_since(events, self.organization_id, value)
-
-    def by_until(
-        self, events: QuerySet[AuditEvent], name: str, value: datetime
-    ) -> QuerySet[AuditEvent]:
-        return audit_events_until(events, self.organization_id, value)
 
 
 @dataclass(frozen=True)
@@ -107,6 +43,7 @@ def audit_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
     listed = keyset_page(request, events, key="id", descending=True, cast=int)
     rows = [EventRow(e, _shown(e.before), _shown(e.after)) for e in listed.items]
     filtered = any(request.GET.get(name) for name in found.filters)
+    length, head = audit_chain_head(page.org.pk)
     return render(
         request,
         "web/audit/events.html",
@@ -117,8 +54,39 @@ def audit_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
             "rows": rows,
             "listed": listed,
             "filtered": filtered,
+            "chain": {"length": length, "head": head},
+            "exports": _exports(page, found, length) if found.is_valid() else [],
         },
     )
+
+
+@dataclass(frozen=True)
+class ExportLink:
+    label: str
+    file: str
+    manifest: str
+
+
+def _exports(page: OrgPage, found: AuditFilter, through: int) -> list[ExportLink]:
+    """The export of what the filters select, in each format, pinned to the chain as shown, so
+    the file and its manifest describe the same events however long after they are fetched."""
+    query = QueryDict(mutable=True)
+    for name in found.filters:
+        value = found.form.cleaned_data.get(name) and found.form.data.get(name)
+        if value:
+            query[name] = value
+    query["through"] = str(through)
+    links = []
+    for file_format in FORMATS:
+        kwargs = {"slug": page.org.slug, "file_format": file_format}
+        links.append(
+            ExportLink(
+                file_format.upper() if file_format != "ndjson" else "NDJSON",
+                f"{reverse('audit-export', kwargs=kwargs)}?{query.urlencode()}",
+                f"{reverse('audit-export-manifest', kwargs=kwargs)}?{query.urlencode()}",
+            )
+        )
+    return links
 
 
 urlpatterns = [

@@ -1,0 +1,179 @@
+"""The audit API: the organisation's events (cursor-paginated, filtered like the audit page), an
+export of them streamed in CSV, JSON or NDJSON, and the export's signed manifest.
+
+An export answers with `X-Audit-Through` (the chain position it is pinned to) and a `Link` to its
+manifest at that position: fetching the manifest later describes exactly the bytes received.
+Auditors, admins and owners may read and export (`audit.view`); nobody can delete.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+
+from policyhub.accounts.apiviews import OrgApiView
+from policyhub.accounts.permissions import Permission
+from policyhub.apis import ERRORS, CursorPage
+from policyhub.audit.filters import AuditFilter
+from policyhub.audit.models import AuditEvent
+from policyhub.audit.selectors import audit_events
+from policyhub.errors import ApplicationError
+from policyhub.exports.formats import CONTENT_TYPES
+from policyhub.exports.services import audit_export_manifest, audit_export_start
+from providers.base import Issue
+
+TAGS = ["audit"]
+FILTER_PARAMETERS = [
+    OpenApiParameter(
+        name,
+        OpenApiTypes.STR,
+        description=str(item.label)
+        + (f" ({item.extra['help_text']})" if item.extra.get("help_text") else ""),
+    )
+    for name, item in AuditFilter.base_filters.items()
+]
+THROUGH = OpenApiParameter(
+    "through",
+    OpenApiTypes.INT,
+    description="The chain position to stop at (an export's X-Audit-Through); default: now.",
+)
+
+
+class AuditEventOut(serializers.ModelSerializer[AuditEvent]):
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "seq",
+            "created_at",
+            "actor_kind",
+            "actor_label",
+            "action",
+            "object_type",
+            "object_key",
+            "before",
+            "after",
+            "reason",
+            "source_address",
+            "request_id",
+            "prev_hash",
+            "hash",
+        ]
+
+
+def _filtered(organization_id: int, params: Any) -> QuerySet[AuditEvent]:
+    found = AuditFilter(
+        params, queryset=audit_events(organization_id), organization_id=organization_id
+    )
+    if not found.is_valid():
+        issues = [Issue("error", name, " ".join(texts)) for name, texts in found.errors.items()]
+        raise ApplicationError("the filters are not valid", issues)
+    return found.qs
+
+
+def _through(request: Request) -> int | None:
+    value = request.query_params.get("through")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise ApplicationError(
+            "through: not a position", [Issue("error", "through", "not a position")]
+        )
+    return int(value)
+
+
+def _params(request: Request) -> dict[str, str]:
+    return {k: str(v) for k, v in request.query_params.items() if k not in ("through", "cursor")}
+
+
+class AuditEventListApi(OrgApiView):
+    """The organisation's events, newest first."""
+
+    required = {"GET": Permission.AUDIT_VIEW}
+    doing = "read the audit trail"
+    queryset = AuditEvent.objects.none()  # the model, for the schema
+    serializer_class = AuditEventOut
+    pagination_class = CursorPage
+
+    @extend_schema(
+        tags=TAGS, parameters=FILTER_PARAMETERS, responses={200: AuditEventOut(many=True), **ERRORS}
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        params = {k: v for k, v in request.query_params.items() if k not in ("cursor", "page_size")}
+        page = self.paginate_queryset(_filtered(self.organization.pk, params))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+
+class AuditExportApi(OrgApiView):
+    """The events matching the filters, oldest first, streamed in the format the path names."""
+
+    required = {"GET": Permission.AUDIT_VIEW}
+    doing = "export the audit trail"
+
+    @extend_schema(
+        tags=TAGS,
+        parameters=[*FILTER_PARAMETERS, THROUGH],
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="The export."),
+            (200, "application/json"): OpenApiResponse(OpenApiTypes.BINARY),
+            (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.BINARY),
+            **ERRORS,
+        },
+    )
+    def get(self, request: Request, slug: str, file_format: str) -> StreamingHttpResponse:
+        export = audit_export_start(
+            actor=self.actor,
+            organization=self.organization,
+            file_format=file_format,
+            params=_params(request),
+            through=_through(request),
+        )
+        response = StreamingHttpResponse(export.chunks(), content_type=CONTENT_TYPES[file_format])
+        response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+        response["X-Audit-Through"] = str(export.through)
+        query = request.GET.copy()
+        query["through"] = str(export.through)
+        manifest = reverse(
+            "audit-export-manifest",
+            kwargs={"slug": slug, "file_format": file_format},
+            request=request,
+        )
+        response["Link"] = f'<{manifest}?{query.urlencode()}>; rel="describedby"'
+        return response
+
+
+class AuditExportManifestApi(OrgApiView):
+    """The signed manifest of the export with these filters, format and `through`."""
+
+    required = {"GET": Permission.AUDIT_VIEW}
+    doing = "export the audit trail"
+
+    @extend_schema(
+        tags=TAGS,
+        parameters=[*FILTER_PARAMETERS, THROUGH],
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description="The manifest."),
+            **ERRORS,
+        },
+    )
+    def get(self, request: Request, slug: str, file_format: str) -> Response:
+        through = _through(request)
+        if through is None:
+            raise ApplicationError("through: required", [Issue("error", "through", "required")])
+        return Response(
+            audit_export_manifest(
+                actor=self.actor,
+                organization=self.organization,
+                file_format=file_format,
+                params=_params(request),
+                through=through,
+            )
+        )
