@@ -5,7 +5,7 @@ events, beside a small organisation to show the query count does not grow with t
 
 Builds two organisations in PostgreSQL (database `policyhub_bench_pages` on 127.0.0.1,
 recreated, or DATABASE_URL) the way bench/api.py does (teams and devices in bulk, the policy
-published by the real publish service), adds the audit events in one INSERT ... SELECT, then
+published by the real publish service), adds the audit events (bench/trail.py, chained as the services chain them), then
 requests each page through the whole Django stack in this process as the organisation's owner,
 signed in. Prints per page: median and 90th-percentile server time, the query count, the same
 at 1% of the size, and the page's size in kB.
@@ -26,8 +26,10 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/policy
 
 import api
 import django
+from trail import add_audit_events
 
-# (page, path below /orgs/<slug>/); {team}, {device}, {run}, {change_set} are filled per org.
+# (page, path below /orgs/<slug>/, or from the root); {team}, {device}, {run}, {change_set},
+# {slug} and {moment} (when the measuring starts, after the set-up) are filled per org.
 PAGES = [
     ("dashboard", ""),
     ("team tree", "teams/"),
@@ -38,6 +40,8 @@ PAGES = [
     ("team", "teams/{team}/"),
     ("organisation node", "policy/"),
     ("team releases", "releases/{team}/"),
+    ("team history, as of", "teams/{team}/-/history/?at={moment}"),
+    ("team history, page 2", "teams/{team}/-/history/?after=2"),
     ("endpoints", "endpoints/"),
     ("endpoint", "endpoints/azure-eng/"),
     ("change sets", "changes/"),
@@ -60,45 +64,15 @@ PAGES = [
     ("audit log, by type", "audit/?object_type=device"),
     ("audit log, by team", "audit/?team={team}"),
     ("audit log, a day", "audit/?since=2026-03-01&until=2026-03-02"),
+    # The history API, signed in as for the pages (an absolute path).
+    ("API: team as of", "/api/v1/orgs/{slug}/teams/{team}/as-of?at={moment}"),
+    ("API: team timeline", "/api/v1/orgs/{slug}/teams/{team}/timeline"),
 ]
-OBJECT_TYPES = ["team", "policy_node", "change_set", "release", "device", "membership", "endpoint"]
-
-
-def add_audit_events(slug: str, count: int) -> None:
-    """`count` events spread over a year, seven object types, 50 actors and the teams of the
-    organisation, inserted by PostgreSQL itself (this measures reads, not writes)."""
-    from django.db import connection
-
-    from policyhub.accounts.models import Organization
-    from policyhub.audit.models import AuditEvent
-
-    started = time.perf_counter()
-    org = Organization.objects.get(slug=slug)
-    table = AuditEvent._meta.db_table
-    types = "ARRAY[" + ",".join(f"'{t}'" for t in OBJECT_TYPES) + "]"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH paths AS (
-                SELECT path, row_number() OVER (ORDER BY path) - 1 AS n
-                FROM teams_team WHERE organization_id = %s
-            ), counted AS (SELECT count(*) AS total FROM paths)
-            INSERT INTO {table} (organization_id, actor_kind, actor_label, action, object_type,
-                                 object_key, before, after, reason, created_at)
-            SELECT %s, 'user', 'bench-actor-' || (i %% 50),
-                   ({types})[1 + i %% 7] || '.update', ({types})[1 + i %% 7],
-                   paths.path, NULL, '{{"n": 1}}'::jsonb, '',
-                   TIMESTAMPTZ '2026-01-01' + (i * INTERVAL '31 seconds')
-            FROM generate_series(0, %s - 1) AS i
-            CROSS JOIN counted
-            JOIN paths ON paths.n = i %% counted.total
-            """,
-            [org.pk, org.pk, count],
-        )
-    print(f"  {slug}: {count:,} audit events in {time.perf_counter() - started:.1f} s", flush=True)
 
 
 def targets(slug: str) -> dict[str, str]:
+    from django.utils import timezone
+
     from policyhub.changes.models import ChangeSet
     from policyhub.fleet.models import Device
     from policyhub.releases.models import PublishRun
@@ -107,6 +81,8 @@ def targets(slug: str) -> dict[str, str]:
     team = Team.objects.filter(organization__slug=slug, path__endswith="/platform/ci").first()
     assert team is not None
     return {
+        "slug": slug,
+        "moment": timezone.now().strftime("%Y-%m-%dT%H:%M:%S"),
         "team": team.path,
         "top": team.path.split("/", 1)[0],
         "device": str(Device.objects.filter(organization__slug=slug).order_by("pk").first().pk),  # type: ignore[union-attr]
@@ -128,7 +104,8 @@ def measure(slug: str, repeat: int) -> dict[str, tuple[float, float, int, float]
     fill = targets(slug)
     out = {}
     for name, path in PAGES:
-        url = f"/orgs/{slug}/{path.format(**fill)}"
+        filled = path.format(**fill)
+        url = filled if filled.startswith("/") else f"/orgs/{slug}/{filled}"
         times, count, size = [], 0, 0.0
         for _ in range(repeat):
             with CaptureQueriesContext(connection) as queries:
