@@ -13,7 +13,9 @@ database for DATABASE_RETRY_SECONDS: fetches keep working with the last publishe
 a database outage.
 
 A second connection, in the same thread, writes fetch counts (last seen, revision served) in one
-batched UPDATE every DELIVERY_FLUSH_SECONDS, so the request path never writes.
+batched UPDATE every DELIVERY_FLUSH_SECONDS, and in the same transaction the release receipts
+(which device fetched which release, first and last) in one batched upsert, so the request path
+never writes.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 
 from policyhub.delivery.entries import DeviceEntry, TeamEntry
 from policyhub.delivery.loaders import delivery_snapshot
@@ -58,28 +60,43 @@ T = TypeVar("T")
 
 
 Row = tuple[float, int | None, str, int]
+# A device's fetches of one release within a batch: (device id, release id) -> (first seen, its
+# channel, last seen). Kept apart from Row: a device given another release within one batch (a
+# publish, a move) has fetched both, and each gets its receipt.
+ReceiptKey = tuple[str, int]
+Receipt = tuple[float, str, float]
 
 
 class Pending:
-    """Fetches not yet written: device id -> (last seen, revision served, channel, count)."""
+    """Fetches not yet written: device id -> (last seen, revision served, channel, count), and
+    the release receipts they make."""
 
     def __init__(self) -> None:
         self.rows: dict[str, Row] = {}
+        self.receipts: dict[ReceiptKey, Receipt] = {}
         self.lock = threading.Lock()
 
-    def add(self, device_id: str, revision: int | None, channel: str) -> None:
+    def add(
+        self, device_id: str, revision: int | None, channel: str, release_id: int | None
+    ) -> None:
+        now = time.time()
         with self.lock:
             previous = self.rows.get(device_id)
             count = previous[3] + 1 if previous else 1
-            self.rows[device_id] = (time.time(), revision, channel, count)
+            self.rows[device_id] = (now, revision, channel, count)
+            if release_id is not None:
+                key = (device_id, release_id)
+                first = self.receipts.get(key)
+                self.receipts[key] = (now, channel, now) if first is None else (*first[:2], now)
 
-    def take(self) -> dict[str, Row]:
+    def take(self) -> tuple[dict[str, Row], dict[ReceiptKey, Receipt]]:
         with self.lock:
             rows, self.rows = self.rows, {}
-        return rows
+            receipts, self.receipts = self.receipts, {}
+        return rows, receipts
 
-    def give_back(self, rows: dict[str, Row]) -> None:
-        """Rows a failed write took: merged back so no fetch is lost."""
+    def give_back(self, rows: dict[str, Row], receipts: dict[ReceiptKey, Receipt]) -> None:
+        """What a failed write took: merged back so no fetch is lost."""
         with self.lock:
             for device_id, (seen, revision, channel, count) in rows.items():
                 newer = self.rows.get(device_id)
@@ -87,6 +104,10 @@ class Pending:
                     self.rows[device_id] = (seen, revision, channel, count)
                 else:
                     self.rows[device_id] = (*newer[:3], newer[3] + count)
+            for key, (first, channel, last) in receipts.items():
+                later = self.receipts.get(key)
+                # What was taken is older than anything added since: its first fetch stays.
+                self.receipts[key] = (first, channel, later[2] if later else last)
 
 
 class DeliveryCache:
@@ -269,25 +290,33 @@ class DeliveryCache:
                 self._stopping.wait(1.0)
 
     def _flush(self) -> None:
-        """Write pending fetch counts on a connection of their own: a failed write (a lock
-        timeout, say) costs a retry later, never the LISTEN connection."""
-        rows = self.pending.take()
-        if not rows:
+        """Write pending fetch counts and receipts on a connection of their own: a failed write
+        (a lock timeout, say) costs a retry later, never the LISTEN connection. One transaction:
+        a batch is written whole or given back whole, so a retry counts no fetch twice."""
+        rows, receipts = self.pending.take()
+        if not rows and not receipts:
             return
         try:
             with self._connect() as writer:
                 writer.execute("SET lock_timeout = '2s'")
-                writer.execute(FLUSH_SQL, _flush_params(rows))
+                with writer.transaction():
+                    if rows:
+                        writer.execute(FLUSH_SQL, _flush_params(rows))
+                    if receipts:
+                        writer.execute(RECEIPTS_SQL, _receipts_params(receipts))
         except Exception:
-            self.pending.give_back(rows)
+            self.pending.give_back(rows, receipts)
             log.warning("could not write %d fetch count(s); will retry", len(rows))
 
     def _flush_at_exit(self) -> None:
-        rows = self.pending.take()
-        if rows:
+        rows, receipts = self.pending.take()
+        if rows or receipts:
             try:
-                with connections["default"].cursor() as cursor:
-                    cursor.execute(FLUSH_SQL, _flush_params(rows))
+                with transaction.atomic(), connections["default"].cursor() as cursor:
+                    if rows:
+                        cursor.execute(FLUSH_SQL, _flush_params(rows))
+                    if receipts:
+                        cursor.execute(RECEIPTS_SQL, _receipts_params(receipts))
             except Exception:
                 log.warning("could not write %d fetch count(s) at exit", len(rows))
 
@@ -325,6 +354,50 @@ def _flush_params(rows: Mapping[str, Row]) -> list[str]:
         ",".join("" if r is None else str(r) for r in revisions),
         ",".join(channels),
         ",".join(map(str, counts)),
+    ]
+
+
+# A device's receipt of each release it fetched, in (device, release) order for the same reason
+# as FLUSH_SQL (the device rows are locked first there, then these, as a status report does). The joins
+# leave out devices and releases deleted since the fetch: their rows would fail the batch. The
+# earliest first fetch keeps its channel and the latest last fetch wins, whichever batch comes
+# first; LEAST and GREATEST skip the NULLs of a receipt a status report made before any fetch.
+RECEIPTS_SQL = """
+INSERT INTO fleet_devicereceipt AS r
+    (organization_id, device_id, release_id, first_fetched_at, first_channel, last_fetched_at,
+     errors)
+SELECT d.organization_id, v.id, v.release, to_timestamp(v.first), v.ch,
+       to_timestamp(COALESCE(v.last, v.first)), '[]'::jsonb
+FROM unnest(
+    string_to_array(%s, ',')::uuid[],
+    string_to_array(%s, ',')::bigint[],
+    string_to_array(%s, ',')::float8[],
+    string_to_array(%s, ','),
+    string_to_array(%s, ',', '')::float8[]
+) AS v(id, release, first, ch, last)
+JOIN fleet_device AS d ON d.id = v.id
+JOIN releases_release AS rel ON rel.id = v.release AND rel.organization_id = d.organization_id
+ORDER BY v.id, v.release
+ON CONFLICT (device_id, release_id) DO UPDATE
+SET first_fetched_at = LEAST(r.first_fetched_at, EXCLUDED.first_fetched_at),
+    first_channel = CASE WHEN r.first_fetched_at IS NULL
+                          OR EXCLUDED.first_fetched_at < r.first_fetched_at
+                         THEN EXCLUDED.first_channel ELSE r.first_channel END,
+    last_fetched_at = GREATEST(r.last_fetched_at, EXCLUDED.last_fetched_at)
+"""
+
+
+def _receipts_params(receipts: Mapping[ReceiptKey, Receipt]) -> list[str]:
+    # Not sorted here: the statement's ORDER BY does it, off this process's interpreter lock.
+    # Most devices fetch once a batch: their last fetch is the first and is not sent again
+    # (formatting the times is most of the cost).
+    devices, releases = zip(*receipts, strict=True)
+    return [
+        ",".join(devices),
+        ",".join(map(str, releases)),
+        ",".join(repr(first) for first, _, _ in receipts.values()),
+        ",".join(channel for _, channel, _ in receipts.values()),
+        ",".join("" if last == first else repr(last) for first, _, last in receipts.values()),
     ]
 
 

@@ -81,6 +81,7 @@ def _answer(request: HttpRequest, credential: object, channel: str) -> HttpRespo
         device_id=device.device_id,
         revision=served.revision if served else None,
         channel=channel,
+        release_id=served.release_id if served else None,
     )
     if served is None:
         if channel == NATIVE:

@@ -1,6 +1,7 @@
 """The admin API of the fleet: status per team and per device, moving and revoking devices,
-enrolment tokens. Lists are pages filtered in SQL (a fleet has 100,000 machines); members
-read, `fleet.manage` writes, and anyone else learns nothing (404)."""
+enrolment tokens, and each release's receipts (which devices fetched and applied it). Lists are
+pages filtered in SQL (a fleet has 100,000 machines); members (auditors among them) read,
+`fleet.manage` writes, and anyone else learns nothing (404)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from policyhub.accounts.apiviews import OrgApiView
 from policyhub.accounts.permissions import Permission
 from policyhub.apis import ERRORS, MAX_INT, CursorPage
 from policyhub.fleet import selectors, services
-from policyhub.fleet.models import Device, EnrollmentToken
+from policyhub.fleet.models import Device, DeviceReceipt, EnrollmentToken
 from policyhub.teams.models import Team
 from policyhub.validators import duration_parse, plain_text
 from providers.codex_versions import version_text
@@ -307,6 +308,74 @@ class FleetCodexVersionsApi(OrgApiView):
             "devices_outside": outside,
         }
         return Response(CodexVersionsOut(answer).data)
+
+
+# --- release receipts ---------------------------------------------------------------------------
+
+
+class ReceiptOut(serializers.Serializer[DeviceReceipt]):
+    """What one device did with the release."""
+
+    id = serializers.IntegerField()
+    device_id = serializers.UUIDField()
+    hostname = serializers.CharField(source="device.hostname")
+    team = serializers.CharField(source="device.team.path", help_text="The device's team now.")
+    first_fetched_at = serializers.DateTimeField(
+        allow_null=True, help_text="Null until the device's first fetch of it is written."
+    )
+    first_channel = serializers.ChoiceField(
+        choices=[("", ""), *Device.Channel.choices], help_text="The channel of that first fetch."
+    )
+    last_fetched_at = serializers.DateTimeField(allow_null=True)
+    applied_at = serializers.DateTimeField(
+        allow_null=True, help_text="The agent's first status report that it applied it."
+    )
+    reported_at = serializers.DateTimeField(
+        allow_null=True, help_text="The last status report while the device was served it."
+    )
+    errors = serializers.ListField(  # type: ignore[assignment]
+        child=serializers.CharField(), help_text="The errors of that report."
+    )
+
+
+class ReceiptFilter(django_filters.FilterSet):
+    state = django_filters.ChoiceFilter(
+        method="in_state",
+        choices=_choices(selectors.RECEIPT_STATES),
+        help_text="fetched: fetched, not reported applied; applied: the agent reported it "
+        "applied; errors: the last report while served it carried errors.",
+    )
+
+    class Meta:
+        model = DeviceReceipt
+        fields: list[str] = []
+
+    def in_state(
+        self, found: QuerySet[DeviceReceipt], name: str, value: str
+    ) -> QuerySet[DeviceReceipt]:
+        return selectors.receipts_in_state(found, value)
+
+
+class ReleaseReceiptsApi(ListModelMixin, OrgApiView):
+    """Which devices fetched and which applied one release, and when: newest receipts first."""
+
+    serializer_class = ReceiptOut
+    pagination_class = CursorPage
+    filterset_class = ReceiptFilter
+
+    def get_queryset(self) -> QuerySet[DeviceReceipt]:
+        if getattr(self, "swagger_fake_view", False):
+            return DeviceReceipt.objects.none()
+        release = selectors.receipts_release(self.organization, self.kwargs["pk"])
+        if release is None:
+            raise Http404("no such release")
+        return selectors.release_receipts(self.organization, release.pk)
+
+    @extend_schema(
+        operation_id="release_receipts_list", tags=TAGS, responses={200: ReceiptOut, **ERRORS}
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.list(request)
 
 
 # --- enrolment tokens ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""Enrolment tokens and the developer machines (devices) enrolled with them, and the two
-facts about a device that fleet status computes in SQL: where its Codex version sorts, and
-whether it is inside a staged rollout."""
+"""Enrolment tokens and the developer machines (devices) enrolled with them, what each device
+did with each release (receipts) and the history of its status reports, and the two facts about
+a device that fleet status computes in SQL: where its Codex version sorts, and whether it is
+inside a staged rollout."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.sql.compiler import SQLCompiler
 
 from policyhub.accounts.models import Organization
+from policyhub.releases.models import Release
 from policyhub.releases.selectors import rollout_includes
 from policyhub.teams.models import Team
 from providers.codex_versions import Version, parse_version
@@ -108,6 +110,76 @@ class Device(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname or self.pk} ({self.team.path})"
+
+
+class DeviceReceipt(models.Model):
+    """What one device did with one release: when it first and last fetched it (and through
+    which channel first), when its agent reported it applied, and the errors of its last status
+    report while it was served the release."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="receipts")
+    # The release itself, not the team's path and revision: a device moved to another team, or
+    # served the previous release during a staged rollout, still names exactly what it got.
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="+")
+    # Fetches, written behind the request path with the device's counts (delivery/cache.py).
+    # Empty until the first fetch is written: a status report can arrive before it.
+    first_fetched_at = models.DateTimeField(null=True, blank=True)
+    first_channel = models.CharField(max_length=16, choices=Device.Channel.choices, blank=True)
+    last_fetched_at = models.DateTimeField(null=True, blank=True)
+    # The first status report that named this release as the one applied.
+    applied_at = models.DateTimeField(null=True, blank=True)
+    # The last status report made while the device was served this release, and its errors
+    # (the agent's errors concern what it was just served: a refused bundle, a restored file).
+    reported_at = models.DateTimeField(null=True, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["device", "release"], name="device_receipt_unique"),
+            models.CheckConstraint(
+                condition=models.Q(first_channel__in=["", "native", "agent"]),
+                name="device_receipt_channel_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(first_fetched_at__isnull=True, last_fetched_at__isnull=True)
+                | models.Q(first_fetched_at__lte=models.F("last_fetched_at")),
+                name="device_receipt_fetch_times_ordered",
+            ),
+        ]
+        indexes = [
+            # A release's receipts, newest first, a page at a time (and its counts).
+            models.Index(fields=["release", "-id"], name="device_receipt_release"),
+            # The organisation's receipts in a stable order, for exports.
+            models.Index(fields=["organization", "id"], name="device_receipt_organization"),
+        ]
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.device_id} / release {self.release_id}"
+
+
+class DeviceReport(models.Model):
+    """One status report of a device's agent that changed what the device reports; a report
+    identical to the one before it is not stored again."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="reports")
+    reported_at = models.DateTimeField()
+    applied_revision = models.PositiveIntegerField(null=True, blank=True)
+    codex_version = models.CharField(max_length=64, blank=True)
+    os = models.CharField(max_length=128, blank=True)
+    agent_version = models.CharField(max_length=64, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        indexes = [
+            # A device's history, newest first, a page at a time; the id breaks ties.
+            models.Index(fields=["device", "-reported_at", "-id"], name="device_report_newest"),
+        ]
+        ordering = ["-reported_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.device_id} at {self.reported_at:%Y-%m-%d %H:%M:%S}"
 
 
 def version_sort_key(version: Version) -> str:

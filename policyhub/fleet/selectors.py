@@ -4,7 +4,11 @@ of current, behind, failing, stale and pending machines, and rollout progress).
 Fleet status is one rule, computed by the database: `device_states` annotates each device with
 the revision it should have, the one it applied, its last activity, its state and where its
 Codex version lies against the support window. Lists filter, count and page on those columns in
-SQL, so their cost does not grow with the fleet, and a device's detail is the same query."""
+SQL, so their cost does not grow with the fleet, and a device's detail is the same query.
+
+Release receipts say which devices fetched and applied each release, and when; a device's
+report history keeps each status report that changed what it reports. Both are read a page at
+a time, filtered in SQL, and as plain rows for exports."""
 
 from __future__ import annotations
 
@@ -34,9 +38,17 @@ from django.db.models.lookups import Exact
 from django.utils import timezone
 
 from policyhub.accounts.models import Organization
-from policyhub.fleet.models import Device, EnrollmentToken, RolloutIncludes, version_sort_key
+from policyhub.fleet.models import (
+    Device,
+    DeviceReceipt,
+    DeviceReport,
+    EnrollmentToken,
+    RolloutIncludes,
+    version_sort_key,
+)
 from policyhub.policies.document import codex_window
 from policyhub.releases.models import Release
+from policyhub.releases.selectors import release_list
 from policyhub.teams.models import Team
 from providers.codex_versions import Version, parse_version
 
@@ -52,6 +64,8 @@ OUTSIDE = "outside"
 NO_REVISION = Value(-1)
 # The largest id a BigAutoField holds; a larger one names no row (rather than a database error).
 MAX_BIGINT = 2**63 - 1
+# The largest revision a release holds (a PostgreSQL integer).
+MAX_REVISION = 2**31 - 1
 
 
 class DeviceState(TypedDict):
@@ -350,3 +364,154 @@ def _team_fleet(team: Team) -> TeamFleet:
             "devices_applied": 0,  # of those, devices that have the new revision
         }
     return TeamFleet(team.path, revision, rollout=rollout)
+
+
+# --- release receipts -----------------------------------------------------------------------
+
+# fetched: fetched and not (yet) reported applied; applied: the agent reported it applied;
+# errors: the device's last status report while it was served the release carried errors.
+RECEIPT_STATES = ("fetched", "applied", "errors")
+_RECEIPT_STATE_FILTERS = {
+    "fetched": Q(first_fetched_at__isnull=False, applied_at__isnull=True),
+    "applied": Q(applied_at__isnull=False),
+    "errors": ~Q(errors=[]),
+}
+
+
+def receipts_in_state(found: QuerySet[DeviceReceipt], state: str) -> QuerySet[DeviceReceipt]:
+    """Receipts in one of RECEIPT_STATES."""
+    return found.filter(_RECEIPT_STATE_FILTERS[state])
+
+
+def receipts_release(organization: Organization, release_id: int) -> Release | None:
+    """The organisation's release whose receipts are asked for, metadata only; None for an
+    unknown id."""
+    if not 0 < release_id <= MAX_BIGINT:
+        return None
+    return release_list(organization).filter(pk=release_id).first()
+
+
+def receipts_release_of_team(
+    organization: Organization, team_path: str, revision: int
+) -> Release | None:
+    """The same, named as the pages name it: a team's path and a revision."""
+    if not 0 < revision <= MAX_REVISION:
+        return None
+    return release_list(organization, team_path=team_path).filter(revision=revision).first()
+
+
+def release_receipts(organization: Organization, release_id: int) -> QuerySet[DeviceReceipt]:
+    """A release's receipts, newest first, each with its device (host name, team now); narrow
+    them with `receipts_in_state`."""
+    return (
+        DeviceReceipt.objects.filter(organization=organization, release_id=release_id)
+        .select_related("device__team")
+        .order_by("-id")
+    )
+
+
+@dataclass(frozen=True)
+class ReceiptCounts:
+    """How far a release got: devices that fetched it, applied it, reported errors for it, and
+    the devices of its team (now, unrevoked) that have not fetched it."""
+
+    fetched: int
+    applied: int
+    errors: int
+    team_devices: int
+    not_fetched: int
+
+
+def release_receipt_counts(organization: Organization, release: Release) -> ReceiptCounts:
+    """Two aggregate queries, whatever the number of devices."""
+    counted = DeviceReceipt.objects.filter(organization=organization, release=release).aggregate(
+        fetched=Count("pk", filter=Q(first_fetched_at__isnull=False)),
+        applied=Count("pk", filter=_RECEIPT_STATE_FILTERS["applied"]),
+        errors=Count("pk", filter=_RECEIPT_STATE_FILTERS["errors"]),
+    )
+    fetched_it = DeviceReceipt.objects.filter(
+        device=OuterRef("pk"), release=release, first_fetched_at__isnull=False
+    )
+    team = Device.objects.filter(
+        organization=organization, team__path=release.team_path, revoked_at__isnull=True
+    ).aggregate(devices=Count("pk"), not_fetched=Count("pk", filter=~Exists(fetched_it)))
+    return ReceiptCounts(
+        fetched=counted["fetched"],
+        applied=counted["applied"],
+        errors=counted["errors"],
+        team_devices=team["devices"],
+        not_fetched=team["not_fetched"],
+    )
+
+
+def device_receipts(organization: Organization, device_id: uuid.UUID) -> QuerySet[DeviceReceipt]:
+    """A device's receipts, newest first, each with its release's team and revision (never
+    the release's files or bodies)."""
+    return (
+        DeviceReceipt.objects.filter(organization=organization, device_id=device_id)
+        .select_related("release")
+        .only(
+            *(f.name for f in DeviceReceipt._meta.concrete_fields),
+            "release__id",
+            "release__team_path",
+            "release__revision",
+            "release__current",
+            "release__aborted_at",
+        )
+        .order_by("-id")
+    )
+
+
+def device_reports(organization: Organization, device_id: uuid.UUID) -> QuerySet[DeviceReport]:
+    """A device's status reports that changed what it reports, newest first."""
+    return DeviceReport.objects.filter(
+        device__organization=organization, device_id=device_id
+    ).order_by("-reported_at", "-id")
+
+
+# The columns of `receipts_export_rows`, in order.
+RECEIPT_EXPORT_COLUMNS = (
+    "id",
+    "release_id",
+    "team",
+    "revision",
+    "device_id",
+    "hostname",
+    "first_fetched_at",
+    "first_channel",
+    "last_fetched_at",
+    "applied_at",
+    "reported_at",
+    "errors",
+)
+
+
+def receipts_export_rows(
+    organization: Organization,
+    *,
+    release_id: int | None = None,
+    team_path: str | None = None,
+    state: str | None = None,
+) -> QuerySet[DeviceReceipt, dict[str, Any]]:
+    """The organisation's receipts (of one release, or of one team path's releases, in one of
+    RECEIPT_STATES) as plain rows of RECEIPT_EXPORT_COLUMNS, in id order: stable, unique and
+    indexed, so an export can read it in chunks (`id__gt` the last one) while devices go on
+    fetching. `team` and `revision` are the release's; `hostname` the device's now; times are
+    aware datetimes (UTC), `errors` a list of strings."""
+    found = DeviceReceipt.objects.filter(organization=organization)
+    if release_id is not None:
+        found = found.filter(release_id=release_id)
+    if team_path is not None:
+        found = found.filter(release__team_path=team_path)
+    if state:
+        found = receipts_in_state(found, state)
+    rows: QuerySet[DeviceReceipt, dict[str, Any]] = (
+        found.annotate(
+            team=F("release__team_path"),
+            revision=F("release__revision"),
+            hostname=F("device__hostname"),
+        )
+        .order_by("id")
+        .values(*RECEIPT_EXPORT_COLUMNS)
+    )
+    return rows

@@ -1,12 +1,15 @@
 """Writes of the fleet: enrolment tokens, enrolling, moving and revoking devices, and the
-status devices report."""
+status devices report (with its history and the release receipts it completes)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from policyhub import credentials
@@ -15,8 +18,16 @@ from policyhub.accounts.permissions import Permission, authorize
 from policyhub.actors import Actor
 from policyhub.audit.services import audit_record
 from policyhub.errors import ApplicationError
-from policyhub.fleet.models import Device, EnrollmentToken, codex_sort_key
+from policyhub.fleet.models import (
+    Device,
+    DeviceReceipt,
+    DeviceReport,
+    EnrollmentToken,
+    codex_sort_key,
+)
 from policyhub.fleet.selectors import token_refusal
+from policyhub.releases.models import Release
+from policyhub.releases.selectors import rollout_serves_current
 from policyhub.releases.services.keys import signing_key_active
 from policyhub.teams.models import Team
 from providers.base import Issue
@@ -243,6 +254,11 @@ def _device_save(
     )
 
 
+# What a status report says; a report that repeats all of it adds no history row.
+REPORTED = ("applied_revision", "codex_version", "os", "agent_version", "errors")
+
+
+@transaction.atomic
 def device_report_record(
     *,
     device_id: Any,
@@ -252,13 +268,130 @@ def device_report_record(
     agent_version: str,
     errors: list[str],
 ) -> None:
-    """Store an agent's status report. Telemetry, not a change of policy: not audited."""
-    Device.objects.filter(pk=device_id).update(
-        reported_at=timezone.now(),
-        applied_revision=applied_revision,
-        codex_version=codex_version,
-        codex_sort_key=codex_sort_key(codex_version),
-        os=os,
-        agent_version=agent_version,
-        errors=errors,
+    """Store an agent's status report: on the device, in its history when it differs from the
+    report before it, and on its release receipts (the release it applied; the errors on the
+    release it is served). Telemetry, not a change of policy: not audited."""
+    # The device's lock orders one device's reports, so each is compared with the one before;
+    # it is also the lock every writer of the device's receipts takes first (delivery/cache.py).
+    device = (
+        Device.objects.select_for_update(of=("self",))
+        .select_related("team")
+        .filter(pk=device_id)
+        .first()
+    )
+    if device is None:
+        return
+    now = timezone.now()
+    reported: dict[str, Any] = {
+        "applied_revision": applied_revision,
+        "codex_version": codex_version,
+        "os": os,
+        "agent_version": agent_version,
+        "errors": errors,
+    }
+    changed = device.reported_at is None or any(
+        getattr(device, name) != reported[name] for name in REPORTED
+    )
+    Device.objects.filter(pk=device.pk).update(
+        reported_at=now, codex_sort_key=codex_sort_key(codex_version), **reported
+    )
+    if changed:
+        report = DeviceReport(device=device, reported_at=now, **reported)
+        report.full_clean(exclude=["device"])
+        report.save()
+    served = _release_served(device)
+    applied = _release_applied(device, applied_revision, served)
+    if served is not None:
+        _receipt_report(device, served.pk, now, errors=errors, applied=served.pk == applied)
+    if applied is not None and (served is None or applied != served.pk):
+        _receipt_report(device, applied, now, applied=True)
+
+
+@dataclass(frozen=True)
+class _Served:
+    """The release a device is served now."""
+
+    pk: int
+    revision: int
+
+
+def _release_served(device: Device) -> _Served | None:
+    """What the fetch path serves the device now (`rollout_serves_current`), without bodies."""
+    row = (
+        Release.objects.filter(
+            organization_id=device.organization_id, team_path=device.team.path, current=True
+        )
+        .values_list("pk", "revision", "rollout_percent", "previous_id", "previous__revision")
+        .first()
+    )
+    if row is None:
+        return None
+    pk, revision, percent, previous_pk, previous_revision = row
+    if rollout_serves_current(
+        release_id=pk,
+        percent=percent,
+        has_previous=previous_pk is not None,
+        device_id=str(device.pk),
+    ):
+        return _Served(pk, revision)
+    return _Served(previous_pk, previous_revision)
+
+
+def _release_applied(device: Device, revision: int | None, served: _Served | None) -> int | None:
+    """The release the agent means by the revision it applied (a revision is a team's).
+
+    The agent reports right after it fetched, before that fetch's receipt is written: a
+    revision that is the one served now is that release. Otherwise it is one the device fetched
+    before (the previous release it still runs during a rollout, or its former team's when it
+    was moved and has not applied its new team's yet): the last fetched with that revision.
+    Failing both (fetched before receipts were kept), its team's release of that revision."""
+    if revision is None:
+        return None
+    if served is not None and revision == served.revision:
+        return served.pk
+    fetched = (
+        DeviceReceipt.objects.filter(device=device, release__revision=revision)
+        .order_by(F("last_fetched_at").desc(nulls_last=True), "-id")
+        .values_list("release_id", flat=True)
+        .first()
+    )
+    if fetched is not None:
+        return fetched
+    return (
+        Release.objects.filter(
+            organization_id=device.organization_id, team_path=device.team.path, revision=revision
+        )
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+def _receipt_report(
+    device: Device,
+    release_id: int,
+    now: datetime,
+    *,
+    applied: bool,
+    errors: list[str] | None = None,
+) -> None:
+    """Note a status report on the device's receipt of a release: applied (the first report
+    saying so keeps its time) and, for the release it is served, the report's errors. Its fetch
+    may not be written yet: the receipt is made then, and the fetch completes it. Under the
+    device's lock no other writer makes this receipt meanwhile."""
+    changes: dict[str, Any] = {}
+    if applied:
+        changes["applied_at"] = Coalesce("applied_at", Value(now))
+    if errors is not None:
+        changes.update(reported_at=now, errors=errors)
+    if DeviceReceipt.objects.filter(device=device, release_id=release_id).update(**changes):
+        return
+    if not applied and not errors:
+        return  # a clean report says nothing of a release the device has not fetched yet
+    DeviceReceipt.objects.create(
+        organization_id=device.organization_id,
+        device=device,
+        release_id=release_id,
+        applied_at=now if applied else None,
+        reported_at=now if errors is not None else None,
+        errors=errors or [],
     )

@@ -18,6 +18,11 @@ urlpatterns = [
         name="device-revoke",
     ),
     path(f"{ORG}/devices/<uuid:device_id>/move", apis.DeviceMoveApi.as_view(), name="device-move"),
+    path(
+        f"{ORG}/releases/<int:pk>/receipts",
+        apis.ReleaseReceiptsApi.as_view(),
+        name="release-receipts",
+    ),
     path(f"{ORG}/enrollment-tokens", apis.EnrollmentTokensApi.as_view(), name="enrollment-tokens"),
     path(
         f"{ORG}/enrollment-tokens/<int:token_id>/revoke",

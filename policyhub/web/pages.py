@@ -154,10 +154,12 @@ def keyset_page(
     descending: bool = False,
     size: int = PAGE_SIZE,
     cast: Callable[[str], Any] = str,
+    param: str = "after",
 ) -> Page[M]:
     """The page after `?after=<key value>` of `queryset` ordered by the unique field `key`;
-    the other query parameters (the list's filters) are kept in the links."""
-    after = request.GET.get("after")
+    the other query parameters (the list's filters) are kept in the links. `param` names the
+    parameter instead of `after`, for a page that shows two lists."""
+    after = request.GET.get(param)
     ordered = queryset.order_by(f"-{key}" if descending else key)
     if after:
         try:
@@ -167,11 +169,11 @@ def keyset_page(
         if value is not None:
             ordered = ordered.filter(**{f"{key}__{'lt' if descending else 'gt'}": value})
     items = list(ordered[: size + 1])
-    kept = [(k, v) for k in request.GET if k != "after" for v in request.GET.getlist(k)]
+    kept = [(k, v) for k in request.GET if k != param for v in request.GET.getlist(k)]
     next_url = None
     if len(items) > size:
         items = items[:size]
-        next_url = "?" + urlencode([*kept, ("after", str(getattr(items[-1], key)))])
+        next_url = "?" + urlencode([*kept, (param, str(getattr(items[-1], key)))])
     first_url = ("?" + urlencode(kept)) if after else None
     return Page(items, next_url, first_url)
 

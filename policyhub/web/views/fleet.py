@@ -8,6 +8,7 @@ page costs the same at ten devices or 100,000."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -97,29 +98,42 @@ class DeviceListFilter(django_filters.FilterSet):
 
 
 def _device_page(request: HttpRequest, found: QuerySet[Any]) -> Page[Any]:
-    """A page of devices, the newest enrolments first: keyset on (enrolled_at, id), which is
-    unique (no device shows twice or goes missing between pages) and follows the index of
-    enrolled devices. `after` is `<id>:<enrolled_at>` of the previous page's last device."""
-    ordered = found.order_by("-enrolled_at", "-id")
-    after = request.GET.get("after", "")
-    key, _, enrolled = after.partition(":")
+    """A page of devices, the newest enrolments first, following the index of enrolled
+    devices."""
+    return _newest_first_page(request, found, at="enrolled_at", cast=uuid.UUID)
+
+
+def _newest_first_page(
+    request: HttpRequest,
+    found: QuerySet[Any],
+    *,
+    at: str,
+    cast: Callable[[str], Any],
+    param: str = "after",
+) -> Page[Any]:
+    """A page of rows newest first by their time `at`: keyset on (`at`, id), which is unique
+    (no row shows twice or goes missing between pages). `param` (`after`) is `<id>:<time>` of
+    the previous page's last row."""
+    ordered = found.order_by(f"-{at}", "-id")
+    after = request.GET.get(param, "")
+    key, _, when = after.partition(":")
     try:
-        last = (uuid.UUID(key), datetime.fromisoformat(enrolled)) if after else None
+        last = (cast(key), datetime.fromisoformat(when)) if after else None
     except ValueError:
         last = None
     if last is not None:
-        pk, at = last
+        pk, moment = last
         # The first condition alone can use the index; the second breaks ties on the id.
-        ordered = ordered.filter(enrolled_at__lte=at).filter(
-            Q(enrolled_at__lt=at) | Q(enrolled_at=at, id__lt=pk)
+        ordered = ordered.filter(**{f"{at}__lte": moment}).filter(
+            Q(**{f"{at}__lt": moment}) | Q(**{at: moment, "id__lt": pk})
         )
     items = list(ordered[: PAGE_SIZE + 1])
-    kept = [(k, v) for k in request.GET if k != "after" for v in request.GET.getlist(k)]
+    kept = [(k, v) for k in request.GET if k != param for v in request.GET.getlist(k)]
     next_url = None
     if len(items) > PAGE_SIZE:
         items = items[:PAGE_SIZE]
         end = items[-1]
-        next_url = "?" + urlencode([*kept, ("after", f"{end.pk}:{end.enrolled_at.isoformat()}")])
+        next_url = "?" + urlencode([*kept, (param, f"{end.pk}:{getattr(end, at).isoformat()}")])
     first_url = ("?" + urlencode(kept)) if after else None
     return Page(items, next_url, first_url)
 
@@ -209,6 +223,21 @@ def _device_render(
     status: int = 200,
 ) -> HttpResponse:
     low, high = _window(page)
+    receipts = keyset_page(
+        request,
+        selectors.device_receipts(page.org, device.pk),
+        key="id",
+        descending=True,
+        cast=int,
+        param="receipts_after",
+    )
+    reports = _newest_first_page(
+        request,
+        selectors.device_reports(page.org, device.pk),
+        at="reported_at",
+        cast=int,
+        param="reports_after",
+    )
     return render(
         request,
         "web/fleet/device.html",
@@ -216,6 +245,8 @@ def _device_render(
             "page": page,
             "nav": "devices",
             "device": device,
+            "receipts": receipts,
+            "reports": reports,
             "window_low": low,
             "window_high": high,
             "team_paths": _team_paths(page) if page.can.fleet__manage else [],
@@ -231,7 +262,8 @@ def _device_render(
 @org_page()
 def device_page(request: HttpRequest, page: OrgPage, pk: uuid.UUID) -> HttpResponse:
     """One device: its team, what it was served, applied and should have, what its agent last
-    reported, its Codex against the window; move or revoke it."""
+    reported, its Codex against the window; its receipt of each release it fetched or applied
+    and the history of its reports, newest first; move or revoke it."""
     return _device_render(request, page, _device(page, pk))
 
 

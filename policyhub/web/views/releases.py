@@ -1,6 +1,7 @@
 """Publishes and releases: ask for a publish and follow it, see what each run made, and manage
 one team's releases (its history, what changed between two revisions, rollback to an earlier
-revision, and staged rollouts: start, promote, abort, with how far the devices got).
+revision, and staged rollouts: start, promote, abort, with how far the devices got); one
+release's receipts (which devices fetched it, which applied it, and when).
 
 A publish runs in a worker: the run page follows it by polling a small fragment with htmx
 until the run has finished. Releases never change after they are stored; rollback and rollouts
@@ -25,6 +26,7 @@ from django.views.decorators.http import require_POST
 from policyhub.accounts.permissions import Permission
 from policyhub.changes.models import ChangeSet
 from policyhub.errors import ApplicationError, NotPermitted
+from policyhub.fleet import selectors as fleet
 from policyhub.releases import selectors
 from policyhub.releases.models import PublishRun, Release
 from policyhub.releases.services.rollback import release_rollback
@@ -227,6 +229,18 @@ def _team_or_404(page: OrgPage, team_path: str) -> Team | None:
     return team
 
 
+def _older_asked(page: OrgPage, team_path: str, given: Any, offered: Sequence[int]) -> list[int]:
+    """The revisions a request asks to compare that the selects do not offer, if they exist."""
+    asked = {value for value in (given.get("old"), given.get("new")) if value and value.isdigit()}
+    wanted = sorted({int(value) for value in asked} - set(offered), reverse=True)
+    if not wanted or wanted[0] >= 2**31:
+        return []
+    stored = Release.objects.filter(organization=page.org, team_path=team_path)
+    return list(
+        stored.filter(revision__in=wanted).order_by("-revision").values_list("revision", flat=True)
+    )
+
+
 def _diff(
     page: OrgPage,
     team_path: str,
@@ -246,8 +260,12 @@ def _diff(
         else (older[0] if older else revisions[1])
     )
     given = request.GET if "old" in request.GET or "new" in request.GET else None
+    # Any two revisions compare, not only the newest offered: links ask for older ones too.
+    asked = [] if given is None else _older_asked(page, team_path, given, revisions)
     form = DiffForm(
-        given, initial={"old": default_old, "new": newest}, revisions=revisions[:DIFF_CHOICES]
+        given,
+        initial={"old": default_old, "new": newest},
+        revisions=[*revisions[:DIFF_CHOICES], *asked],
     )
     if given is None:
         old, new = default_old, newest
@@ -320,6 +338,49 @@ def team_releases_page(request: HttpRequest, page: OrgPage, path: str) -> HttpRe
     """A team's releases, newest revision first; the difference between any two revisions;
     for release managers, rollback and staged rollouts."""
     return _team_releases(request, page, path)
+
+
+class ReceiptFilter(forms.Form):
+    state = forms.ChoiceField(
+        label="Devices",
+        required=False,
+        choices=[
+            ("", "every device with a receipt"),
+            ("fetched", "fetched, not reported applied"),
+            ("applied", "applied"),
+            ("errors", "reported errors"),
+        ],
+    )
+
+
+@org_page()
+def release_receipts_page(
+    request: HttpRequest, page: OrgPage, path: str, revision: int
+) -> HttpResponse:
+    """One release: its metadata, how many devices fetched and applied it and how many of its
+    team's have not fetched it, and the devices' receipts, newest first, filtered by state."""
+    release = fleet.receipts_release_of_team(page.org, path, revision)
+    if release is None:
+        raise Http404("no such release")
+    given = ReceiptFilter(request.GET)
+    found = fleet.release_receipts(page.org, release.pk)
+    if not given.is_valid():
+        found = found.none()
+    elif given.cleaned_data["state"]:
+        found = fleet.receipts_in_state(found, given.cleaned_data["state"])
+    receipts = keyset_page(request, found, key="id", descending=True, cast=int)
+    return render(
+        request,
+        "web/releases/receipts.html",
+        {
+            "page": page,
+            "nav": "releases",
+            "release": release,
+            "counts": fleet.release_receipt_counts(page.org, release),
+            "filter": given,
+            "receipts": receipts,
+        },
+    )
 
 
 @require_POST
@@ -485,6 +546,11 @@ urlpatterns = [
         "orgs/<slug:slug>/releases/<path:path>/-/rollout/abort/",
         rollout_abort,
         name="web-rollout-abort",
+    ),
+    path(
+        "orgs/<slug:slug>/releases/<path:path>/-/revision/<int:revision>/",
+        release_receipts_page,
+        name="web-release-receipts",
     ),
     path("orgs/<slug:slug>/releases/<path:path>/", team_releases_page, name="web-team-releases"),
 ]
