@@ -24,7 +24,9 @@ urlpatterns = [
     path("", include("policyhub.policies.urls")),
     path("", include("policyhub.changes.urls")),
     path("", include("policyhub.releases.urls")),
+    path("", include("policyhub.history.urls")),
     path("", include("policyhub.delivery.urls")),
     path("", include("policyhub.fleet.urls")),
+    path("", include("policyhub.exports.urls")),
     path("", include("policyhub.web.urls")),
 ]

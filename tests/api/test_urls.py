@@ -41,6 +41,7 @@ SETTINGS, MEMBERS, OWNERS = (
     Permission.OWNERS_MANAGE,
 )
 KEYS, TOKENS = Permission.SIGNING_KEY_ROTATE, Permission.API_TOKENS
+AUDIT = Permission.AUDIT_VIEW
 
 API, PAGE, DEVICE, PUBLIC, ACCOUNT = "api", "page", "device", "public", "account"
 
@@ -69,6 +70,7 @@ ROUTES: dict[str, Route] = {
     "team": Route(PAGE, {"GET": VIEW}, org(path="team_path")),
     "team-mobileconfig": Route(PAGE, {"GET": VIEW}, org(path="team_path")),
     "team-zip": Route(PAGE, {"GET": VIEW}, org(path="team_path")),
+    "team-history": Route(PAGE, {"GET": VIEW}, org(path="team_path")),
     "web-teams": Route(PAGE, {"GET": VIEW}, org()),
     "web-team-new": Route(PAGE, {"GET": EDIT, "POST": EDIT}, org()),
     "web-team-rename": Route(PAGE, {"GET": EDIT, "POST": EDIT}, org(path="team_path")),
@@ -101,6 +103,10 @@ ROUTES: dict[str, Route] = {
     "web-team-releases": Route(PAGE, {"GET": VIEW}, org(path="team_path")),
     "web-release-rollback": Route(
         PAGE, {"GET": RELEASES, "POST": RELEASES}, org(path="team_path"), {"to": "1"}
+    ),
+    # The world's release of platform/ci is its first revision.
+    "web-release-receipts": Route(
+        PAGE, {"GET": VIEW}, lambda w: {**org(path="team_path")(w), "revision": 1}
     ),
     "web-rollout-start": Route(PAGE, {"POST": RELEASES}, org(path="team_path")),
     "web-rollout-promote": Route(PAGE, {"POST": RELEASES}, org(path="team_path")),
@@ -151,6 +157,9 @@ ROUTES: dict[str, Route] = {
     "team-node": Route(API, {"GET": VIEW, "PUT": EDIT, "PATCH": EDIT}, org(pk="team")),
     "root-node": Route(API, {"GET": VIEW, "PUT": EDIT, "PATCH": EDIT}, org()),
     "codex-window": Route(API, {"GET": VIEW, "PUT": EDIT}, org()),
+    # A moment in the future is refused (400): the matrix only asks who gets that far.
+    "team-as-of": Route(API, {"GET": VIEW}, org(path="team_path"), {"at": "2999-01-01T00:00:00Z"}),
+    "team-timeline": Route(API, {"GET": Permission.AUDIT_VIEW}, org(path="team_path")),
     "policy-document": Route(API, {"GET": VIEW}, org()),
     "policy-plan": Route(API, {"POST": VIEW}, org()),
     "policy-apply": Route(API, {"POST": EDIT}, org()),
@@ -167,6 +176,8 @@ ROUTES: dict[str, Route] = {
     "releases": Route(API, {"GET": VIEW}, org()),
     "release": Route(API, {"GET": VIEW}, org(pk="release")),
     "release-files": Route(API, {"GET": VIEW}, org(pk="release")),
+    # Receipts: whoever sees the fleet, auditors included (they hold org.view with audit.view).
+    "release-receipts": Route(API, {"GET": VIEW}, org(pk="release")),
     "release-diff": Route(
         API, {"GET": VIEW}, org(), {"team": "platform/ci", "from": "1", "to": "1"}
     ),
@@ -184,6 +195,11 @@ ROUTES: dict[str, Route] = {
     "device-move": Route(API, {"POST": FLEET}, org(device_id="device")),
     "enrollment-tokens": Route(API, {"GET": VIEW, "POST": FLEET}, org()),
     "enrollment-token-revoke": Route(API, {"POST": FLEET}, org(token_id="enrollment_token")),
+    "audit-events": Route(API, {"GET": AUDIT}, org()),
+    "audit-export": Route(API, {"GET": AUDIT}, lambda w: {"slug": "acme", "file_format": "csv"}),
+    "audit-export-manifest": Route(
+        API, {"GET": AUDIT}, lambda w: {"slug": "acme", "file_format": "csv"}, {"through": "1"}
+    ),
 }
 # Whole trees of other projects' routes, with their own access rules and their own tests: the
 # admin site (staff only, behind the same sign-in) and django-allauth's sign-in flows (public).
