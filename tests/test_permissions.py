@@ -61,7 +61,12 @@ from policyhub.changes.services import (
     change_set_submit,
 )
 from policyhub.errors import ApplicationError, NotPermitted
-from policyhub.exports.services import audit_export_manifest, audit_export_start
+from policyhub.exports.services import (
+    audit_export_manifest,
+    audit_export_start,
+    receipts_export_manifest,
+    receipts_export_start,
+)
 from policyhub.fleet.models import Device, EnrollmentToken
 from policyhub.fleet.services import (
     device_enroll,
@@ -73,6 +78,7 @@ from policyhub.fleet.services import (
 from policyhub.policies import document
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_apply, team_move
+from policyhub.releases.models import Release
 from policyhub.releases.services.keys import signing_key_rotate
 from policyhub.releases.services.publishing import publish_run_execute
 from policyhub.releases.services.rollback import release_rollback
@@ -452,6 +458,27 @@ CASES = [
         AUDITORS,
     ),
     Case(
+        receipts_export_start,
+        lambda w, a: receipts_export_start(
+            actor=a,
+            organization=w.acme,
+            release=Release.objects.get(organization=w.acme, team_path="batch", revision=1),
+            file_format="csv",
+        ),
+        AUDITORS,
+    ),
+    Case(
+        receipts_export_manifest,
+        lambda w, a: receipts_export_manifest(
+            actor=a,
+            organization=w.acme,
+            release=Release.objects.get(organization=w.acme, team_path="batch", revision=1),
+            file_format="json",
+            as_of=timezone.now(),
+        ),
+        AUDITORS,
+    ),
+    Case(
         audit_export_manifest,
         lambda w, a: audit_export_manifest(
             actor=a, organization=w.acme, file_format="ndjson", params={}, through=3
@@ -651,6 +678,14 @@ COMMANDS = [
         "api_token create", lambda w: ["--org", "acme", "--name", "n", "--role", "viewer"], PEOPLE
     ),
     CommandCase("api_token revoke", lambda w: [str(w.token.pk), "--org", "acme"], MANAGERS),
+    CommandCase(
+        "audit export-receipts",
+        lambda w: [
+            *("--org", "acme", "--team", "batch", "--revision", "1"),
+            *("--output", str(Path(tempfile.mkdtemp()) / "receipts.csv")),
+        ],
+        AUDITORS,
+    ),
     CommandCase(
         "audit export",
         lambda w: ["--org", "acme", "--output", str(Path(tempfile.mkdtemp()) / "events.csv")],

@@ -1,5 +1,6 @@
 """The audit API: the organisation's events (cursor-paginated, filtered like the audit page), an
-export of them streamed in CSV, JSON or NDJSON, and the export's signed manifest.
+export of them streamed in CSV, JSON or NDJSON, and the export's signed manifest; the same for a
+release's receipts (which devices fetched and applied it, as of a moment).
 
 An export answers with `X-Audit-Through` (the chain position it is pinned to) and a `Link` to its
 manifest at that position: fetching the manifest later describes exactly the bytes received.
@@ -8,10 +9,12 @@ Auditors, admins and owners may read and export (`audit.view`); nobody can delet
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import StreamingHttpResponse
+from django.http import Http404, QueryDict, StreamingHttpResponse
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -27,7 +30,13 @@ from policyhub.audit.models import AuditEvent
 from policyhub.audit.selectors import audit_events
 from policyhub.errors import ApplicationError
 from policyhub.exports.formats import CONTENT_TYPES
-from policyhub.exports.services import audit_export_manifest, audit_export_start
+from policyhub.exports.services import (
+    audit_export_manifest,
+    audit_export_start,
+    receipts_export_manifest,
+    receipts_export_start,
+)
+from policyhub.releases.models import Release
 from providers.base import Issue
 
 TAGS = ["audit"]
@@ -138,9 +147,9 @@ class AuditExportApi(OrgApiView):
         )
         response = StreamingHttpResponse(export.chunks(), content_type=CONTENT_TYPES[file_format])
         response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
-        response["X-Audit-Through"] = str(export.through)
+        response["X-Audit-Through"] = str(export.pin["through"])
         query = request.GET.copy()
-        query["through"] = str(export.through)
+        query["through"] = str(export.pin["through"])
         manifest = reverse(
             "audit-export-manifest",
             kwargs={"slug": slug, "file_format": file_format},
@@ -175,5 +184,97 @@ class AuditExportManifestApi(OrgApiView):
                 file_format=file_format,
                 params=_params(request),
                 through=through,
+            )
+        )
+
+
+AS_OF = OpenApiParameter(
+    "as_of",
+    OpenApiTypes.DATETIME,
+    description="The moment the receipts are shown as of (an export's X-Export-As-Of); default: now.",
+)
+
+
+def _as_of(request: Request) -> datetime | None:
+    value = request.query_params.get("as_of")
+    if value is None:
+        return None
+    moment = parse_datetime(value)
+    if moment is None or moment.tzinfo is None:
+        text = "not a time with its zone (2026-03-01T12:00:00Z)"
+        raise ApplicationError(f"as_of: {text}", [Issue("error", "as_of", text)])
+    return moment
+
+
+def _release(organization_id: int, pk: int) -> Release:
+    release = Release.objects.filter(organization_id=organization_id, pk=pk).first()
+    if release is None:
+        raise Http404("no such release")
+    return release
+
+
+class ReceiptsExportApi(OrgApiView):
+    """The devices that fetched or applied the release, as of a moment, streamed."""
+
+    required = {"GET": Permission.AUDIT_VIEW}
+    doing = "export release receipts"
+
+    @extend_schema(
+        tags=TAGS,
+        parameters=[AS_OF],
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="The export."),
+            (200, "application/json"): OpenApiResponse(OpenApiTypes.BINARY),
+            (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.BINARY),
+            **ERRORS,
+        },
+    )
+    def get(self, request: Request, slug: str, pk: int, file_format: str) -> StreamingHttpResponse:
+        export = receipts_export_start(
+            actor=self.actor,
+            organization=self.organization,
+            release=_release(self.organization.pk, pk),
+            file_format=file_format,
+            as_of=_as_of(request),
+        )
+        response = StreamingHttpResponse(export.chunks(), content_type=CONTENT_TYPES[file_format])
+        response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+        response["X-Export-As-Of"] = export.pin["as_of"]
+        manifest = reverse(
+            "receipts-export-manifest",
+            kwargs={"slug": slug, "pk": pk, "file_format": file_format},
+            request=request,
+        )
+        query = QueryDict(mutable=True)
+        query["as_of"] = export.pin["as_of"]
+        response["Link"] = f'<{manifest}?{query.urlencode()}>; rel="describedby"'
+        return response
+
+
+class ReceiptsExportManifestApi(OrgApiView):
+    """The signed manifest of the receipts export at `as_of`."""
+
+    required = {"GET": Permission.AUDIT_VIEW}
+    doing = "export release receipts"
+
+    @extend_schema(
+        tags=TAGS,
+        parameters=[AS_OF],
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description="The manifest."),
+            **ERRORS,
+        },
+    )
+    def get(self, request: Request, slug: str, pk: int, file_format: str) -> Response:
+        as_of = _as_of(request)
+        if as_of is None:
+            raise ApplicationError("as_of: required", [Issue("error", "as_of", "required")])
+        return Response(
+            receipts_export_manifest(
+                actor=self.actor,
+                organization=self.organization,
+                release=_release(self.organization.pk, pk),
+                file_format=file_format,
+                as_of=as_of,
             )
         )

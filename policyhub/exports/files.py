@@ -3,20 +3,25 @@ request, or a year later) describe the very same rows, and the facts its manifes
 
 An audit export is pinned to the organisation's chain as it stood when it began (`through`, the
 position of the last committed event): events are never changed or removed and later ones lie
-beyond the pin, so the same request gives the same bytes every time.
+beyond the pin, so the same request gives the same bytes every time. A receipts export is pinned
+to a moment (`as_of`): it shows the first fetch and the apply of each device as they stood then,
+which later fetches and reports never change.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import connections
-from django.db.models import F, Func, QuerySet, TextField, Value
+from django.db.models import Case, F, Func, Q, QuerySet, TextField, Value, When
 from django.db.models.functions import Cast, Coalesce
+from django.utils import timezone
 
 from policyhub.accounts.models import Organization
 from policyhub.audit.chain import canonical_value
@@ -24,6 +29,8 @@ from policyhub.audit.filters import AuditFilter
 from policyhub.audit.selectors import audit_chain_head, audit_events
 from policyhub.errors import ApplicationError
 from policyhub.exports.formats import CHUNK, FORMATS, Column, write
+from policyhub.fleet.selectors import receipts_of_release
+from policyhub.releases.models import Release
 from providers.base import Issue
 
 AUDIT_COLUMNS = (
@@ -67,16 +74,18 @@ class Export:
     kind: str
     file_format: str
     organization: Organization
-    filter: dict[str, str]  # the filters as given, for the manifest and the file's name
-    through: int  # the chain position the export is pinned to
-    contiguous: bool
+    filter: dict[str, str]  # the filters as given, for the manifest
+    pin: dict[str, Any]  # {"through": chain position} or {"as_of": ISO time}, for the manifest
+    contiguous: bool  # an unbroken run of the audit chain
     columns: Sequence[Column]
     rows: QuerySet[Any]
     sha256: str = ""  # of the bytes, once `chunks()` ran to the end
 
     @property
     def filename(self) -> str:
-        return f"{self.organization.slug}-{self.kind}-through-{self.through}.{self.file_format}"
+        (name, value), *_ = self.pin.items()
+        pinned = re.sub(r"[^A-Za-z0-9.-]+", "-", f"{name}-{value}")
+        return f"{self.organization.slug}-{self.kind}-{pinned}.{self.file_format}"
 
     def chunks(self) -> Iterator[bytes]:
         """The file in chunks of about 64 kB, hashed on the way. On PostgreSQL the database
@@ -93,23 +102,30 @@ class Export:
         self.sha256 = digest.hexdigest()
 
     def ends(self) -> tuple[int, Link | None, Link | None]:
-        """The row count and the first and last rows' chain links, read by index."""
+        """The row count and, for the audit trail, the first and last rows' chain links, read
+        by index."""
+        if self.kind != "audit":
+            return self.rows.count(), None, None
         links = self.rows.values_list("seq", "prev_hash", "hash")
         first, last = links.first(), links.reverse().first()
         return self.rows.count(), Link(*first) if first else None, Link(*last) if last else None
 
 
 def _python_rows(columns: Sequence[Column], rows: QuerySet[Any]) -> Iterator[tuple[Any, ...]]:
-    names = [column.name for column in columns]
+    names = [column.field for column in columns]
     for row in rows.values_list(*names).iterator(chunk_size=BATCH):
         yield tuple(_as_written(column, value) for column, value in zip(columns, row, strict=True))
 
 
 def _as_written(column: Column, value: Any) -> Any:
+    if value is None:
+        return "null" if column.type == "json" else None
     if column.type == "time":
         return canonical_value("created_at", value)
     if column.type == "json":
         return json.dumps(value, ensure_ascii=False)
+    if column.type in ("text", "address"):
+        return str(value)  # a UUID, say, as PostgreSQL writes it
     return value
 
 
@@ -117,12 +133,12 @@ def _copy_expression(column: Column, *, in_json: bool = False) -> Any:
     """A column as PostgreSQL writes it: the same text `_as_written` gives (in a JSON object, a
     JSON value stays a value, null included)."""
     if column.type == "time":
-        return Func(F(column.name), template=UTC_TEXT, output_field=TextField())
+        return Func(F(column.field), template=UTC_TEXT, output_field=TextField())
     if column.type == "json" and not in_json:
-        return Coalesce(Cast(column.name, TextField()), Value("null"), output_field=TextField())
+        return Coalesce(Cast(column.field, TextField()), Value("null"), output_field=TextField())
     if column.type == "address":
-        return Func(F(column.name), function="host", output_field=TextField())
-    return F(column.name)
+        return Func(F(column.field), function="host", output_field=TextField())
+    return F(column.field)
 
 
 # A time as `canonical_value` prints it: UTC, microseconds, "Z".
@@ -212,7 +228,7 @@ def audit_export(
         file_format=file_format,
         organization=organization,
         filter=given,
-        through=through,
+        pin={"through": through},
         contiguous=set(given) <= RANGE_FILTERS,
         columns=AUDIT_COLUMNS,
         rows=rows,
@@ -221,3 +237,54 @@ def audit_export(
 
 def _refusal(field: str, text: str) -> ApplicationError:
     return ApplicationError(f"{field}: {text}", [Issue("error", field, text)])
+
+
+RECEIPT_COLUMNS = (
+    Column("id", "int"),
+    Column("release_id", "int"),
+    Column("team"),
+    Column("revision", "int"),
+    Column("device_id"),
+    Column("hostname"),
+    Column("fetched_at", "time"),
+    Column("channel"),
+    Column("applied_at", "time", source="applied_then"),
+)
+
+
+def receipts_export(
+    organization: Organization,
+    file_format: str,
+    release: Release,
+    *,
+    as_of: datetime | None = None,
+) -> Export:
+    """The devices that fetched or applied `release` by `as_of` (default: now), with when they
+    first fetched it, through which channel, and when they applied it, as of then."""
+    if file_format not in FORMATS:
+        raise _refusal("format", "must be one of " + ", ".join(FORMATS))
+    as_of = as_of or timezone.now()
+    if as_of > timezone.now():
+        raise _refusal("as_of", "must not be in the future (what devices will do is not known)")
+    fetched = Q(first_fetched_at__lte=as_of)
+    applied = Q(applied_at__lte=as_of)
+    rows = (
+        receipts_of_release(release)
+        .filter(fetched | applied)
+        .annotate(
+            fetched_at=Case(When(fetched, then=F("first_fetched_at"))),
+            channel=Case(When(fetched, then=F("first_channel")), default=Value("")),
+            applied_then=Case(When(applied, then=F("applied_at"))),
+        )
+        .order_by("id")
+    )
+    return Export(
+        kind="receipts",
+        file_format=file_format,
+        organization=organization,
+        filter={"team": release.team_path, "revision": str(release.revision)},
+        pin={"as_of": canonical_value("created_at", as_of)},
+        contiguous=False,
+        columns=RECEIPT_COLUMNS,
+        rows=rows,
+    )

@@ -32,6 +32,11 @@ class Column:
 
     name: str
     type: Literal["int", "text", "json", "time", "address"] = "text"
+    source: str = ""  # the field or annotation it is read from, when not `name`
+
+    @property
+    def field(self) -> str:
+        return self.source or self.name
 
 
 def write(

@@ -1,8 +1,9 @@
 """Manifests: what an export holds, signed with the organisation's release-signing key, and the
 check of a file against one (`manage.py audit verify-export FILE MANIFEST`).
 
-A manifest states the organisation, the filters, the chain position the export is pinned to, the
-row count, both ends' chain links and the sha256 of the file's bytes. The check needs nothing but
+A manifest states the organisation, the filters, what the export is pinned to (a chain position,
+or for receipts a moment), the row count, an audit export's chain links at both ends and the
+sha256 of the file's bytes. The check needs nothing but
 the two files and the public key (from this server's key list, or given): it verifies the
 signature, the file's bytes, every row's hash against its content, and for an unfiltered run of
 the chain that each row links to the one before it, and reports the first row that fails.
@@ -20,7 +21,7 @@ from django.utils import timezone
 
 from policyhub.actors import Actor
 from policyhub.audit.chain import FIELDS, event_hash
-from policyhub.exports.files import AUDIT_COLUMNS, Export
+from policyhub.exports.files import AUDIT_COLUMNS, RECEIPT_COLUMNS, Export
 from policyhub.exports.formats import read
 from policyhub.releases import signing
 from policyhub.releases.models import SigningKey
@@ -41,7 +42,7 @@ def manifest_signed(export: Export, actor: Actor) -> dict[str, Any]:
         "file_name": export.filename,
         "organization": {"id": organization.pk, "slug": organization.slug},
         "filter": dict(sorted(export.filter.items())),
-        "through": export.through,
+        **export.pin,
         "contiguous": export.contiguous,
         "rows": count,
         "first": asdict(first) if first else None,
@@ -101,10 +102,26 @@ def export_verify(file: Path, manifest_file: Path, public_key: str | None = None
             digest.update(chunk)
     if digest.hexdigest() != manifest.get("sha256"):
         check.problems.append("file: its sha256 is not the manifest's (the bytes changed)")
-    if manifest.get("kind") == "audit":
-        with file.open(encoding="utf-8", newline="") as stream:
+    with file.open(encoding="utf-8", newline="") as stream:
+        if manifest.get("kind") == "audit":
             _check_audit_rows(check, stream, manifest)
+        else:
+            _check_rows(check, stream, manifest)
     return check
+
+
+def _check_rows(check: ExportCheck, stream: TextIO, manifest: dict[str, Any]) -> None:
+    """Rows without a chain (receipts): each readable, and as many as the manifest says."""
+    try:
+        for number, _ in enumerate(
+            read(str(manifest.get("file_format")), RECEIPT_COLUMNS, stream), start=1
+        ):
+            check.rows = number
+    except (ValueError, UnicodeDecodeError) as exc:
+        check.problems.append(f"file: {exc}")
+        return
+    if check.rows != manifest.get("rows"):
+        check.problems.append(f"file: {check.rows} rows, the manifest says {manifest.get('rows')}")
 
 
 def _server_key(key_id: Any) -> str | None:

@@ -16,4 +16,14 @@ urlpatterns = [
         apis.AuditExportManifestApi.as_view(),
         name="audit-export-manifest",
     ),
+    path(
+        f"{ORG}releases/<int:pk>/receipts/export/<str:file_format>",
+        apis.ReceiptsExportApi.as_view(),
+        name="receipts-export",
+    ),
+    path(
+        f"{ORG}releases/<int:pk>/receipts/export/<str:file_format>/manifest",
+        apis.ReceiptsExportManifestApi.as_view(),
+        name="receipts-export-manifest",
+    ),
 ]

@@ -469,49 +469,11 @@ def device_reports(organization: Organization, device_id: uuid.UUID) -> QuerySet
     ).order_by("-reported_at", "-id")
 
 
-# The columns of `receipts_export_rows`, in order.
-RECEIPT_EXPORT_COLUMNS = (
-    "id",
-    "release_id",
-    "team",
-    "revision",
-    "device_id",
-    "hostname",
-    "first_fetched_at",
-    "first_channel",
-    "last_fetched_at",
-    "applied_at",
-    "reported_at",
-    "errors",
-)
-
-
-def receipts_export_rows(
-    organization: Organization,
-    *,
-    release_id: int | None = None,
-    team_path: str | None = None,
-    state: str | None = None,
-) -> QuerySet[DeviceReceipt, dict[str, Any]]:
-    """The organisation's receipts (of one release, or of one team path's releases, in one of
-    RECEIPT_STATES) as plain rows of RECEIPT_EXPORT_COLUMNS, in id order: stable, unique and
-    indexed, so an export can read it in chunks (`id__gt` the last one) while devices go on
-    fetching. `team` and `revision` are the release's; `hostname` the device's now; times are
-    aware datetimes (UTC), `errors` a list of strings."""
-    found = DeviceReceipt.objects.filter(organization=organization)
-    if release_id is not None:
-        found = found.filter(release_id=release_id)
-    if team_path is not None:
-        found = found.filter(release__team_path=team_path)
-    if state:
-        found = receipts_in_state(found, state)
-    rows: QuerySet[DeviceReceipt, dict[str, Any]] = (
-        found.annotate(
-            team=F("release__team_path"),
-            revision=F("release__revision"),
-            hostname=F("device__hostname"),
-        )
-        .order_by("id")
-        .values(*RECEIPT_EXPORT_COLUMNS)
+def receipts_of_release(release: Release) -> QuerySet[DeviceReceipt]:
+    """A release's receipts with what an export shows beside them: the release's team and
+    revision, the device's hostname (set at enrolment)."""
+    return DeviceReceipt.objects.filter(release=release).annotate(
+        team=F("release__team_path"),
+        revision=F("release__revision"),
+        hostname=F("device__hostname"),
     )
-    return rows

@@ -196,6 +196,17 @@ ROUTES: dict[str, Route] = {
     "enrollment-tokens": Route(API, {"GET": VIEW, "POST": FLEET}, org()),
     "enrollment-token-revoke": Route(API, {"POST": FLEET}, org(token_id="enrollment_token")),
     "audit-events": Route(API, {"GET": AUDIT}, org()),
+    "receipts-export": Route(
+        API,
+        {"GET": AUDIT},
+        lambda w: {"slug": "acme", "pk": w.ids["release"], "file_format": "csv"},
+    ),
+    "receipts-export-manifest": Route(
+        API,
+        {"GET": AUDIT},
+        lambda w: {"slug": "acme", "pk": w.ids["release"], "file_format": "csv"},
+        {"as_of": "2026-01-01T00:00:00Z"},
+    ),
     "audit-export": Route(API, {"GET": AUDIT}, lambda w: {"slug": "acme", "file_format": "csv"}),
     "audit-export-manifest": Route(
         API, {"GET": AUDIT}, lambda w: {"slug": "acme", "file_format": "csv"}, {"through": "1"}

@@ -154,6 +154,10 @@ NOT_STATE_CHANGES = {
     "(audit.export) and changes nothing else",
     "policyhub.exports.services.audit_export_manifest": "a read: the signed manifest of an "
     "export (a first signing key made for it is signing_key_active's, recorded there)",
+    "policyhub.exports.services.receipts_export_start": "a read of receipts, which records "
+    "itself (audit.export) and changes nothing else",
+    "policyhub.exports.services.receipts_export_manifest": "a read: the signed manifest of a "
+    "receipts export",
 }
 
 

@@ -11,9 +11,12 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -31,12 +34,11 @@ from policyhub.delivery.cache import (
     cache,
     cache_stop,
 )
+from policyhub.exports.files import RECEIPT_COLUMNS
+from policyhub.exports.formats import FORMATS, read
+from policyhub.exports.manifest import export_verify
 from policyhub.fleet.models import Device, DeviceReceipt, DeviceReport
-from policyhub.fleet.selectors import (
-    RECEIPT_EXPORT_COLUMNS,
-    receipts_export_rows,
-    release_receipt_counts,
-)
+from policyhub.fleet.selectors import release_receipt_counts
 from policyhub.fleet.services import device_move
 from policyhub.releases.models import Release
 from policyhub.releases.selectors import rollout_includes
@@ -577,20 +579,77 @@ def test_the_api_lists_a_release_receipts_filtered_a_page_at_a_time(
     assert APIClient().get(url).status_code == 401
 
 
-def test_the_export_rows_are_plain_values_in_id_order(
+@pytest.mark.parametrize("file_format", FORMATS)
+def test_receipts_export_as_of_a_moment_and_verify_against_their_manifest(
+    cast: dict[str, Any], three_devices: dict[str, Device], file_format: str, tmp_path: Path
+) -> None:
+    batch = release(cast, "batch", 1)
+    receipts = DeviceReceipt.objects.filter(release=batch).order_by("id")
+
+    def export(*more: str) -> tuple[list[dict[str, Any]], Path, Path]:
+        out = tmp_path / f"receipts.{file_format}"
+        call_command(
+            "audit", "export-receipts", "--org", "acme", "--team", "batch", "--revision", "1",
+            "--format", file_format, "--output", str(out), *more, stderr=StringIO(),
+        )  # fmt: skip
+        with out.open(encoding="utf-8", newline="") as stream:
+            rows = list(read(file_format, RECEIPT_COLUMNS, stream))
+        return rows, out, Path(f"{out}.manifest.json")
+
+    def shown(moment: datetime | None) -> str:
+        return "" if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    rows, out, manifest = export()
+    assert [(r["hostname"], r["channel"]) for r in rows] == [
+        (receipt.device.hostname, receipt.first_channel) for receipt in receipts
+    ]
+    assert [(r["fetched_at"], r["applied_at"]) for r in rows] == [
+        (shown(receipt.first_fetched_at), shown(receipt.applied_at)) for receipt in receipts
+    ]
+    assert {(r["team"], r["revision"], r["release_id"]) for r in rows} == {("batch", 1, batch.pk)}
+    assert [r["device_id"] for r in rows] == [str(receipt.device_id) for receipt in receipts]
+    assert export_verify(out, manifest).ok
+    # Later fetches and reports do not change what the manifest describes.
+    pinned = json.loads(manifest.read_text())["as_of"]
+    assert json.loads(manifest.read_text())["rows"] == 3
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text(
+        "".join(lines[:-2] + lines[-1:]) if file_format == "json" else "".join(lines[:-1])
+    )
+    assert not export_verify(out, manifest).ok
+    # As of a moment between the fetches and the apply, the apply is not there yet.
+    applied = receipts.get(device__hostname="applied")
+    assert applied.applied_at is not None and applied.first_fetched_at is not None
+    between = applied.first_fetched_at + (applied.applied_at - applied.first_fetched_at) / 2
+    if applied.first_fetched_at < between < applied.applied_at:
+        rows, out, manifest = export("--as-of", between.isoformat())
+        assert all(r["applied_at"] == "" for r in rows)
+        assert export_verify(out, manifest).ok
+    rows, _, _ = export("--as-of", "2020-01-01T00:00:00+00:00")
+    assert rows == []
+    assert pinned.endswith("Z")
+
+
+def test_receipts_exports_are_for_those_who_may_export(
     cast: dict[str, Any], three_devices: dict[str, Device]
 ) -> None:
     batch = release(cast, "batch", 1)
-    rows = list(receipts_export_rows(cast["acme"], release_id=batch.pk))
-    assert [tuple(row) for row in rows] == [RECEIPT_EXPORT_COLUMNS] * 3
-    assert [row["hostname"] for row in rows] == ["applied", "failing", "fetched"]
-    assert [row["id"] for row in rows] == sorted(row["id"] for row in rows)
-    first = rows[0]
-    assert (first["team"], first["revision"], first["release_id"]) == ("batch", 1, batch.pk)
-    assert first["device_id"] == three_devices["applied"].pk
-    assert isinstance(first["applied_at"], datetime) and first["first_channel"] == "agent"
-    assert [r["hostname"] for r in receipts_export_rows(cast["acme"], state="errors")] == [
-        "failing"
-    ]
-    assert list(receipts_export_rows(cast["acme"], team_path="platform")) == []
-    assert list(receipts_export_rows(cast["other"])) == []
+    url = f"{ORG}/releases/{batch.pk}/receipts/export/ndjson"
+    auditor = api(cast, "auditor", Role.AUDITOR)
+    answer = auditor.get(url)
+    assert answer.status_code == 200 and answer["X-Export-As-Of"].endswith("Z")
+    body = b"".join(answer.streaming_content)  # type: ignore[attr-defined]
+    link = answer["Link"]
+    manifest = auditor.get(link[1 : link.index(">")].removeprefix("http://testserver"))
+    assert manifest.status_code == 200 and manifest.json()["rows"] == 3
+    assert len(body.splitlines()) == 3
+    assert auditor.get(f"{url}?as_of=yesterday").json()["errors"] == {
+        "as_of": ["not a time with its zone (2026-03-01T12:00:00Z)"]
+    }
+    assert auditor.get(f"{ORG}/releases/{batch.pk + 1000}/receipts/export/csv").status_code == 404
+    viewer = api(cast, "admin", Role.VIEWER)
+    assert viewer.get(url).status_code == 403
+    page = Client()
+    page.force_login(cast["auditor"])
+    text = page.get("/orgs/acme/releases/batch/-/revision/1/").content.decode()
+    assert 'id="receipt-export-links"' in text and "receipts/export/csv?as_of=" in text

@@ -17,15 +17,16 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.db.models import F, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from policyhub.accounts.permissions import Permission
 from policyhub.changes.models import ChangeSet
 from policyhub.errors import ApplicationError, NotPermitted
+from policyhub.exports.formats import FORMATS
 from policyhub.fleet import selectors as fleet
 from policyhub.releases import selectors
 from policyhub.releases.models import PublishRun, Release
@@ -379,8 +380,27 @@ def release_receipts_page(
             "counts": fleet.release_receipt_counts(page.org, release),
             "filter": given,
             "receipts": receipts,
+            "exports": _receipt_exports(page, release) if page.can.audit__view else [],
         },
     )
+
+
+def _receipt_exports(page: OrgPage, release: Release) -> list[tuple[str, str, str]]:
+    """(label, file, manifest) per format: the receipts as of now, pinned, so the manifest
+    fetched after the file describes the same rows."""
+    query = QueryDict(mutable=True)
+    query["as_of"] = timezone.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    links = []
+    for file_format in FORMATS:
+        kwargs = {"slug": page.org.slug, "pk": release.pk, "file_format": file_format}
+        links.append(
+            (
+                file_format.upper(),
+                f"{reverse('receipts-export', kwargs=kwargs)}?{query.urlencode()}",
+                f"{reverse('receipts-export-manifest', kwargs=kwargs)}?{query.urlencode()}",
+            )
+        )
+    return links
 
 
 @require_POST
