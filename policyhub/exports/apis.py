@@ -13,14 +13,14 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import Http404, QueryDict, StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
+from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.reverse import reverse
 
 from policyhub.accounts.apiviews import OrgApiView
 from policyhub.accounts.permissions import Permission
@@ -29,6 +29,7 @@ from policyhub.audit.filters import AuditFilter
 from policyhub.audit.models import AuditEvent
 from policyhub.audit.selectors import audit_events
 from policyhub.errors import ApplicationError
+from policyhub.exports.files import Export
 from policyhub.exports.formats import CONTENT_TYPES
 from policyhub.exports.services import (
     audit_export_manifest,
@@ -54,6 +55,35 @@ THROUGH = OpenApiParameter(
     OpenApiTypes.INT,
     description="The chain position to stop at (an export's X-Audit-Through); default: now.",
 )
+
+
+FILE_RESPONSES: dict[Any, OpenApiResponse] = {
+    (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="The export."),
+    (200, "application/json"): OpenApiResponse(OpenApiTypes.BINARY),
+    (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.BINARY),
+    **ERRORS,
+}
+MANIFEST_RESPONSES: dict[Any, OpenApiResponse] = {
+    200: OpenApiResponse(OpenApiTypes.OBJECT, description="The manifest."),
+    **ERRORS,
+}
+
+
+def _streamed(
+    request: Request, export: Export, manifest: str, header: str, pin: str
+) -> StreamingHttpResponse:
+    """The file as it is written, with its pin in `header` and a `Link` to its manifest at
+    that pin (the request's own filters kept)."""
+    response = StreamingHttpResponse(
+        export.chunks(), content_type=CONTENT_TYPES[export.file_format]
+    )
+    response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+    response[header] = str(export.pin[pin])
+    query = request.GET.copy()
+    query[pin] = str(export.pin[pin])
+    link = request.build_absolute_uri(f"{manifest}?{query.urlencode()}")
+    response["Link"] = f'<{link}>; rel="describedby"'
+    return response
 
 
 class AuditEventOut(serializers.ModelSerializer[AuditEvent]):
@@ -130,12 +160,7 @@ class AuditExportApi(OrgApiView):
     @extend_schema(
         tags=TAGS,
         parameters=[*FILTER_PARAMETERS, THROUGH],
-        responses={
-            (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="The export."),
-            (200, "application/json"): OpenApiResponse(OpenApiTypes.BINARY),
-            (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.BINARY),
-            **ERRORS,
-        },
+        responses=FILE_RESPONSES,
     )
     def get(self, request: Request, slug: str, file_format: str) -> StreamingHttpResponse:
         export = audit_export_start(
@@ -145,18 +170,10 @@ class AuditExportApi(OrgApiView):
             params=_params(request),
             through=_through(request),
         )
-        response = StreamingHttpResponse(export.chunks(), content_type=CONTENT_TYPES[file_format])
-        response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
-        response["X-Audit-Through"] = str(export.pin["through"])
-        query = request.GET.copy()
-        query["through"] = str(export.pin["through"])
         manifest = reverse(
-            "audit-export-manifest",
-            kwargs={"slug": slug, "file_format": file_format},
-            request=request,
+            "audit-export-manifest", kwargs={"slug": slug, "file_format": file_format}
         )
-        response["Link"] = f'<{manifest}?{query.urlencode()}>; rel="describedby"'
-        return response
+        return _streamed(request, export, manifest, "X-Audit-Through", "through")
 
 
 class AuditExportManifestApi(OrgApiView):
@@ -168,10 +185,7 @@ class AuditExportManifestApi(OrgApiView):
     @extend_schema(
         tags=TAGS,
         parameters=[*FILTER_PARAMETERS, THROUGH],
-        responses={
-            200: OpenApiResponse(OpenApiTypes.OBJECT, description="The manifest."),
-            **ERRORS,
-        },
+        responses=MANIFEST_RESPONSES,
     )
     def get(self, request: Request, slug: str, file_format: str) -> Response:
         through = _through(request)
@@ -222,12 +236,7 @@ class ReceiptsExportApi(OrgApiView):
     @extend_schema(
         tags=TAGS,
         parameters=[AS_OF],
-        responses={
-            (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="The export."),
-            (200, "application/json"): OpenApiResponse(OpenApiTypes.BINARY),
-            (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.BINARY),
-            **ERRORS,
-        },
+        responses=FILE_RESPONSES,
     )
     def get(self, request: Request, slug: str, pk: int, file_format: str) -> StreamingHttpResponse:
         export = receipts_export_start(
@@ -237,18 +246,10 @@ class ReceiptsExportApi(OrgApiView):
             file_format=file_format,
             as_of=_as_of(request),
         )
-        response = StreamingHttpResponse(export.chunks(), content_type=CONTENT_TYPES[file_format])
-        response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
-        response["X-Export-As-Of"] = export.pin["as_of"]
         manifest = reverse(
-            "receipts-export-manifest",
-            kwargs={"slug": slug, "pk": pk, "file_format": file_format},
-            request=request,
+            "receipts-export-manifest", kwargs={"slug": slug, "pk": pk, "file_format": file_format}
         )
-        query = QueryDict(mutable=True)
-        query["as_of"] = export.pin["as_of"]
-        response["Link"] = f'<{manifest}?{query.urlencode()}>; rel="describedby"'
-        return response
+        return _streamed(request, export, manifest, "X-Export-As-Of", "as_of")
 
 
 class ReceiptsExportManifestApi(OrgApiView):
@@ -260,10 +261,7 @@ class ReceiptsExportManifestApi(OrgApiView):
     @extend_schema(
         tags=TAGS,
         parameters=[AS_OF],
-        responses={
-            200: OpenApiResponse(OpenApiTypes.OBJECT, description="The manifest."),
-            **ERRORS,
-        },
+        responses=MANIFEST_RESPONSES,
     )
     def get(self, request: Request, slug: str, pk: int, file_format: str) -> Response:
         as_of = _as_of(request)
