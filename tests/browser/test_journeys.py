@@ -69,6 +69,7 @@ PAGES = (
     "web-publish-run",
     "web-releases",
     "web-team-releases",
+    "web-release-receipts",
     "team-history",
     "web-devices",
     "web-device",
