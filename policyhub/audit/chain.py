@@ -62,10 +62,19 @@ def canonical_value(name: str, value: Any) -> Any:
             raise ValueError("created_at must be an aware time")
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     if name == "source_address":
-        return str(ipaddress.ip_address(value)) if value else ""
+        return _address(value) if value else ""
     if name in ("request_id", "reason") and value is None:
         return ""
     return value
+
+
+def _address(value: str) -> str:
+    """An address in one form on every Python: `str()` of an IPv4-mapped IPv6 address changed
+    between releases (::ffff:102:304, later ::ffff:1.2.3.4); this is the later, RFC 5952's."""
+    address = ipaddress.ip_address(value)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return address.compressed
 
 
 def _encode(value: Any) -> str:

@@ -205,7 +205,8 @@ class AuditExportManifestApi(OrgApiView):
 AS_OF = OpenApiParameter(
     "as_of",
     OpenApiTypes.DATETIME,
-    description="The moment the receipts are shown as of (an export's X-Export-As-Of); default: now.",
+    description="The moment the receipts are shown as of (an export's X-Export-As-Of); "
+    "a minute ago or earlier, the default.",
 )
 
 

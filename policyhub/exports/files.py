@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections
@@ -252,6 +252,12 @@ RECEIPT_COLUMNS = (
 )
 
 
+# Fetches reach the database a few seconds after they happen (written behind in batches, with
+# the time of the fetch), and a status report commits a moment after its time: a receipts
+# export describes the receipts as of at least this long ago, whose values no longer change.
+RECEIPTS_SETTLE = timedelta(minutes=1)
+
+
 def receipts_export(
     organization: Organization,
     file_format: str,
@@ -259,13 +265,15 @@ def receipts_export(
     *,
     as_of: datetime | None = None,
 ) -> Export:
-    """The devices that fetched or applied `release` by `as_of` (default: now), with when they
-    first fetched it, through which channel, and when they applied it, as of then."""
+    """The devices that fetched or applied `release` by `as_of` (default: a minute ago, see
+    RECEIPTS_SETTLE), with when they first fetched it, through which channel, and when they
+    applied it, as of then."""
     if file_format not in FORMATS:
         raise _refusal("format", "must be one of " + ", ".join(FORMATS))
-    as_of = as_of or timezone.now()
-    if as_of > timezone.now():
-        raise _refusal("as_of", "must not be in the future (what devices will do is not known)")
+    settled = timezone.now() - RECEIPTS_SETTLE
+    as_of = as_of or settled
+    if as_of > settled:
+        raise _refusal("as_of", "must be a minute ago or earlier: receipts still being written")
     fetched = Q(first_fetched_at__lte=as_of)
     applied = Q(applied_at__lte=as_of)
     rows = (

@@ -122,6 +122,11 @@ def read(file_format: str, columns: Sequence[Column], stream: TextIO) -> Iterato
             if line.strip():
                 yield _object(columns, _loads(line, number), number)
     elif file_format == "json":
+        if stream.readline().strip() == "[":
+            # As written here: one object a line, read a line at a time.
+            yield from _json_array_lines(columns, stream)
+            return
+        stream.seek(0)  # reformatted by someone: read whole
         try:
             items = json.load(stream)
         except json.JSONDecodeError as exc:
@@ -132,6 +137,17 @@ def read(file_format: str, columns: Sequence[Column], stream: TextIO) -> Iterato
             yield _object(columns, item, number)
     else:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+
+
+def _json_array_lines(columns: Sequence[Column], stream: TextIO) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(stream, start=1):
+        text = line.strip()
+        if text == "]":
+            if stream.read().strip():
+                raise ValueError("text after the end of the JSON array")
+            return
+        yield _object(columns, _loads(text.removesuffix(","), number), number)
+    raise ValueError("the JSON array does not end")
 
 
 def _loads(text: str, number: int) -> Any:

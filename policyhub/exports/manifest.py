@@ -57,8 +57,14 @@ def manifest_signed(export: Export, actor: Actor) -> dict[str, Any]:
     return body
 
 
+# What the signature covers starts with this, so the key that signs releases never signs bytes
+# that could be read as a release manifest (an auditor chooses the filter's text).
+SIGNED_PREFIX = b"policyhub-export-manifest-v1\n"
+
+
 def _signed_bytes(manifest: dict[str, Any]) -> bytes:
-    return signing.canonical_json({k: v for k, v in manifest.items() if k != "signature"})
+    body = {k: v for k, v in manifest.items() if k != "signature"}
+    return SIGNED_PREFIX + signing.canonical_json(body)
 
 
 @dataclass
@@ -86,6 +92,9 @@ def export_verify(file: Path, manifest_file: Path, public_key: str | None = None
         manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} manifest")
+        organization = manifest.get("organization")
+        if not isinstance(organization, dict) or type(organization.get("id")) is not int:
+            raise ValueError("it names no organisation id")
     except (OSError, ValueError) as exc:
         check.problems.append(f"manifest: {exc}")
         return check

@@ -226,3 +226,15 @@ def test_concurrent_writers_of_one_organisation_keep_one_chain(cast: dict[str, A
     assert not errors
     report = audit_chain_verify(acme.pk)
     assert report.ok and report.count == before + 4 * 15 * 2
+
+
+def test_addresses_hash_in_one_form_on_every_python() -> None:
+    """str() of an IPv4-mapped IPv6 address differs between Python releases; the chain's form
+    must not."""
+    from policyhub.audit.chain import canonical_value
+
+    for written in ("::ffff:1.2.3.4", "::ffff:102:304", "0:0:0:0:0:ffff:0102:0304"):
+        assert canonical_value("source_address", written) == "::ffff:1.2.3.4"
+    assert canonical_value("source_address", "2001:0db8::0001") == "2001:db8::1"
+    assert canonical_value("source_address", "10.0.0.1") == "10.0.0.1"
+    assert canonical_value("source_address", None) == ""

@@ -337,3 +337,16 @@ def test_the_audit_page_offers_pinned_exports_that_verify(
     membership_grant(actor=OPERATOR, organization=trail["acme"], user=viewer, role=Role.VIEWER)
     client.force_login(viewer)
     assert client.get(files[0]).status_code == 403
+
+
+def test_a_manifest_that_is_not_one_fails_without_a_traceback(
+    trail: dict[str, Any], tmp_path: Path
+) -> None:
+    path, manifest_path = _export(tmp_path, "ndjson")
+    manifest = json.loads(manifest_path.read_text())
+    for broken in ({**manifest, "organization": "acme"}, ["not", "a", "manifest"]):
+        manifest_path.write_text(json.dumps(broken))
+        with pytest.raises(CommandError, match="FAILED:\n  manifest: "):
+            call_command("audit", "verify-export", str(path), str(manifest_path))
+    manifest_path.write_text("{not json")
+    assert export_verify(path, manifest_path).problems[0].startswith("manifest: ")

@@ -10,14 +10,15 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
+from django.db.models import F
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -579,12 +580,24 @@ def test_the_api_lists_a_release_receipts_filtered_a_page_at_a_time(
     assert APIClient().get(url).status_code == 401
 
 
+def _settled(receipts: Any) -> None:
+    """Receipts as if their fetches and reports were ten minutes ago: an export shows them as
+    of a minute ago at the latest (RECEIPTS_SETTLE)."""
+    earlier = timedelta(minutes=10)
+    receipts.update(
+        first_fetched_at=F("first_fetched_at") - earlier,
+        last_fetched_at=F("last_fetched_at") - earlier,
+        applied_at=F("applied_at") - earlier,
+    )
+
+
 @pytest.mark.parametrize("file_format", FORMATS)
 def test_receipts_export_as_of_a_moment_and_verify_against_their_manifest(
     cast: dict[str, Any], three_devices: dict[str, Device], file_format: str, tmp_path: Path
 ) -> None:
     batch = release(cast, "batch", 1)
     receipts = DeviceReceipt.objects.filter(release=batch).order_by("id")
+    _settled(receipts)
 
     def export(*more: str) -> tuple[list[dict[str, Any]], Path, Path]:
         out = tmp_path / f"receipts.{file_format}"
@@ -627,6 +640,8 @@ def test_receipts_export_as_of_a_moment_and_verify_against_their_manifest(
         assert export_verify(out, manifest).ok
     rows, _, _ = export("--as-of", "2020-01-01T00:00:00+00:00")
     assert rows == []
+    with pytest.raises(CommandError, match="a minute ago or earlier"):
+        export("--as-of", timezone.now().isoformat())
     assert pinned.endswith("Z")
 
 
@@ -634,6 +649,7 @@ def test_receipts_exports_are_for_those_who_may_export(
     cast: dict[str, Any], three_devices: dict[str, Device]
 ) -> None:
     batch = release(cast, "batch", 1)
+    _settled(DeviceReceipt.objects.filter(release=batch))
     url = f"{ORG}/releases/{batch.pk}/receipts/export/ndjson"
     auditor = api(cast, "auditor", Role.AUDITOR)
     answer = auditor.get(url)

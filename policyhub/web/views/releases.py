@@ -26,6 +26,7 @@ from django.views.decorators.http import require_POST
 from policyhub.accounts.permissions import Permission
 from policyhub.changes.models import ChangeSet
 from policyhub.errors import ApplicationError, NotPermitted
+from policyhub.exports.files import RECEIPTS_SETTLE
 from policyhub.exports.formats import FORMATS
 from policyhub.fleet import selectors as fleet
 from policyhub.releases import selectors
@@ -386,10 +387,11 @@ def release_receipts_page(
 
 
 def _receipt_exports(page: OrgPage, release: Release) -> list[tuple[str, str, str]]:
-    """(label, file, manifest) per format: the receipts as of now, pinned, so the manifest
-    fetched after the file describes the same rows."""
+    """(label, file, manifest) per format: the receipts as of a minute ago (the latest whose
+    values no longer change), pinned, so the manifest fetched later describes the same rows."""
     query = QueryDict(mutable=True)
-    query["as_of"] = timezone.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    settled = timezone.now() - RECEIPTS_SETTLE
+    query["as_of"] = settled.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     links = []
     for file_format in FORMATS:
         kwargs = {"slug": page.org.slug, "pk": release.pk, "file_format": file_format}

@@ -64,7 +64,9 @@ class Command(BaseCommand):
         receipts.add_argument("--team", required=True)
         receipts.add_argument("--revision", type=int, required=True)
         receipts.add_argument("--format", choices=FORMATS, default="csv")
-        receipts.add_argument("--as-of", dest="as_of", help="ISO time with zone; default: now")
+        receipts.add_argument(
+            "--as-of", dest="as_of", help="ISO time with zone, a minute ago or earlier (default)"
+        )
         receipts.add_argument("--output", help="the file to write (default: standard output)")
         receipts.add_argument("--manifest", help="default: OUTPUT.manifest.json")
         add_actor_argument(receipts)
