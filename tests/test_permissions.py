@@ -474,7 +474,7 @@ CASES = [
             organization=w.acme,
             release=Release.objects.get(organization=w.acme, team_path="batch", revision=1),
             file_format="json",
-            as_of=timezone.now(),
+            as_of=timezone.now() - timedelta(minutes=5),
         ),
         AUDITORS,
     ),
