@@ -16,7 +16,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 AXE_VERSION := 4.14.1
 
-.PHONY: help run test unit lint check pytest hooks venv venv-dev services codex browser tools clean
+.PHONY: help run test unit lint check pytest hooks venv venv-dev services codex codex-probe browser tools clean
 
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## //'
@@ -105,6 +105,14 @@ codex:
 		fi; \
 		$$bin --version; \
 	done
+
+## codex-probe: measure a new Codex release on its real binary, offline, beside the newest
+##   measured one (both installed as `make codex` does) and print the capability-table entry, the
+##   feature rows and the protocol-schema areas to add: `make codex-probe VERSION=0.172.0`
+##   (AGAINST=0.171.0 compares with another; docs/adding-a-codex-release.md).
+codex-probe: venv-dev
+	@test -n "$(VERSION)" || { echo "usage: make codex-probe VERSION=0.172.0 [AGAINST=0.171.0]"; exit 1; }
+	$(UNIT_ENV) $(PY) manage.py codex probe $(VERSION) $(if $(AGAINST),--against $(AGAINST))
 
 ## browser: Debian's Chromium for the browser tests (Playwright drives it; it downloads nothing)
 ##   and axe-core, which checks each page's accessibility.

@@ -111,7 +111,8 @@ CHANGES: tuple[Change, ...] = (
     ),
     Change(
         "0.124.0",
-        "approvals reviewer 'auto_review'",
+        "approvals reviewer 'auto_review'; requirements hooks",
+        requirement_keys=frozenset({"hooks"}),
         values={"approvals_reviewer": frozenset({"auto_review"})},
     ),
     Change(
@@ -122,9 +123,30 @@ CHANGES: tuple[Change, ...] = (
         strict_config=True,
     ),
     Change(
+        "0.133.0",
+        "requirements computer_use",
+        requirement_keys=frozenset({"computer_use"}),
+    ),
+    Change(
         "0.134.0",
-        "profiles only as $CODEX_HOME/<name>.config.toml files (a selected table is fatal)",
+        "profiles only as $CODEX_HOME/<name>.config.toml files (a selected table is fatal); requirements allow_appshots",
         profile_files=True,
+        requirement_keys=frozenset({"allow_appshots"}),
+    ),
+    Change(
+        "0.136.0",
+        "requirements windows (sandbox implementations)",
+        requirement_keys=frozenset({"windows"}),
+    ),
+    Change(
+        "0.138.0",
+        "requirements allowed_permission_profiles and default_permissions",
+        requirement_keys=frozenset({"allowed_permission_profiles", "default_permissions"}),
+    ),
+    Change(
+        "0.140.0",
+        "requirements allow_remote_control",
+        requirement_keys=frozenset({"allow_remote_control"}),
     ),
     Change(
         "0.142.0",
@@ -133,13 +155,24 @@ CHANGES: tuple[Change, ...] = (
     ),
     Change(
         "0.143.0",
-        "requirements MCP identities as matcher tables (exact, prefix, regex)",
+        "requirements MCP identities as matcher tables (exact, prefix, regex); requirements models (new-thread defaults)",
         mcp_identity_matchers=True,
+        requirement_keys=frozenset({"models"}),
     ),
     Change(
         "0.146.0",
-        "requirements allow_login_shell and check_for_update_on_startup",
-        requirement_keys=frozenset({"allow_login_shell", "check_for_update_on_startup"}),
+        "requirements allow_login_shell and check_for_update_on_startup; browser_use, feedback, log_dir, sqlite_home, model_catalog_json",
+        requirement_keys=frozenset(
+            {
+                "allow_login_shell",
+                "check_for_update_on_startup",
+                "browser_use",
+                "feedback",
+                "log_dir",
+                "sqlite_home",
+                "model_catalog_json",
+            }
+        ),
     ),
     Change(
         "0.147.0",
@@ -147,15 +180,31 @@ CHANGES: tuple[Change, ...] = (
         requirement_keys=frozenset({"allowed_login_methods", "allowed_chatgpt_workspaces"}),
     ),
     Change(
+        "0.148.0",
+        "requirements auto_review",
+        requirement_keys=frozenset({"auto_review"}),
+    ),
+    Change(
         "0.149.0",
-        "requirements cli_auth_credentials_store; approval_policy 'untrusted' fatal in config",
-        requirement_keys=frozenset({"cli_auth_credentials_store"}),
+        "requirements cli_auth_credentials_store; approval_policy 'untrusted' fatal in config; requirements chatgpt_base_url",
+        requirement_keys=frozenset({"cli_auth_credentials_store", "chatgpt_base_url"}),
         fatal_config_values={"approval_policy": frozenset({"untrusted"})},
     ),
     Change(
         "0.150.0",
-        "requirements additional_developer_instructions",
-        requirement_keys=frozenset({"additional_developer_instructions"}),
+        "requirements additional_developer_instructions; allow_browser_and_computer_use, in_app_browser",
+        requirement_keys=frozenset(
+            {
+                "additional_developer_instructions",
+                "allow_browser_and_computer_use",
+                "in_app_browser",
+            }
+        ),
+    ),
+    Change(
+        "0.153.1",
+        "requirements application (desktop network and storage)",
+        requirement_keys=frozenset({"application"}),
     ),
     Change(
         "0.156.0",
@@ -175,27 +224,44 @@ CHANGES: tuple[Change, ...] = (
     ),
     Change(
         "0.166.0",
-        "config_server bundle fetched and applied (the native channel)",
+        "config_server bundle fetched and applied (the native channel); requirements network_proxy and otel",
         config_server=True,
+        requirement_keys=frozenset({"network_proxy", "otel"}),
     ),
     Change(
         "0.169.0",
         "prefix rule decision 'prompt-user'",
         values={"prefix_rule_decision": frozenset({"prompt-user"})},
     ),
+    Change(
+        "0.171.0",
+        "requirements network_proxy.transparent_tcp and otel.headers_helper",
+        requirement_keys=frozenset(
+            {
+                "network_proxy.transparent_tcp",
+                "otel.headers_helper",
+                "otel.headers_helper_refresh_interval_ms",
+            }
+        ),
+    ),
 )
 
 OLDEST = parse_version(CHANGES[0].version)
+# Requirement tables where Codex refuses a field it does not know (elsewhere it ignores it): a
+# field added by a later release stops an older one instead of failing open there.
+STRICT_REQUIREMENT_TABLES = frozenset({"otel", "application", "config_server", "marketplaces"})
 
 # --- the releases PolicyHub knows -------------------------------------------------------------
 
 # The newest release the table was measured against; a later one is rendered for as this one is.
-NEWEST_MEASURED = parse_version("0.169.0")
+NEWEST_MEASURED = parse_version("0.171.0")
 # The support window of an organisation whose policy has no [codex] table.
 DEFAULT_VERSION = "0.169.0"
 # The releases the test command installs side by side: every table entry, feature name and
-# rendered file set is checked against each real binary (oldest first; the newest measured last).
-SUITE_VERSIONS = ("0.125.0", "0.140.0", "0.169.0")
+# rendered file set is checked against each real binary (oldest first; the newest measured last):
+# the oldest of the demo's window with profile tables, one with profile files and no native
+# channel, the default window with the native channel, and the newest published release.
+SUITE_VERSIONS = ("0.125.0", "0.140.0", "0.169.0", "0.171.0")
 # What releases stored before support windows existed were rendered for. History: never changes.
 LEGACY_RELEASE_VERSION = "0.169.0"
 
@@ -223,8 +289,11 @@ class CodexCapabilities:
     def accepts_value(self, key: str, value: object) -> bool:
         """False for a value some release introduced and this one refuses to start on.
 
-        Values no release of the table introduced (a gateway's own service tier) are not judged.
+        Values no release of the table introduced (a gateway's own service tier) are not judged,
+        nor are tables (a granular approval policy, read by every release in the table).
         """
+        if not isinstance(value, str):
+            return True
         known = self.values.get(key)
         return known is None or value in known or value not in _introduced(key)
 
@@ -233,6 +302,8 @@ class CodexCapabilities:
         return provider_id in self.builtin_providers or provider_id not in _introduced_builtins()
 
     def config_value_fatal(self, key: str, value: object) -> bool:
+        if not isinstance(value, str):
+            return False
         return not self.accepts_value(key, value) or value in self.fatal_config_values.get(key, ())
 
 
@@ -408,9 +479,31 @@ def feature_spans(name: str) -> tuple[Span, ...]:
 # --- windows ---------------------------------------------------------------------------------------
 
 
-def boundaries(features: Iterable[str] = ()) -> list[Version]:
-    """Every version from which the table (restricted to `features`) says something changed."""
-    points = {parse_version(change.version) for change in CHANGES}
+def _only_adds_keys(change: Change) -> bool:
+    """Whether a release only made requirement keys known: files without them read the same."""
+    flags = (
+        change.profile_files,
+        change.strict_config,
+        change.print_startup_config,
+        change.config_server,
+        change.mcp_identity_matchers,
+    )
+    return (
+        bool(change.requirement_keys)
+        and not (change.values or change.fatal_config_values or change.builtin_providers)
+        and all(flag is None for flag in flags)
+    )
+
+
+def boundaries(features: Iterable[str] = (), keys: Iterable[str] | None = None) -> list[Version]:
+    """Every version from which the table (restricted to `features`, and to the requirement
+    `keys` a policy sets when given) says something changed."""
+    used = None if keys is None else set(keys)
+    points = {
+        parse_version(change.version)
+        for change in CHANGES
+        if used is None or not _only_adds_keys(change) or change.requirement_keys & used
+    }
     for name in features:
         for start, until in feature_spans(name):
             points.add(start)
@@ -420,24 +513,26 @@ def boundaries(features: Iterable[str] = ()) -> list[Version]:
 
 
 def version_segment(
-    version: Version, features: Iterable[str] = ()
+    version: Version, features: Iterable[str] = (), keys: Iterable[str] | None = None
 ) -> tuple[Version, Version | None]:
     """`version` and the next version from which Codex changes (None: none known)."""
-    later = [point for point in boundaries(features) if point > version]
+    later = [point for point in boundaries(features, keys) if point > version]
     return version, (later[0] if later else None)
 
 
 def segments(
-    start: Version, end: Version, features: Iterable[str] = ()
+    start: Version, end: Version, features: Iterable[str] = (), keys: Iterable[str] | None = None
 ) -> list[tuple[Version, Version | None]]:
     """The window [start, end] cut where capabilities change: (first version, next cut).
 
-    Every version of one segment behaves the same for the files of a policy using `features`,
-    so rendering for its first version renders for all of it. The last segment ends where the
-    table next changes after `end` (None when it knows of no later change): files are never
-    claimed for versions known to read them differently.
+    Every version of one segment behaves the same for the files of a policy using `features`
+    (and, when given, setting the requirement `keys`: a release that only made other keys known
+    reads its files as the release before it did), so rendering for its first version renders
+    for all of it. The last segment ends where the table next changes after `end` (None when it
+    knows of no later change): files are never claimed for versions known to read them
+    differently.
     """
-    points = boundaries(features)
+    points = boundaries(features, keys)
     cuts = [point for point in points if start < point <= end]
     after = [point for point in points if point > end]
     ends = [*cuts, after[0] if after else None]
@@ -449,6 +544,7 @@ __all__ = [
     "DEFAULT_VERSION",
     "LEGACY_RELEASE_VERSION",
     "NEWEST_MEASURED",
+    "STRICT_REQUIREMENT_TABLES",
     "SUITE_VERSIONS",
     "Change",
     "CodexCapabilities",

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from policyhub.errors import ApplicationError
+from policyhub.policies.checkers import NAME_RE, check_str
 from policyhub.policies.domain import CodexWindow, Endpoint, Json, Node, OrgPolicy, TeamSpec
-from policyhub.policies.schema import NAME_RE, check_str
 from policyhub.policies.tomlio import canonical, toml_text
 from providers import KINDS
 from providers.base import Issue

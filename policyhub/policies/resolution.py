@@ -9,27 +9,15 @@ from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
 
+from policyhub.policies.areas import canonical_approval
 from policyhub.policies.domain import Json, Node
+from policyhub.policies.narrowing import KEPT, NARROWING, AllowList, Pin
 from providers.base import Issue
 
-# Allow-lists a child may only shrink. `disabled` web search is always allowed by Codex.
+# Allow-lists and the values Codex always adds to them (`disabled` web search).
 ALLOWLIST_KEYS = {
-    "allowed_approval_policies": frozenset(),
-    "allowed_approvals_reviewers": frozenset(),
-    "allowed_sandbox_modes": frozenset(),
-    "allowed_web_search_modes": frozenset({"disabled"}),
-    "allowed_login_methods": frozenset(),
-    "allowed_chatgpt_workspaces": frozenset(),
+    key: rule.always for key, rule in NARROWING.items() if isinstance(rule, AllowList)
 }
-# Values a child may repeat but never change.
-PIN_KEYS = (
-    "cli_auth_credentials_store",
-    "enforce_residency",
-    "model_provider",
-    "check_for_update_on_startup",
-)
-# Booleans where only one direction narrows: key -> the value a child may not move away from.
-ONE_WAY_BOOLS = {"allow_login_shell": False, "allow_managed_hooks_only": True}
 
 
 def allowed_values(requirements: Json, key: str) -> list[Any]:
@@ -80,18 +68,31 @@ def resolve(chain: Sequence[tuple[str, Node]]) -> Resolved:
     """Fold the chain (root first) into one effective policy."""
     out = Resolved()
     for label, node in chain:
-        _narrow_requirements(out, label, node.requirements)
-        _merge_config(out, label, node.config)
+        _narrow_requirements(out, label, _canonical(node.requirements))
+        _merge_config(out, label, _canonical(node.config))
         for name, profile in node.profiles.items():
             merged = out.profiles.setdefault(name, {})
             origin = out.profiles_from.setdefault(name, {})
-            for key, value in profile.items():
+            for key, value in _canonical(profile).items():
                 merged[key] = value
                 origin[key] = Provenance(label)
         for name, server in node.mcp_servers.items():
             out.mcp_servers[name] = dict(server)
             out.mcp_servers_from[name] = Provenance(label)
     return out
+
+
+def _canonical(settings: Json) -> Json:
+    """Approval policies as Codex compares them (granular tables with their defaults)."""
+    if "allowed_approval_policies" in settings:
+        listed = settings["allowed_approval_policies"]
+        settings = {
+            **settings,
+            "allowed_approval_policies": [canonical_approval(v) for v in listed],
+        }
+    if "approval_policy" in settings:
+        settings = {**settings, "approval_policy": canonical_approval(settings["approval_policy"])}
+    return settings
 
 
 def _merge_config(out: Resolved, label: str, config: Json) -> None:
@@ -121,30 +122,7 @@ def _narrow_requirements(out: Resolved, label: str, requirements: Json) -> None:
         )
 
     for key, value in requirements.items():
-        if key in ALLOWLIST_KEYS and key in have:
-            extra = [v for v in value if v not in allowed_values(have, key)]
-            if extra:
-                widen(
-                    key,
-                    f"widens the allowed set with {', '.join(map(repr, extra))}; a team may only narrow it",
-                )
-                continue
-            have[key], origin[key] = list(value), Provenance(label, "narrowed")
-        elif key in PIN_KEYS and key in have:
-            # Repeating a pin changes nothing (the parent stays its setter); changing it widens.
-            if have[key] != value:
-                widen(
-                    key,
-                    f"changes the pinned value {have[key]!r} to {value!r}; a team may not change a pin",
-                )
-        elif (
-            key in ONE_WAY_BOOLS
-            and key in have
-            and have[key] == ONE_WAY_BOOLS[key]
-            and value != have[key]
-        ):
-            widen(key, f"sets {value!r} where a parent enforces {have[key]!r}")
-        elif key == "features":
+        if key == "features":
             _narrow_map(
                 out,
                 label,
@@ -156,13 +134,12 @@ def _narrow_requirements(out: Resolved, label: str, requirements: Json) -> None:
             )
         elif key == "mcp_servers":
             _narrow_mcp_allowlist(out, label, value, widen)
-        elif key == "rules" and "rules" in have:
-            rules = have["rules"].get("prefix_rules", []) + value.get("prefix_rules", [])
-            have["rules"], origin["rules"] = {"prefix_rules": rules}, Provenance(label, "appended")
-        elif key == "additional_developer_instructions" and key in have:
-            have[key], origin[key] = f"{have[key]}\n\n{value}", Provenance(label, "appended")
-        else:
+        elif key not in have:
             have[key], origin[key] = deepcopy(value), Provenance(label)
+        else:
+            folded = NARROWING.get(key, Pin()).fold(have[key], value, key, widen)
+            if folded is not None and folded[1] != KEPT:
+                have[key], origin[key] = folded[0], Provenance(label, folded[1])
 
 
 def _narrow_map(

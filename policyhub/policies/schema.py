@@ -8,15 +8,31 @@ these before anything is stored or published. Paths in issues are relative to th
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from providers.base import ENV_VAR_RE, PROVIDER_ID_RE, Issue, error, warning
+from policyhub.policies import areas
+from policyhub.policies.checkers import (
+    Checker,
+    check_abs_path,
+    check_bool,
+    check_enum,
+    check_env_name,
+    check_list,
+    check_literal_map,
+    check_name,
+    check_number,
+    check_open_enum,
+    check_str,
+    check_str_map,
+    check_table,
+    check_url,
+    join,
+    type_name,
+)
+from providers.base import Issue, error, warning
 from providers.codex_versions import NEWEST_MEASURED, feature_stages, version_text
-from providers.fields import text_issues, url_problem
-from providers.secrets import is_credential_name, url_has_credentials
 
 NEWEST = version_text(NEWEST_MEASURED)
 
@@ -40,156 +56,6 @@ KNOWN_REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 KNOWN_SERVICE_TIERS = ("fast", "flex", "priority")
 # Tiers that need the provider's priority processing.
 PRIORITY_SERVICE_TIERS = ("fast", "priority")
-
-# Names of profiles, MCP servers and endpoints follow Codex provider ids: TOML keys and file names.
-NAME_RE = PROVIDER_ID_RE
-FEATURE_RE = re.compile(r"^[a-z0-9_]{1,80}$")
-
-
-# --- small checkers ---------------------------------------------------------------------------
-
-Checker = Callable[[Any, str], list[Issue]]
-
-
-def check_str(*, non_empty: bool = True, max_len: int = 4096, multiline: bool = True) -> Checker:
-    def check(value: Any, path: str) -> list[Issue]:
-        if not isinstance(value, str):
-            return [error(path, f"must be a string, not {type_name(value)}")]
-        if non_empty and not value.strip():
-            return [error(path, "must not be empty")]
-        if len(value) > max_len:
-            return [error(path, f"is longer than {max_len} characters")]
-        return text_issues(path, value, multiline=multiline)
-
-    return check
-
-
-def check_enum(choices: tuple[str, ...], *, refused: Mapping[str, str] | None = None) -> Checker:
-    def check(value: Any, path: str) -> list[Issue]:
-        if not isinstance(value, str):
-            return [error(path, f"must be a string, one of {quoted(choices)}")]
-        if refused and value in refused:
-            return [error(path, refused[value])]
-        if value not in choices:
-            return [error(path, f"{value!r} is not one of {quoted(choices)}")]
-        return []
-
-    return check
-
-
-def check_open_enum(known: tuple[str, ...], what: str) -> Checker:
-    """A non-empty string Codex accepts freely; outside the documented values we only warn."""
-    base = check_str(max_len=64)
-
-    def check(value: Any, path: str) -> list[Issue]:
-        issues = base(value, path)
-        if not issues and value not in known:
-            issues.append(warning(path, f"{value!r} is not a documented {what} ({quoted(known)})"))
-        return issues
-
-    return check
-
-
-def check_bool(value: Any, path: str) -> list[Issue]:
-    return (
-        []
-        if isinstance(value, bool)
-        else [error(path, f"must be true or false, not {type_name(value)}")]
-    )
-
-
-def check_list(item: Checker, *, unique: bool = True, non_empty: bool = False) -> Checker:
-    def check(value: Any, path: str) -> list[Issue]:
-        if not isinstance(value, list):
-            return [error(path, f"must be an array, not {type_name(value)}")]
-        if non_empty and not value:
-            return [error(path, "must not be empty")]
-        issues = [i for n, v in enumerate(value) for i in item(v, f"{path}[{n}]")]
-        if unique and not issues and len({repr(v) for v in value}) != len(value):
-            issues.append(error(path, "lists a value twice"))
-        return issues
-
-    return check
-
-
-def check_env_name(value: Any, path: str) -> list[Issue]:
-    if not isinstance(value, str) or not ENV_VAR_RE.match(value):
-        return [error(path, "must be an environment variable name (letters, digits, underscore)")]
-    return []
-
-
-def check_abs_path(value: Any, path: str) -> list[Issue]:
-    issues = check_str()(value, path)
-    if not issues and not value.startswith("/"):
-        issues.append(error(path, "must be an absolute path"))
-    return issues
-
-
-def check_url(value: Any, path: str) -> list[Issue]:
-    """An https URL (plain http only to a loopback host) that carries no credentials."""
-    issues = check_str(max_len=2048, multiline=False)(value, path)
-    if issues:
-        return issues
-    problem = url_problem(value, allow_loopback_http=True)
-    if problem:
-        return [error(path, problem)]
-    if url_has_credentials(value):
-        return [
-            error(path, "must not carry credentials (user:password@ or a secret query parameter)")
-        ]
-    return []
-
-
-def check_str_map(key_check: Checker, value_check: Checker) -> Checker:
-    def check(value: Any, path: str) -> list[Issue]:
-        if not isinstance(value, Mapping):
-            return [error(path, f"must be a table, not {type_name(value)}")]
-        issues: list[Issue] = []
-        for k, v in value.items():
-            issues += key_check(k, f"{path}.{k}") + value_check(v, f"{path}.{k}")
-        return issues
-
-    return check
-
-
-def check_name(value: Any, path: str) -> list[Issue]:
-    if not isinstance(value, str) or not NAME_RE.match(value):
-        return [
-            error(path, "must be a name of lowercase letters, digits, '-' and '_' (at most 63)")
-        ]
-    return []
-
-
-def check_number(*, minimum: float = 0) -> Checker:
-    def check(value: Any, path: str) -> list[Issue]:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return [error(path, f"must be a number, not {type_name(value)}")]
-        if not math.isfinite(value) or abs(value) > 2**53:
-            return [error(path, "must be a finite number")]
-        if value < minimum:
-            return [error(path, f"must be at least {minimum}")]
-        return []
-
-    return check
-
-
-def check_table(keys: Mapping[str, Checker], *, required: tuple[str, ...] = ()) -> Checker:
-    """A table with a closed set of keys: unknown keys are refused, never silently ignored."""
-
-    def check(value: Any, path: str) -> list[Issue]:
-        if not isinstance(value, Mapping):
-            return [error(path, f"must be a table, not {type_name(value)}")]
-        issues = [error(join(path, k), "is missing") for k in required if k not in value]
-        for k, v in value.items():
-            if k not in keys:
-                issues.append(
-                    error(join(path, k), f"is not a known key (known: {', '.join(keys)})")
-                )
-            else:
-                issues += keys[k](v, join(path, k))
-        return issues
-
-    return check
 
 
 def check_features(*, requirement: bool) -> Checker:
@@ -231,8 +97,9 @@ def check_sandbox_allowlist(value: Any, path: str) -> list[Issue]:
 
 
 def check_approval_allowlist(value: Any, path: str) -> list[Issue]:
-    issues = check_list(check_enum(APPROVAL_POLICIES), non_empty=True)(value, path)
-    return issues
+    return check_list(areas.check_approval(check_enum(APPROVAL_POLICIES)), non_empty=True)(
+        value, path
+    )
 
 
 # Python-only syntax that Rust's `regex` crate (Codex's engine) refuses: look-around, atomic
@@ -363,6 +230,31 @@ REQUIREMENT_KEYS: dict[str, Checker] = {
     "features": check_features(requirement=True),
     "mcp_servers": check_mcp_allowlist,
     "rules": check_table({"prefix_rules": check_list(check_prefix_rule, unique=False)}),
+    # Endpoint names whose provider definitions Codex must use whenever a user selects them.
+    "model_providers": check_list(check_name, non_empty=True),
+    **areas.AREA_KEYS,
+    "models": check_table(
+        {
+            "new_thread": check_table(
+                {
+                    "model": check_str(max_len=256, multiline=False),
+                    "model_reasoning_effort": check_open_enum(
+                        KNOWN_REASONING_EFFORTS, "reasoning effort"
+                    ),
+                    "service_tier": check_open_enum(KNOWN_SERVICE_TIERS, "service tier"),
+                }
+            )
+        }
+    ),
+}
+# Areas of Codex's requirements PolicyHub deliberately does not render, and why.
+UNSUPPORTED_REQUIREMENTS = {
+    "model_catalog_json": (
+        "Codex reads the file at every start and refuses to start when it is missing or not "
+        "its catalogue format; PolicyHub delivers only Codex's configuration files, so a pin "
+        "would stop every machine that lacks the file (set models.new_thread instead)"
+    ),
+    "config_server": "PolicyHub writes it itself for the native channel (docs/codex.md)",
 }
 
 
@@ -372,11 +264,13 @@ def validate_requirements(doc: Any) -> list[Issue]:
 
 # --- config defaults and profiles -----------------------------------------------------------------
 
-_APPROVAL = check_enum(
-    CONFIG_APPROVAL_POLICIES,
-    refused={
-        "untrusted": "'untrusted' is fatal in config.toml since Codex 0.149; allow it in requirements instead"
-    },
+_APPROVAL = areas.check_approval(
+    check_enum(
+        CONFIG_APPROVAL_POLICIES,
+        refused={
+            "untrusted": "'untrusted' is fatal in config.toml since Codex 0.149; allow it in requirements instead"
+        },
+    )
 )
 
 # Keys a named profile may set (docs/codex.md, "Profiles"; no provider or MCP tables in a profile).
@@ -384,6 +278,7 @@ PROFILE_KEYS: dict[str, Checker] = {
     "model": check_str(max_len=256),
     "model_provider": check_name,
     "model_reasoning_effort": check_open_enum(KNOWN_REASONING_EFFORTS, "reasoning effort"),
+    "plan_mode_reasoning_effort": check_open_enum(KNOWN_REASONING_EFFORTS, "reasoning effort"),
     "model_reasoning_summary": check_enum(REASONING_SUMMARIES),
     "model_verbosity": check_enum(VERBOSITIES),
     "service_tier": check_open_enum(KNOWN_SERVICE_TIERS, "service tier"),
@@ -399,6 +294,9 @@ CONFIG_KEYS: dict[str, Checker] = {
     "openai_base_url": check_url,
     "cli_auth_credentials_store": check_enum(CREDENTIAL_STORES),
     "forced_chatgpt_workspace_id": check_str(max_len=128),
+    "chatgpt_base_url": check_url,
+    # The Windows sandbox sessions start with (requirements.windows lists the allowed ones).
+    "windows": check_table({"sandbox": check_enum(areas.WINDOWS_SANDBOXES)}),
     "sandbox_workspace_write": check_table(
         {
             "writable_roots": check_list(check_abs_path),
@@ -408,6 +306,8 @@ CONFIG_KEYS: dict[str, Checker] = {
         }
     ),
     "features": check_features(requirement=False),
+    **areas.CONFIG_AREA_KEYS,
+    "otel": check_table(areas.OTEL_CONFIG_KEYS),
 }
 
 
@@ -417,26 +317,6 @@ def validate_config(doc: Any) -> list[Issue]:
 
 def validate_profile(doc: Any) -> list[Issue]:
     return check_table(PROFILE_KEYS)(doc, "")
-
-
-def check_literal_map(advice: str, keys: Checker, *, multiline: bool) -> Checker:
-    """A name -> literal map (headers, environment) whose credential-named entries are refused.
-
-    Environment values may span lines; an HTTP header value never can.
-    """
-    values = check_str(non_empty=False, max_len=1024, multiline=multiline)
-
-    def check(value: Any, path: str) -> list[Issue]:
-        issues = check_str_map(keys, values)(value, path)
-        if issues or not isinstance(value, Mapping):
-            return issues
-        return [
-            error(f"{path}.{name}", f"carries a credential; {advice}")
-            for name, literal in value.items()
-            if literal and is_credential_name(str(name))
-        ]
-
-    return check
 
 
 MCP_SERVER_KEYS: dict[str, Checker] = {
@@ -486,24 +366,3 @@ def validate_mcp_server(doc: Any) -> list[Issue]:
                         error(key, "only applies to streamable HTTP servers (with `url`)")
                     )
     return issues
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def quoted(choices: tuple[str, ...]) -> str:
-    return ", ".join(repr(c) for c in choices)
-
-
-def type_name(value: Any) -> str:
-    return {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "an array",
-    }.get(type(value), "a table" if isinstance(value, Mapping) else type(value).__name__)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from policyhub.policies import schema, window
+from policyhub.policies import areas, checkers, schema, window
 from policyhub.policies.domain import Endpoint, Json, Node, OrgPolicy
 from policyhub.policies.resolution import Provenance, Resolved, allowed_values, resolve
 from policyhub.policies.window import Segment
@@ -30,7 +30,7 @@ CONSTRAINED = {
 }
 # Requirement pins that are also config keys: Codex warns at every start ("overridden by the
 # required value") unless config.toml holds the same value, so the pin is written there too.
-PINNED_IN_CONFIG = ("model_provider", "cli_auth_credentials_store")
+PINNED_IN_CONFIG = ("model_provider", "cli_auth_credentials_store", "chatgpt_base_url")
 # Values each config key may take in config.toml (a requirement may allow more, e.g. `untrusted`).
 CONFIG_VALUES = {
     "approval_policy": schema.CONFIG_APPROVAL_POLICIES,
@@ -66,7 +66,7 @@ def errors_of(issues: Iterable[Issue]) -> list[Issue]:
 
 def validate_endpoint(endpoint: Endpoint) -> list[Issue]:
     where = f"providers.{endpoint.name}"
-    issues = schema.check_name(endpoint.name, where)
+    issues = checkers.check_name(endpoint.name, where)
     kind = KINDS.get(endpoint.kind)
     if kind is None:
         return [
@@ -84,10 +84,10 @@ def validate_node(node: Node, label: str) -> list[Issue]:
     issues = [i.at("requirements") for i in schema.validate_requirements(node.requirements)]
     issues += [i.at("config") for i in schema.validate_config(node.config)]
     for name, profile in node.profiles.items():
-        issues += schema.check_name(name, f"profiles.{name}")
+        issues += checkers.check_name(name, f"profiles.{name}")
         issues += [i.at(f"profiles.{name}") for i in schema.validate_profile(profile)]
     for name, server in node.mcp_servers.items():
-        issues += schema.check_name(name, f"mcp_servers.{name}")
+        issues += checkers.check_name(name, f"mcp_servers.{name}")
         issues += [i.at(f"mcp_servers.{name}") for i in schema.validate_mcp_server(server)]
     return [i.at(node=label) for i in issues]
 
@@ -116,7 +116,7 @@ def _derive_allowed_defaults(policy: OrgPolicy, resolved: Resolved) -> None:
     for key, allow_key in CONSTRAINED.items():
         if key in cfg or allow_key not in req or key not in CONFIG_VALUES:
             continue
-        usable = [v for v in allowed_values(req, allow_key) if v in CONFIG_VALUES[key]]
+        usable = [v for v in allowed_values(req, allow_key) if _config_can_hold(key, v)]
         if key == "web_search" and caps is not None and not caps.web_search:
             usable = [v for v in usable if v == "disabled"]
         if usable:
@@ -124,6 +124,19 @@ def _derive_allowed_defaults(policy: OrgPolicy, resolved: Resolved) -> None:
             resolved.config_from[key] = Provenance(
                 resolved.requirements_from[allow_key].node, "derived"
             )
+    # The same for the Windows sandbox: Codex warns when config.toml has none it allows.
+    sandboxes = req.get("windows", {}).get("allowed_sandbox_implementations")
+    if sandboxes and "sandbox" not in cfg.get("windows", {}):
+        cfg["windows"] = {**cfg.get("windows", {}), "sandbox": sandboxes[0]}
+        resolved.config_from["windows"] = Provenance(
+            resolved.requirements_from["windows"].node, "derived"
+        )
+
+
+def _config_can_hold(key: str, value: Any) -> bool:
+    """Whether config.toml can set `key` to this allowed value (a granular approval policy is a
+    table both files accept)."""
+    return value in CONFIG_VALUES[key] or (key == "approval_policy" and isinstance(value, Mapping))
 
 
 def _derive_endpoint_keys(policy: OrgPolicy, resolved: Resolved) -> None:
@@ -184,7 +197,7 @@ def _check_session(
     if (
         "approval_policy" not in settings
         and approvals
-        and not (set(approvals) & set(CONFIG_VALUES["approval_policy"]))
+        and not any(_config_can_hold("approval_policy", value) for value in approvals)
     ):
         add(
             "approval_policy",
@@ -199,6 +212,24 @@ def _check_session(
                 f"{settings[key]!r} is overridden by requirements.{key} = {req[key]!r} of {setter}; "
                 "Codex would warn at every start",
             )
+    sandboxes = req.get("windows", {}).get("allowed_sandbox_implementations")
+    sandbox = settings.get("windows", {}).get("sandbox")
+    if sandboxes and sandbox is not None and sandbox not in sandboxes:
+        setter = resolved.requirements_from["windows"].node
+        add(
+            "windows",
+            f"sandbox {sandbox!r} is forbidden by requirements.windows.allowed_sandbox_"
+            f"implementations of {setter}; Codex would fall back with a warning at every start",
+        )
+    profiles = req.get("allowed_permission_profiles")
+    permissions = settings.get("default_permissions")
+    if profiles is not None and permissions is not None and not profiles.get(permissions):
+        setter = resolved.requirements_from["allowed_permission_profiles"].node
+        add(
+            "default_permissions",
+            f"{permissions!r} is not allowed by requirements.allowed_permission_profiles of "
+            f"{setter}; Codex would fall back with a warning at every start",
+        )
     workspaces = req.get("allowed_chatgpt_workspaces")
     workspace = settings.get("forced_chatgpt_workspace_id")
     if workspaces and workspace is not None and workspace not in workspaces:
@@ -310,9 +341,42 @@ def used_endpoints(policy: OrgPolicy, resolved: Resolved) -> set[str]:
     names = [
         resolved.config.get("model_provider"),
         resolved.requirements.get("model_provider"),
+        *resolved.requirements.get("model_providers", []),
         *(p.get("model_provider") for p in resolved.profiles.values()),
     ]
     return {n for n in names if isinstance(n, str) and n in policy.endpoints}
+
+
+def _check_required_providers(policy: OrgPolicy, resolved: Resolved) -> list[Issue]:
+    """The pinned endpoint and the endpoints whose definitions are required must exist, and a
+    required definition needs a table of its own (Codex's built-in openai provider has none)."""
+    issues = []
+    pinned = resolved.requirements.get("model_provider")
+    if pinned and pinned not in policy.endpoints:
+        node = resolved.requirements_from["model_provider"].node
+        message = f"names no provider endpoint of {policy.slug}"
+        issues.append(Issue("error", "requirements.model_provider", message, node))
+    for n, name in enumerate(resolved.requirements.get("model_providers", [])):
+        where = f"requirements.model_providers[{n}]"
+        node = resolved.requirements_from["model_providers"].node
+        endpoint = policy.endpoints.get(name)
+        if endpoint is None:
+            known = ", ".join(policy.endpoints) or "none defined"
+            issues.append(
+                Issue("error", where, f"{name!r} names no provider endpoint ({known})", node)
+            )
+        elif KINDS[endpoint.kind].provider_table(endpoint.settings, endpoint.provider_id) is None:
+            issues.append(
+                Issue(
+                    "error",
+                    where,
+                    f"{name} renders as Codex's built-in {endpoint.provider_id!r} provider, "
+                    "whose definition Codex does not let anyone replace; there is nothing to "
+                    "require",
+                    node,
+                )
+            )
+    return issues
 
 
 def _check_provider_ids(policy: OrgPolicy, resolved: Resolved, path: str) -> list[Issue]:
@@ -356,11 +420,11 @@ def validate_team(
     if errors_of(issues):
         return TeamValidation(path, resolved, issues)
     _derive_pins(resolved)
-    pinned = resolved.requirements.get("model_provider")
-    if pinned and pinned not in policy.endpoints:
-        node = resolved.requirements_from["model_provider"].node
-        message = f"names no provider endpoint of {policy.slug}"
-        issues.append(Issue("error", "requirements.model_provider", message, node))
+    issues += _check_required_providers(policy, resolved)
+    issues += [
+        Issue("error", f"requirements.{key}", message, resolved.requirements_from[key].node)
+        for key, message in areas.permission_issues(resolved.requirements)
+    ]
     # The endpoints this team renders must be valid themselves before their capabilities count.
     for name in sorted(used_endpoints(policy, resolved)):
         found = validate_endpoint(policy.endpoints[name])
@@ -387,7 +451,7 @@ def validate_team(
         issues += [] if nodes_checked else found
     else:
         if versions is None:
-            versions = window.window_segments(policy, window.features_used(resolved))
+            versions = window.team_segments(policy, resolved)
         issues += window.team_window_issues(policy, resolved, versions, path or policy.root_label)
     return TeamValidation(path, resolved, _dedupe(issues))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from policyhub.policies import schema
+from policyhub.policies import checkers, schema
 from policyhub.policies.domain import MANAGED_KEYS, CodexWindow, Endpoint, Json, OrgPolicy
 from policyhub.policies.resolution import Resolved
 from providers import KINDS
@@ -26,6 +26,7 @@ from providers.codex_versions import (
     CHANGES,
     NEWEST_MEASURED,
     OLDEST,
+    STRICT_REQUIREMENT_TABLES,
     CodexCapabilities,
     Version,
     capabilities,
@@ -43,6 +44,10 @@ ALLOWLIST_VALUES = {
     "allowed_approvals_reviewers": "approvals_reviewer",
     "allowed_web_search_modes": "web_search",
 }
+# Fields of requirement areas that later releases added (`otel.headers_helper`), from the table.
+REQUIREMENT_FIELDS = frozenset(
+    key for change in CHANGES for key in change.requirement_keys if "." in key
+)
 # Config keys whose values some releases refuse to start on.
 ENUM_CONFIG_KEYS = ("approval_policy", "approvals_reviewer", "web_search", "service_tier")
 
@@ -72,23 +77,18 @@ def window_issues(window: CodexWindow) -> list[Issue]:
         issues.append(
             Issue("error", "codex.max_version", f"{window.max_version} is below min_version")
         )
-    if high and high > NEWEST_MEASURED:
-        issues.append(
-            Issue(
-                "warning",
-                "codex.max_version",
-                f"Codex after {version_text(NEWEST_MEASURED)} has not been measured; it is "
-                f"rendered for as {version_text(NEWEST_MEASURED)} is",
-            )
-        )
+    if high and unmeasured(high):
+        issues.append(Issue("warning", "codex.max_version", str(unmeasured(high))))
     for key in ("accept_unenforced", "managed_pins"):
         listed = getattr(window, key)
         if len(set(listed)) != len(listed):
             issues.append(Issue("error", f"codex.{key}", "names a key twice"))
     for name in window.accept_unenforced:
         feature = name.removeprefix("features.")
-        if name not in schema.REQUIREMENT_KEYS and not (
-            name.startswith("features.") and schema.FEATURE_RE.match(feature)
+        if (
+            name not in schema.REQUIREMENT_KEYS
+            and name not in REQUIREMENT_FIELDS
+            and not (name.startswith("features.") and checkers.FEATURE_RE.match(feature))
         ):
             issues.append(
                 Issue(
@@ -110,6 +110,31 @@ def window_issues(window: CodexWindow) -> list[Issue]:
     return issues
 
 
+def unmeasured(version: Version) -> str | None:
+    """Why files for Codex `version` are a guess, or None when its release was measured.
+
+    The table knows nothing after NEWEST_MEASURED, so a later release is rendered for as that
+    one is: right if nothing PolicyHub renders changed, unknown otherwise. Commands, pages and
+    the agent say so rather than let the newest measured files pass for measured ones.
+    """
+    if version <= NEWEST_MEASURED:
+        return None
+    newest = version_text(NEWEST_MEASURED)
+    return (
+        f"Codex {version_text(version)} is newer than {newest}, the newest release PolicyHub has "
+        f"measured: its files are rendered as for {newest}"
+    )
+
+
+def window_unmeasured(window: CodexWindow) -> str | None:
+    """`unmeasured` for the newest version of the window (None also for a malformed one, which
+    window_issues reports)."""
+    try:
+        return unmeasured(parse_version(window.max_version))
+    except ValueError:
+        return None
+
+
 def accepted_unenforced(window: CodexWindow) -> list[tuple[str, str | None]]:
     """Each accepted key and the first release that enforces it (None: unknown to the table)."""
     found = []
@@ -123,17 +148,39 @@ def accepted_unenforced(window: CodexWindow) -> list[tuple[str, str | None]]:
     return found
 
 
-def window_segments(policy: OrgPolicy, features: Iterable[str] = ()) -> list[Segment]:
+def window_segments(
+    policy: OrgPolicy, features: Iterable[str] = (), keys: Iterable[str] | None = None
+) -> list[Segment]:
     """The organisation's window cut where Codex changes (the window must be valid)."""
-    return segments(
-        parse_version(policy.codex.min_version), parse_version(policy.codex.max_version), features
-    )
+    low, high = parse_version(policy.codex.min_version), parse_version(policy.codex.max_version)
+    return segments(low, high, features, keys)
+
+
+def team_segments(policy: OrgPolicy, resolved: Resolved) -> list[Segment]:
+    """The window cut where Codex changes for what this team's policy uses."""
+    return window_segments(policy, features_used(resolved), requirement_keys_used(resolved))
 
 
 def features_used(resolved: Resolved) -> set[str]:
     names = set(resolved.requirements.get("features", {}))
     names |= set(resolved.config.get("features", {}))
     return names
+
+
+def requirement_keys_used(resolved: Resolved) -> set[str]:
+    """The requirement keys a team sets, with the `area.field` keys the table names."""
+    return set(resolved.requirements) | _fields_set(resolved.requirements)
+
+
+def _fields_set(requirements: Json) -> set[str]:
+    """The `area.field` keys of the table (`otel.headers_helper`) these requirements set."""
+    found = set()
+    for key in REQUIREMENT_FIELDS:
+        area, name = key.split(".", 1)
+        table = requirements.get(area)
+        if isinstance(table, dict) and name in table:
+            found.add(key)
+    return found
 
 
 @dataclass(frozen=True)
@@ -202,6 +249,13 @@ def team_window_issues(
         for key in requirements:
             if key not in caps.requirement_keys:
                 ignored.setdefault(key, []).append(segment)
+        for key in _fields_unknown_to(caps, requirements):
+            area = key.split(".", 1)[0]
+            if area in STRICT_REQUIREMENT_TABLES:
+                # A field the table does not know stops Codex: not ignored, fatal.
+                fatal.setdefault((f"requirements.{key}", _UNKNOWN_FIELD), []).append(segment)
+            else:
+                ignored.setdefault(key, []).append(segment)
         if "features" in caps.requirement_keys:
             for name in requirements.get("features", {}):
                 if name not in caps.features:
@@ -252,6 +306,18 @@ def team_window_issues(
             )
         )
     return issues
+
+
+_UNKNOWN_FIELD = "is a field unknown to (and so stops) Codex"
+
+
+def _fields_unknown_to(caps: CodexCapabilities, requirements: Json) -> list[str]:
+    """The `area.field` keys set here that a release knowing the area does not know yet."""
+    return sorted(
+        key
+        for key in _fields_set(requirements) - caps.requirement_keys
+        if key.split(".", 1)[0] in caps.requirement_keys
+    )
 
 
 def _fatal_values(

@@ -23,14 +23,14 @@ from policyhub.policies.validation import TeamValidation, validate_team
 from policyhub.policies.window import (
     ALLOWLIST_VALUES,
     ENUM_CONFIG_KEYS,
-    features_used,
     managed_pins,
-    window_segments,
+    team_segments,
 )
 from providers import KINDS
 from providers.base import Issue
 from providers.codex_files import CONFIG, MANAGED_CONFIG, REQUIREMENTS, profile_file
 from providers.codex_versions import (
+    NEWEST_MEASURED,
     CodexCapabilities,
     Span,
     Version,
@@ -108,10 +108,14 @@ class RenderedVariant:
     # The first of these versions that fetches from a config server: from it on, the agent adds
     # the native channel ([config_server]) to requirements.toml. None: none of them does.
     native_from: Version | None = None
+    # The newest release the table was measured on when the set was made: later versions (the
+    # newest set's range has no end) get files made for this one, so the agent warns there.
+    measured_until: Version = NEWEST_MEASURED
 
     @property
     def codex(self) -> Json:
-        """What the signed manifest says about the Codex versions this set is for."""
+        """What the set is signed for: its Codex versions, the native channel, the window, and
+        where measurement ended (signed apart from the manifest: releases/services/signed.py)."""
         return {
             "versions": [
                 [version_text(start), version_text(until) if until else None]
@@ -119,6 +123,7 @@ class RenderedVariant:
             ],
             "native_channel_from": version_text(self.native_from) if self.native_from else None,
             "window": [version_text(self.window[0]), version_text(self.window[1])],
+            "measured_until": version_text(self.measured_until),
         }
 
 
@@ -139,7 +144,8 @@ class RenderedRelease:
     @property
     def content_digest(self) -> str:
         """One sha256 over every set and the versions it is for: a change of the window alone
-        (which versions get which files) is a new release too."""
+        (which versions get which files) is a new release too, and so is a newer measured
+        release (the signed end of measurement moves, and machines on it stop warning)."""
         return variants_digest((v.codex, v.team.content_digest) for v in self.variants)
 
 
@@ -170,7 +176,7 @@ def render_release(
     variants: dict[str, RenderedVariant] = {}
     made: dict[tuple[bool, frozenset[str]], tuple[dict[str, Json], RenderedTeam]] = {}
     texts: dict[str, str] = {}  # documents several sets share are written as TOML once
-    for segment in window_segments(policy, features_used(validation.resolved)):
+    for segment in team_segments(policy, validation.resolved):
         caps = capabilities(segment[0])
         inputs = _render_inputs(validation, caps)
         if inputs not in made:
@@ -298,12 +304,17 @@ def requirements_document(policy: OrgPolicy, requirements: Json) -> Json:
     the machine upgrades Codex (validation decided whether ignoring them is acceptable)."""
     doc = _ordered(requirements, schema.REQUIREMENT_KEYS)
     pinned = requirements.get("model_provider")
+    required = [pinned] if pinned else []
+    required += [name for name in doc.pop("model_providers", []) if name not in required]
     if pinned:
-        endpoint = policy.endpoints[pinned]
-        doc["model_provider"] = endpoint.provider_id
-        table = _provider_table(policy, pinned)
+        doc["model_provider"] = policy.endpoints[pinned].provider_id
+    tables = {}
+    for name in required:
+        table = _provider_table(policy, name)
         if table is not None:
-            doc["model_providers"] = {endpoint.provider_id: table}
+            tables[policy.endpoints[name].provider_id] = table
+    if tables:
+        doc["model_providers"] = tables
     return doc
 
 

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from django import forms
 
-from policyhub.policies import schema
+from policyhub.policies import areas, schema
 from policyhub.policies.document import NODE_SECTIONS
 from policyhub.policies.domain import Json, Node
 from policyhub.policies.tomlio import canonical, toml_text
@@ -97,11 +97,57 @@ REQUIREMENT_FIELDS = (
         LONG_TEXT,
         help="Added to every session; a team below appends its own.",
     ),
+    # The newer areas: their scalar keys here; maps and lists of tables (network domains,
+    # hooks, exporters, permission profiles) in the node's TOML.
+    Key(
+        "default_permissions",
+        ENUM,
+        areas.PERMISSION_PROFILES,
+        "The permission profile sessions start with; allowed_permission_profiles (TOML) must "
+        "allow it.",
+    ),
+    Key(
+        "model_providers",
+        LINES,
+        help="Endpoints, one a line, whose definitions Codex must use whenever a session picks "
+        "them; a team below adds its own.",
+    ),
+    Key("allow_appshots", TRISTATE, help="false forbids app shots; a team below keeps it."),
+    Key("allow_browser_and_computer_use", TRISTATE),
+    Key("allow_remote_control", TRISTATE),
+    Key("chatgpt_base_url", TEXT, help="Pinned: a team below may not change it."),
+    Key("log_dir", TEXT, help="An absolute path; pinned."),
+    Key("sqlite_home", TEXT, help="An absolute path; pinned."),
+    Key(
+        "windows.allowed_sandbox_implementations",
+        ALLOWLIST,
+        areas.WINDOWS_SANDBOXES,
+        "Windows sandboxes Codex may use; a team below may only remove values.",
+    ),
+    Key("feedback.enabled", TRISTATE, help="false turns feedback uploads off for good."),
+    Key("in_app_browser.allow_external_browser_settings_import", TRISTATE),
+    Key("browser_use.allow_history_access", TRISTATE),
+    Key("computer_use.allow_persistent_approval", TRISTATE),
+    Key("computer_use.default_app_access", ENUM, areas.ALLOW_DENY),
+    Key("network_proxy.enabled", TRISTATE, help="Route sessions through Codex's network proxy."),
+    Key("network_proxy.managed_allowed_domains_only", TRISTATE),
+    Key(
+        "network_proxy.review_domains",
+        LINES,
+        help="Host patterns that need approval, one a line; a team below adds its own.",
+    ),
+    Key("auto_review.required_on_models", LINES, help="Models, one a line."),
+    Key("models.new_thread.model", TEXT, help="The default model of new threads (not enforced)."),
+    Key("models.new_thread.model_reasoning_effort", OPEN_ENUM, schema.KNOWN_REASONING_EFFORTS),
+    Key("otel.environment", TEXT, help="Exporters and headers are set in the node's TOML."),
+    Key("otel.log_user_prompt", TRISTATE),
+    Key("hooks.managed_dir", TEXT, help="An absolute path; hooks themselves go in the TOML."),
 )
 PROFILE_FIELDS = (
     Key("model", TEXT, help="For an Azure endpoint: one of its deployments."),
     Key("model_provider", ENDPOINT),
     Key("model_reasoning_effort", OPEN_ENUM, schema.KNOWN_REASONING_EFFORTS),
+    Key("plan_mode_reasoning_effort", OPEN_ENUM, schema.KNOWN_REASONING_EFFORTS),
     Key("model_reasoning_summary", ENUM, schema.REASONING_SUMMARIES),
     Key("model_verbosity", ENUM, schema.VERBOSITIES),
     Key("service_tier", OPEN_ENUM, schema.KNOWN_SERVICE_TIERS),
@@ -116,6 +162,27 @@ CONFIG_FIELDS = (
     Key("openai_base_url", TEXT),
     Key("cli_auth_credentials_store", ENUM, schema.CREDENTIAL_STORES),
     Key("forced_chatgpt_workspace_id", TEXT),
+    Key("chatgpt_base_url", TEXT),
+    Key(
+        "windows.sandbox",
+        ENUM,
+        areas.WINDOWS_SANDBOXES,
+        "Derived from the first allowed Windows sandbox when not set.",
+    ),
+    Key(
+        "default_permissions",
+        ENUM,
+        areas.PERMISSION_PROFILES,
+        "The permission profile sessions start with; the requirements must allow it.",
+    ),
+    Key("hide_agent_reasoning", TRISTATE),
+    Key("show_raw_agent_reasoning", TRISTATE),
+    Key("check_for_update_on_startup", TRISTATE),
+    Key("file_opener", ENUM, areas.FILE_OPENERS),
+    Key("notify", LINES, help="A command run on each turn, one argument a line."),
+    Key("history.persistence", ENUM, areas.HISTORY_PERSISTENCE),
+    Key("shell_environment_policy.inherit", ENUM, areas.SHELL_INHERIT),
+    Key("otel.environment", TEXT, help="Exporters and headers are set in the node's TOML."),
     Key(
         "sandbox_workspace_write.writable_roots",
         LINES,
@@ -127,8 +194,20 @@ CONFIG_FIELDS = (
 )
 # Keys of the schema no form shows: they are kept as they are, and edited as TOML.
 TOML_ONLY = {
-    "requirements": ("features", "mcp_servers", "rules"),  # rules: the rule rows' own form
-    "config": ("features",),
+    # rules: the rule rows' own form; the rest are maps or tables of tables.
+    "requirements": (
+        "features",
+        "mcp_servers",
+        "rules",
+        "allowed_permission_profiles",
+        "application",
+    ),
+    "config": (
+        "features",
+        "project_doc_max_bytes",
+        "model_context_window",
+        "model_auto_compact_token_limit",
+    ),
 }
 
 

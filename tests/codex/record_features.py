@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from providers.codex_versions import (
@@ -43,19 +44,24 @@ def features_list(version: str) -> dict[str, str]:
     return parse_features_list(run.stdout)
 
 
+def record(version: str, listed: Mapping[str, str]) -> str:
+    """Write `version`, measured printing `listed`, into the features file; says what changed.
+    ValueError when the file already holds `version` or a newer release."""
+    header, releases, rows = features_file(FEATURES_FILE.read_text())
+    updated = features_with_release(rows, parse_version(version), listed)
+    FEATURES_FILE.write_text(features_text(updated, [*releases, version], header))
+    before = {row.name for row in rows if row.until is None}
+    return (
+        f"Codex {version}: {len(listed)} features, {len(set(listed) - before)} new, "
+        f"{len(before - set(listed))} no longer listed; {FEATURES_FILE.name} updated"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.codex.record_features")
     parser.add_argument("version", help="the newly measured release, installed by make codex")
     version = parser.parse_args(argv).version
-    header, releases, rows = features_file(FEATURES_FILE.read_text())
-    listed = features_list(version)
-    updated = features_with_release(rows, parse_version(version), listed)
-    FEATURES_FILE.write_text(features_text(updated, [*releases, version], header))
-    before = {row.name for row in rows if row.until is None}
-    print(
-        f"Codex {version}: {len(listed)} features, {len(set(listed) - before)} new, "
-        f"{len(before - set(listed))} no longer listed; {FEATURES_FILE.name} updated"
-    )
+    print(record(version, features_list(version)))
     return 0
 
 

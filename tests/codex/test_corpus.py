@@ -19,6 +19,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -387,9 +388,13 @@ def _assert_files_match_resolution(policy: OrgPolicy, team: str, files: dict[str
         assert managed == wanted, f"{team} {MANAGED_CONFIG}"
 
     requirements = dict(files[REQUIREMENTS])
+    wanted_requirements = provider_id(resolved.requirements)
     pinned = resolved.requirements.get("model_provider")
-    assert requirements.pop("model_providers", {}) == (table_of(pinned) if pinned else {})
-    assert requirements == provider_id(resolved.requirements), f"{team} {REQUIREMENTS}"
+    required: dict[str, Any] = {}
+    for name in [*([pinned] if pinned else []), *wanted_requirements.pop("model_providers", [])]:
+        required.update(table_of(name))
+    assert requirements.pop("model_providers", {}) == required
+    assert requirements == wanted_requirements, f"{team} {REQUIREMENTS}"
 
     config = dict(files[CONFIG])
     used = [
@@ -456,6 +461,14 @@ def test_valid_document_passes_the_codex_binary(
         want = codex_view_of(policy, ours, config.get("forced_login_method"))
         got = {key: reported.get(key) for key in want}
         assert got == want, f"{run.team}: Codex enforces {got}, we resolved {want}"
+        for key, reported_key in AREAS_REPORTED.items():
+            if key in ours and key in target.requirement_keys:
+                seen = as_written(reported.get(reported_key))
+                if key == "network_proxy":
+                    # Legacy list views Codex derives from `domains` and `unix_sockets`.
+                    for derived in ("allowed_domains", "denied_domains", "allow_unix_sockets"):
+                        seen.pop(derived, None)
+                assert seen == area_view(key, ours[key]), f"{run.team}: {key} as Codex reports it"
 
 
 def expected_model(files: Mapping[str, bytes], profile: str | None) -> str | None:
@@ -496,6 +509,87 @@ def _check_teams(
         return list(pool.map(check, teams)), refused
 
 
+# Requirement areas `--print-startup-config` reports, by the name it reports them under.
+AREAS_REPORTED = {
+    "allowed_permission_profiles": "allowedPermissionProfiles",
+    "default_permissions": "defaultPermissions",
+    "allow_appshots": "allowAppshots",
+    "allow_browser_and_computer_use": "allowBrowserAndComputerUse",
+    "allow_remote_control": "allowRemoteControl",
+    "chatgpt_base_url": "chatgptBaseUrl",
+    "windows": "allowedWindowsSandboxImplementations",
+    "auto_review": "autoReview",
+    "feedback": "feedback",
+    "in_app_browser": "inAppBrowser",
+    "application": "application",
+    "browser_use": "browserUse",
+    "computer_use": "computerUse",
+    "network_proxy": "network",
+    "hooks": "hooks",
+    "otel": "otel",
+    "models": "models",
+    "log_dir": "logDir",
+    "sqlite_home": "sqliteHome",
+}
+_CAMEL = re.compile(r"^[a-z]+(?:[A-Z][a-z0-9]*)+$")
+
+
+def as_written(value: Any) -> Any:
+    """Codex's report of an area in requirements.toml's own spelling: snake_case field names
+    (names that are data, such as hosts, stay), unset fields and empty hook lists dropped."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            item = as_written(item)
+            if item is None or item == []:
+                continue
+            name = re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower() if _CAMEL.match(key) else key
+            out[name] = item
+        return out
+    if isinstance(value, list):
+        return [as_written(item) for item in value]
+    return value
+
+
+def area_view(key: str, value: Any) -> Any:
+    """Our resolved value of an area as `as_written` shows Codex's report of it."""
+    if key == "windows":
+        return value.get("allowed_sandbox_implementations")
+    if key in ("log_dir", "sqlite_home"):
+        return f"file://{value}"
+    if key == "hooks":
+        spelled = {"timeout": "timeout_sec", "statusMessage": "status_message"}
+        spelled |= {"commandWindows": "command_windows"}
+        spelled |= {"additionalContextLimit": "additional_context_limit"}
+        return {
+            event: [
+                {
+                    **group,
+                    "hooks": [{spelled.get(k, k): v for k, v in h.items()} for h in group["hooks"]],
+                }
+                for group in groups
+            ]
+            if isinstance(groups, list)
+            else groups
+            for event, groups in value.items()
+        }
+    if key == "otel":
+        # Header values are reported redacted, and a gRPC exporter's headers default to none.
+        return as_written(json.loads(json.dumps(value, default=str)) | _redacted_otel(value))
+    return as_written(value)
+
+
+def _redacted_otel(value: Json) -> Json:
+    out: Json = {}
+    for name in ("exporter", "trace_exporter", "metrics_exporter"):
+        exporter = value.get(name)
+        if isinstance(exporter, dict):
+            ((kind, settings),) = exporter.items()
+            headers = {h: "[redacted]" for h in settings.get("headers", {})}
+            out[name] = {kind: {**settings, "headers": headers}}
+    return out
+
+
 def codex_view_of(
     policy: OrgPolicy, requirements: Json, forced_login_method: str | None
 ) -> dict[str, Any]:
@@ -512,7 +606,9 @@ def codex_view_of(
     logins = sorted(logins)  # a set to Codex, reported in its own order
     return {
         "allowedApprovalPolicies": (
-            None if approvals is None else [CODEX_APPROVAL_ALIASES.get(a, a) for a in approvals]
+            None
+            if approvals is None
+            else [CODEX_APPROVAL_ALIASES.get(a, a) if isinstance(a, str) else a for a in approvals]
         ),
         "allowedSandboxModes": requirements.get("allowed_sandbox_modes"),
         "allowedWebSearchModes": web_search,

@@ -254,7 +254,7 @@ def test_every_demo_team_rendered_from_postgresql_passes_the_real_codex(
 
 def test_the_window_command_refuses_an_unbacked_pin_then_accepts_it_backed(demo: None) -> None:
     out, _ = run("policy", "window", "--org", "acme")
-    assert "min_version: 0.125.0" in out and "max_version: 0.169.0" in out
+    assert "min_version: 0.125.0" in out and "max_version: 0.171.0" in out
     with pytest.raises(CommandError) as refused:
         run("policy", "window", "--org", "acme", "--managed-pins", "allowed_login_methods")
     message = str(refused.value)

@@ -14,7 +14,7 @@ from policyhub.policies.validation import validate_policy
 from policyhub.policies.window import accepted_unenforced
 from policyhub.rendering.render import PolicyInvalid, render_release, render_team
 from providers.codex_files import CONFIG, MANAGED_CONFIG, REQUIREMENTS
-from providers.codex_versions import capabilities
+from providers.codex_versions import NEWEST_MEASURED, capabilities, version_text
 from tests.conftest import make_policy
 
 PINNED = """
@@ -184,9 +184,21 @@ def test_profiles_are_tables_before_0134_and_files_after() -> None:
     text = window("0.125.0") + '[teams.t.profiles.fast]\nmodel = "gpt-5.5-mini"\n'
     release = render_release(make_policy(text), "t", revision="1")
     bounds = ["0.125.0", "0.169.0"]
+    measured = {"measured_until": version_text(NEWEST_MEASURED)}
     assert [v.codex for v in release.variants] == [
-        {"versions": [["0.125.0", "0.134.0"]], "native_channel_from": None, "window": bounds},
-        {"versions": [["0.134.0", None]], "native_channel_from": "0.166.0", "window": bounds},
+        {
+            "versions": [["0.125.0", "0.134.0"]],
+            "native_channel_from": None,
+            "window": bounds,
+            **measured,
+        },
+        # Later releases only made keys known that this policy does not set: no end is known.
+        {
+            "versions": [["0.134.0", None]],
+            "native_channel_from": "0.166.0",
+            "window": bounds,
+            **measured,
+        },
     ]
     tables, files = release.variants
     assert body(tables.team.files[CONFIG])["profiles"] == {"fast": {"model": "gpt-5.5-mini"}}

@@ -6,12 +6,11 @@ installs (SUITE_VERSIONS), so a wrong entry fails here instead of on a machine.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from policyhub.policies import schema
 from policyhub.policies.domain import MANAGED_KEYS
 from providers.codex_versions import (
     CHANGES,
@@ -20,6 +19,7 @@ from providers.codex_versions import (
     LEGACY_RELEASE_VERSION,
     NEWEST_MEASURED,
     OLDEST,
+    STRICT_REQUIREMENT_TABLES,
     SUITE_VERSIONS,
     Change,
     FeatureRow,
@@ -34,18 +34,8 @@ from providers.codex_versions import (
     version_segment,
     version_text,
 )
-from tests.codex.harness import check_without_session, run_codex
-from tests.codex.record_features import parse_features_list
-
-# A loopback provider: the session-free check resolves it without any network.
-LOOPBACK = """model = "base-model"
-model_provider = "lp"
-
-[model_providers.lp]
-name = "lp"
-base_url = "http://127.0.0.1:9/v1"
-wire_api = "responses"
-"""
+from tests.codex import measure
+from tests.codex.record_features import features_list, parse_features_list
 
 
 @pytest.mark.parametrize("change", CHANGES[1:], ids=lambda c: c.version)
@@ -140,12 +130,24 @@ def test_segments_cut_the_window_where_codex_changes() -> None:
     # The last cut ends where Codex next changes after the window, not at infinity.
     assert cuts == [
         ((0, 125, 0), (0, 131, 0)),
-        ((0, 131, 0), (0, 134, 0)),
-        ((0, 134, 0), (0, 142, 0)),
+        ((0, 131, 0), (0, 133, 0)),
+        ((0, 133, 0), (0, 134, 0)),
+        ((0, 134, 0), (0, 136, 0)),
+        ((0, 136, 0), (0, 138, 0)),
+        ((0, 138, 0), (0, 140, 0)),
+        ((0, 140, 0), (0, 142, 0)),
     ]
     assert segments(OLDEST, OLDEST) == [(OLDEST, (0, 120, 0))]
-    assert segments((0, 169, 0), (0, 169, 0)) == [((0, 169, 0), None)]
-    assert version_segment((0, 135, 2)) == ((0, 135, 2), (0, 142, 0))
+    assert segments((0, 169, 0), (0, 169, 0)) == [((0, 169, 0), (0, 171, 0))]
+    assert version_segment((0, 135, 2)) == ((0, 135, 2), (0, 136, 0))
+    # A release that only made requirement keys known cuts only a policy that sets them.
+    used = segments(parse_version("0.125.0"), parse_version("0.140.0"), keys={"windows"})
+    assert [start for start, _ in used] == [(0, 125, 0), (0, 131, 0), (0, 134, 0), (0, 136, 0)]
+    assert used[-1] == ((0, 136, 0), (0, 142, 0))
+    assert segments((0, 169, 0), (0, 169, 0), keys={"otel"}) == [((0, 169, 0), None)]
+    assert segments((0, 169, 0), (0, 169, 0), keys={"otel.headers_helper"}) == [
+        ((0, 169, 0), (0, 171, 0))
+    ]
 
 
 def test_versions_are_parsed_strictly() -> None:
@@ -156,29 +158,27 @@ def test_versions_are_parsed_strictly() -> None:
         capabilities("0.110.0")
 
 
-def _probe(version: str, folder: Path, requirements: str, config: str = LOOPBACK) -> bool:
-    folder.mkdir(parents=True)
-    (folder / "requirements.toml").write_text(requirements)
-    (folder / "config.toml").write_text(config)
-    return check_without_session(folder, version).ok
+# --- the table against the real binaries ------------------------------------------------------------
+# The measurements are the release probe's own (tests/codex/measure.py): what the probe prints for
+# a new release is exactly what these tests hold the table to.
 
 
 @pytest.mark.codex
 @pytest.mark.usefixtures("codex_ready")
 @pytest.mark.parametrize("version", SUITE_VERSIONS)
 def test_requirement_keys_match_the_binary(version: str, tmp_path: Path) -> None:
-    """A key set to -7 stops a version that parses it and is ignored by one that does not."""
-    keys = sorted({*schema.REQUIREMENT_KEYS, "model_providers", "config_server"})
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        starts = dict(
-            zip(
-                keys,
-                pool.map(lambda k: _probe(version, tmp_path / k, f"{k} = -7\n"), keys),
-                strict=True,
-            )
-        )
-    known = {key for key, started in starts.items() if not started}
+    """Every key the table names, and every key PolicyHub renders, set to -7: a type error where
+    the table says the release knows it, a start (the key ignored) or an "unknown field" refusal
+    of a strict table where it says it does not."""
+    keys = measure.table_keys()
+    outcomes = measure.run_all(
+        {key: partial(measure.key_outcome, version, key, tmp_path / key) for key in keys}
+    )
+    known = {key for key, outcome in outcomes.items() if outcome is measure.KeyOutcome.KNOWN}
     assert known == set(keys) & capabilities(version).requirement_keys
+    for key, outcome in outcomes.items():
+        if outcome is measure.KeyOutcome.REFUSED:
+            assert key.split(".")[0] in STRICT_REQUIREMENT_TABLES, key
 
 
 @pytest.mark.codex
@@ -186,47 +186,24 @@ def test_requirement_keys_match_the_binary(version: str, tmp_path: Path) -> None
 @pytest.mark.parametrize("version", SUITE_VERSIONS)
 def test_introduced_values_match_the_binary(version: str, tmp_path: Path) -> None:
     caps = capabilities(version)
-    cases = sorted(
+    cases = measure.value_cases()
+    found = measure.run_all(
         {
-            (key, value)
-            for change in CHANGES
-            for key, values in (*change.values.items(), *change.fatal_config_values.items())
-            for value in values
+            case: partial(measure.value_starts, version, case, tmp_path / f"{case[0]}-{case[1]}")
+            for case in cases
         }
     )
-
-    def starts(case: tuple[str, str]) -> bool:
-        key, value = case
-        folder = tmp_path / f"{key}-{value}"
-        if key == "prefix_rule_decision":
-            rule = f'{{ pattern = [{{ token = "curl" }}], decision = "{value}" }}'
-            return _probe(version, folder, f"[rules]\nprefix_rules = [{rule}]\n")
-        return _probe(version, folder, "", f'{key} = "{value}"\n{LOOPBACK}')
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        found = dict(zip(cases, pool.map(starts, cases), strict=True))
     assert found == {case: not caps.config_value_fatal(*case) for case in cases}
 
 
 @pytest.mark.codex
 @pytest.mark.usefixtures("codex_ready")
 @pytest.mark.parametrize("version", SUITE_VERSIONS)
-def test_feature_names_match_the_binary(version: str, tmp_path: Path) -> None:
-    run = run_codex(tmp_path, ["features", "list"], version=version, timeout=60)
-    assert run.rc == 0, run.stderr
-    listed = parse_features_list(run.stdout)
+def test_feature_names_match_the_binary(version: str) -> None:
+    listed = features_list(version)
     assert set(listed) == capabilities(version).features
     if parse_version(version) == NEWEST_MEASURED:
         assert listed == dict(feature_stages())
-
-
-BUILTIN_TABLES = {
-    "amazon-bedrock": '[model_providers.amazon-bedrock.aws]\nregion = "us-west-2"\n',
-    "gcp": '[model_providers.gcp]\nproject_id = "acme-ml"\nlocation = "us-central1"\n',
-}
-MATCHER_IDENTITY = (
-    '[mcp_servers.docs.identity]\nurl = { match = "prefix", value = "https://mcp.example/" }\n'
-)
 
 
 @pytest.mark.codex
@@ -236,12 +213,10 @@ def test_built_in_providers_and_identity_matchers_match_the_binary(
     version: str, tmp_path: Path
 ) -> None:
     caps = capabilities(version)
-    for provider, table in BUILTIN_TABLES.items():
-        config = f'model = "m"\nmodel_provider = "{provider}"\n{table}'
-        started = _probe(version, tmp_path / provider, "", config)
+    for provider in measure.BUILTIN_TABLES:
+        started = measure.provider_known(version, provider, tmp_path / provider)
         assert started is caps.knows_provider(provider), provider
-    matchers = _probe(version, tmp_path / "matchers", MATCHER_IDENTITY)
-    assert matchers is caps.mcp_identity_matchers
+    assert measure.identity_matchers(version, tmp_path / "matchers") is caps.mcp_identity_matchers
 
 
 @pytest.mark.codex
@@ -250,34 +225,31 @@ def test_built_in_providers_and_identity_matchers_match_the_binary(
 def test_each_managed_pin_beats_the_users_config(version: str, tmp_path: Path) -> None:
     """What `[codex] managed_pins` relies on: managed_config.toml wins over the user's config
     on every release (an API-key sign-in is refused, the keyring is used)."""
-    cases = {
-        "forced_login_method": ('"chatgpt"', '"api"', "API key login is disabled"),
-        "cli_auth_credentials_store": ('"keyring"', '"file"', "keyring"),
-    }
-    for key, (managed, users, refusal) in cases.items():
-        folder = tmp_path / key
-        folder.mkdir()
-        (folder / "managed_config.toml").write_text(f"{key} = {managed}\n")
-        user = tmp_path / f"{key}-user.toml"
-        user.write_text(f"{key} = {users}\n")
-        login = run_codex(
-            folder,
-            ["login", "--with-api-key"],
-            version=version,
-            timeout=30,
-            user_config=user,
-            stdin=b"sk-test-not-a-key\n",
-        )
-        assert refusal in login.stdout + login.stderr, (key, login.stdout, login.stderr)
+    for key in measure.MANAGED_PINS:
         assert key in MANAGED_KEYS.values()
-        # Without the managed layer the user's own setting rules: the sign-in goes through.
-        (folder / "managed_config.toml").unlink()
-        unmanaged = run_codex(
-            folder,
-            ["login", "--with-api-key"],
-            version=version,
-            timeout=30,
-            user_config=user,
-            stdin=b"sk-test-not-a-key\n",
-        )
-        assert refusal not in unmanaged.stdout + unmanaged.stderr, (key, unmanaged.stderr)
+        assert measure.managed_pin_wins(version, key, tmp_path / key), key
+
+
+@pytest.mark.codex
+@pytest.mark.usefixtures("codex_ready")
+@pytest.mark.parametrize("version", SUITE_VERSIONS)
+def test_profile_layout_and_flags_match_the_binary(version: str, tmp_path: Path) -> None:
+    """The profile layout, `--strict-config`, `--print-startup-config` and the config-server
+    fetch each work exactly where the table says they do."""
+    caps = capabilities(version)
+    found = measure.run_all(
+        {
+            "files": partial(measure.profile_layout_works, version, "files", tmp_path / "files"),
+            "tables": partial(measure.profile_layout_works, version, "tables", tmp_path / "t"),
+            "strict": partial(measure.strict_config, version, tmp_path / "strict"),
+            "startup": partial(measure.print_startup_config, version, tmp_path / "startup"),
+            "server": partial(measure.config_server, version, tmp_path / "server"),
+        }
+    )
+    assert found == {
+        "files": caps.profile_files,
+        "tables": not caps.profile_files,
+        "strict": caps.strict_config,
+        "startup": caps.print_startup_config,
+        "server": caps.config_server,
+    }

@@ -206,7 +206,7 @@ def _segments(
             if unresolved or errors_of(resolved.issues)
             else in_document(window.team_window_issues(policy, resolved, [segment], label)),
         )
-        for segment in window.window_segments(policy, window.features_used(resolved))
+        for segment in window.team_segments(policy, resolved)
     ]
 
 
