@@ -144,6 +144,8 @@ def cmd_status(args: argparse.Namespace, layout: files.Layout, out: Output) -> i
         raise NotEnrolled()
     record = state.load_hook(layout.hook_file)
     native = current.native_channel and current.server.startswith("https://")
+    if current.native_written is not None:
+        native = current.native_written  # what the last sync did for this machine's Codex
     report = {
         "server": current.server,
         "organization": current.organization,
@@ -158,6 +160,7 @@ def cmd_status(args: argparse.Namespace, layout: files.Layout, out: Output) -> i
         "native_channel": native,
         "pinned_keys": sorted(current.keys),
         "login_hook": record.platform if record and record.files else None,
+        "warnings": current.warnings,
     }
     if args.json:
         out.info(json.dumps(report, indent=2))
@@ -174,6 +177,7 @@ def cmd_status(args: argparse.Namespace, layout: files.Layout, out: Output) -> i
         f"last error:       {current.last_error or 'none'}",
         f"native channel:   {'on' if native else 'off'}",
         f"login hook:       {report['login_hook'] or 'not installed'}",
+        *current.warnings,
         "files written:" + ("" if current.written else " none"),
         *(f"  {path}" for path in current.written),
     ]

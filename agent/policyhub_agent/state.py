@@ -46,6 +46,12 @@ class State:
     backups: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Directories the agent created (removed on uninstall when empty).
     created_dirs: list[str] = field(default_factory=list)
+    # What the last sync warned about: a Codex outside the versions of the files applied, or
+    # newer than the release measured when they were made.
+    warnings: list[str] = field(default_factory=list)
+    # Whether the last sync added Codex's native channel to requirements.toml (None: recorded
+    # by no agent before 0.3.0).
+    native_written: bool | None = None
 
 
 def load(path: Path) -> State | None:

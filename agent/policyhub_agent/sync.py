@@ -76,6 +76,17 @@ def requirements_text(text: str, *, server: str, credential: str, native: bool) 
     return result
 
 
+def _native(current: State, bundle: verify.Bundle, codex: verify.Version | None) -> bool:
+    """Whether requirements.toml gets Codex's native channel: asked for at enrolment, an https
+    server (the only kind Codex accepts), and a Codex the signed manifest says fetches, no newer
+    than the signed end of measurement (verify.Bundle.native_channel)."""
+    return (
+        current.native_channel
+        and current.server.startswith("https://")
+        and bundle.native_channel(codex)
+    )
+
+
 def _targets(
     layout: files.Layout,
     current: State,
@@ -88,7 +99,7 @@ def _targets(
         bundle.files[verify.REQUIREMENTS],
         server=current.server,
         credential=current.credential,
-        native=current.native_channel and bundle.native_channel(codex),
+        native=_native(current, bundle, codex),
     )
     targets = {
         layout.etc_dir / verify.REQUIREMENTS: requirements.encode(),
@@ -145,6 +156,7 @@ def _apply(
         files.discard(staged)
         raise
     files.commit(staged)
+    current.native_written = _native(current, bundle, codex)
     changed = []
     for path in pending:
         out.info(f"wrote {path}")
@@ -193,8 +205,9 @@ def _pull(
             out.warn(f"the last known good bundle no longer verifies ({exc}); downloading again")
             response = client.bundle(etag=None, codex_version=codex_version)
         else:
-            _check_versions(bundle, codex, out)
+            warnings = _check_versions(current, bundle, codex, out)
             restored = _apply(layout, current, bundle, codex_home, codex, out)
+            current.warnings = warnings
             current.codex_home = str(codex_home)
             notes = [
                 f"restored {path}: it differed from revision {bundle.revision}" for path in restored
@@ -205,8 +218,9 @@ def _pull(
     if response.status == 404:
         return f"no release is published for team {current.team} yet; nothing applied", []
     bundle, pinned = _verified(response.body, current, client)
-    _check_versions(bundle, codex, out)
+    warnings = _check_versions(current, bundle, codex, out)
     _apply(layout, current, bundle, codex_home, codex, out)
+    current.warnings = warnings
     # Only now that every file is in place does this bundle become the last known good one.
     files.write_atomic(layout.last_good_file, response.body, files.PRIVATE_MODE)
     # A team's revision numbers one release each: the same number is the same release.
@@ -219,22 +233,44 @@ def _pull(
     return f"revision {bundle.revision} {'unchanged' if unchanged else 'applied'}", []
 
 
-def _check_versions(bundle: verify.Bundle, codex: verify.Version | None, out: Output) -> None:
+def _check_versions(
+    current: State, bundle: verify.Bundle, codex: verify.Version | None, out: Output
+) -> list[str]:
     """Files made for other Codex versions than this machine's: refused inside the signed
     window (the server has the right set, so this one is a replay or a mistake); outside it the
-    nearest set is all there is, applied with a warning (fleet status flags the machine)."""
-    if codex is None or bundle.is_for(codex):
-        return
+    nearest set is all there is, applied with a warning (fleet status flags the machine). A
+    Codex newer than the signed end of measurement gets the files made for that release, with a
+    warning and without the native channel. Returns the warnings, which `status` shows."""
+    if codex is None:
+        return []
     shown = ".".join(map(str, codex))
-    if bundle.in_window(codex):
-        raise VerificationError(
-            f"revision {bundle.revision} holds the files for other Codex versions than this "
-            f"machine's {shown}, which the organisation's window includes"
+    warnings = []
+    if not bundle.is_for(codex):
+        if bundle.in_window(codex):
+            raise VerificationError(
+                f"revision {bundle.revision} holds the files for other Codex versions than this "
+                f"machine's {shown}, which the organisation's window includes"
+            )
+        warnings.append(
+            f"warning: Codex {shown} is outside the versions revision {bundle.revision} was "
+            "made for; its nearest files were applied"
         )
-    out.warn(
-        f"warning: Codex {shown} is outside the versions revision {bundle.revision} was made "
-        "for; its nearest files were applied"
-    )
+    if not bundle.measured(codex):
+        measured = ".".join(map(str, bundle.measured_until))
+        dropped = _native(current, bundle, bundle.measured_until)  # there, it would be added
+        warnings.append(
+            f"warning: Codex {shown} is newer than {measured}, the newest release PolicyHub had "
+            f"measured when revision {bundle.revision} was made: the files made for {measured} "
+            "were applied"
+            + (
+                "; Codex's native channel is left out (Codex reads these files itself)"
+                if dropped
+                else ""
+            )
+        )
+    for warning in warnings:
+        out.warn(warning)
+    return warnings
 
 
 def _plain(text: str) -> str:

@@ -31,8 +31,13 @@ MANIFEST_FIELDS = {"organization", "team", "revision", "files", "content_digest"
 OPTIONAL_MANIFEST_FIELDS = {"codex"}
 VERSION_RE = re.compile(r"(\d{1,4})\.(\d{1,4})\.(\d{1,4})")
 Version = tuple[int, int, int]
-# What releases without signed Codex versions were made for.
+# What releases without signed Codex versions were made for, and the newest Codex release
+# measured by every PolicyHub that signed no measurement statement.
 LEGACY_VERSION: Version = (0, 169, 0)
+# The statement signed beside the manifest (a field the manifest cannot carry: agents before
+# 0.3.0 refuse a manifest with a field they do not know, and ignore unknown bundle fields).
+MEASUREMENT_FIELDS = {"manifest", "measured_until", "purpose"}
+MEASUREMENT_PURPOSE = "policyhub-codex-measurement"
 
 
 def parse_version(text: object) -> Version | None:
@@ -173,6 +178,9 @@ class Bundle:
     window: tuple[Version, Version] | None = None
     # From which of those versions Codex fetches from the server itself (the native channel).
     native_from: Version | None = LEGACY_VERSION
+    # The newest Codex release measured when the files were made: a later one gets the files
+    # made for this one, unmeasured.
+    measured_until: Version = LEGACY_VERSION
 
     def is_for(self, codex: Version) -> bool:
         return any(
@@ -182,13 +190,22 @@ class Bundle:
     def in_window(self, codex: Version) -> bool:
         return self.window is not None and self.window[0] <= codex <= self.window[1]
 
+    def measured(self, codex: Version) -> bool:
+        return codex <= self.measured_until
+
     def native_channel(self, codex: Version | None) -> bool:
         """Whether Codex `codex` on this machine fetches its policy from the server itself.
 
         An unknown version gets no channel: 0.164 and 0.165 read `config_server` and then
-        refuse every session.
+        refuse every session. Nor does one newer than the measured end: whether it reads the
+        table as 0.166 did is not known, and Codex stops on a config server it cannot use, while
+        the files the agent writes are read locally by every release.
         """
-        return self.native_from is not None and codex is not None and codex >= self.native_from
+        return (
+            self.native_from is not None
+            and codex is not None
+            and self.native_from <= codex <= self.measured_until
+        )
 
 
 def _shape(data: object) -> dict[str, Any]:
@@ -293,6 +310,33 @@ def _codex(manifest: Mapping[str, Any]) -> dict[str, Any]:
     return {"versions": tuple(spans), "native_from": native_from, "window": (low, high)}
 
 
+def _measurement(bundle: Mapping[str, Any], public_key: str) -> dict[str, Any]:
+    """The signed end of measurement, checked: a statement by the manifest's key naming this
+    manifest's sha256 (so it cannot come from another release). None given: {}."""
+    if "measurement" not in bundle and "measurement_signature" not in bundle:
+        return {}
+    text, signature = bundle.get("measurement"), bundle.get("measurement_signature")
+    if not isinstance(text, str) or not isinstance(signature, str):
+        raise VerificationError("the bundle's measurement or its signature is not a string")
+    if not signature_valid(public_key, text.encode(), signature):
+        raise VerificationError("the measurement's signature does not verify")
+    problem = VerificationError("the signed measurement is malformed")
+    try:
+        statement = json.loads(text)
+    except ValueError as exc:
+        raise problem from exc
+    if not isinstance(statement, dict) or set(statement) != MEASUREMENT_FIELDS:
+        raise problem
+    if canonical_json(statement) != text.encode() or statement["purpose"] != MEASUREMENT_PURPOSE:
+        raise problem
+    if statement["manifest"] != hashlib.sha256(bundle["manifest"].encode()).hexdigest():
+        raise VerificationError("the signed measurement is for another manifest")
+    measured = parse_version(statement["measured_until"])
+    if measured is None:
+        raise problem
+    return {"measured_until": measured}
+
+
 def _contents(files: dict[str, str], hashes: dict[str, str]) -> None:
     """Every file is the signed bytes and parses as TOML."""
     for name in sorted(files):
@@ -337,6 +381,7 @@ def verify_bundle(raw: bytes, pinned: Mapping[str, str], organization: str) -> B
         raise VerificationError(f"the manifest's signature by key {key_id} does not verify")
     manifest = _manifest(bundle, organization)
     codex = _codex(manifest)
+    measured = _measurement(bundle, pinned[key_id])
     _contents(bundle["files"], bundle["hashes"])
     return Bundle(
         organization=bundle["organization"],
@@ -345,4 +390,5 @@ def verify_bundle(raw: bytes, pinned: Mapping[str, str], organization: str) -> B
         files=dict(bundle["files"]),
         key_id=key_id,
         **codex,
+        **measured,
     )

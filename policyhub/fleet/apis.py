@@ -25,7 +25,7 @@ from policyhub.fleet import selectors, services
 from policyhub.fleet.models import Device, DeviceReceipt, EnrollmentToken
 from policyhub.teams.models import Team
 from policyhub.validators import duration_parse, plain_text
-from providers.codex_versions import version_text
+from providers.codex_versions import NEWEST_MEASURED, version_text
 
 TAGS = ["fleet"]
 TEAM_HELP = "A team's path (`platform/ci`)."
@@ -61,6 +61,10 @@ class DeviceOut(serializers.Serializer[Device]):
     codex_version = serializers.CharField()
     # Against the organisation's Codex support window.
     codex_window = serializers.ChoiceField(choices=_choices(selectors.WINDOW_STATES))
+    codex_unmeasured = serializers.BooleanField(
+        help_text="The reported Codex is newer than the newest release PolicyHub has measured: "
+        "its files were made for that release."
+    )
     os = serializers.CharField()
     agent_version = serializers.CharField()
     # DRF takes declared fields off the class, so this does not hide Serializer.errors.
@@ -82,9 +86,9 @@ class DeviceFilter(django_filters.FilterSet):
     state = django_filters.ChoiceFilter(field_name="state", choices=_choices(selectors.STATES))
     codex_window = django_filters.ChoiceFilter(
         method="in_window",
-        choices=_choices((*selectors.WINDOW_STATES, selectors.OUTSIDE)),
+        choices=_choices((*selectors.WINDOW_STATES, selectors.OUTSIDE, selectors.UNMEASURED)),
         help_text="Where the reported Codex lies against the support window; "
-        "`outside` is below or above.",
+        "`outside` is below or above; `unmeasured` is newer than the newest measured release.",
     )
     hostname = django_filters.CharFilter(
         field_name="hostname", max_length=255, validators=[plain_text]
@@ -281,12 +285,21 @@ class CodexVersionOut(serializers.Serializer[Any]):
     version = serializers.CharField(help_text='As reported; "" for devices that never said.')
     devices = serializers.IntegerField()
     window = serializers.ChoiceField(choices=_choices(selectors.WINDOW_STATES))
+    unmeasured = serializers.BooleanField(
+        help_text="Newer than the newest measured release: files made for that release."
+    )
 
 
 class CodexVersionsOut(serializers.Serializer[Any]):
     window = WindowOut()
+    newest_measured = serializers.CharField(
+        help_text="The newest Codex release PolicyHub has measured; later ones get its files."
+    )
     versions = CodexVersionOut(many=True)
     devices_outside = serializers.IntegerField(help_text="Below or above the window.")
+    devices_unmeasured = serializers.IntegerField(
+        help_text="On a Codex newer than the newest measured release."
+    )
 
 
 class FleetCodexVersionsApi(OrgApiView):
@@ -304,8 +317,10 @@ class FleetCodexVersionsApi(OrgApiView):
         outside = sum(s.devices for s in seen if s.window in ("below", "above"))
         answer = {
             "window": {"min_version": version_text(low), "max_version": version_text(high)},
+            "newest_measured": version_text(NEWEST_MEASURED),
             "versions": seen,
             "devices_outside": outside,
+            "devices_unmeasured": sum(s.devices for s in seen if s.unmeasured),
         }
         return Response(CodexVersionsOut(answer).data)
 

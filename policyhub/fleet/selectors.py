@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.conf import settings
 from django.db.models import (
+    BooleanField,
     Case,
     CharField,
     Count,
     Exists,
+    ExpressionWrapper,
     F,
     FilteredRelation,
     OuterRef,
@@ -50,7 +52,7 @@ from policyhub.policies.document import codex_window
 from policyhub.releases.models import Release
 from policyhub.releases.selectors import release_list
 from policyhub.teams.models import Team
-from providers.codex_versions import Version, parse_version
+from providers.codex_versions import NEWEST_MEASURED, Version, parse_version
 
 STATES = ("current", "behind", "failing", "stale", "pending")
 # A revoked device is in none of the five: fleet status leaves it out, its detail says this.
@@ -60,6 +62,9 @@ DEVICE_STATES = (*STATES, REVOKED)
 WINDOW_STATES = ("inside", "below", "above", "unknown")
 # Below or above the window: the filter for machines that need another Codex.
 OUTSIDE = "outside"
+# Newer than the newest measured Codex release, inside the window or above it: the filter for
+# machines whose files were made for an older release (a flag beside the window state).
+UNMEASURED = "unmeasured"
 # No revision, where no release and nothing applied must count as equal (revisions are > 0).
 NO_REVISION = Value(-1)
 # The largest id a BigAutoField holds; a larger one names no row (rather than a database error).
@@ -76,6 +81,7 @@ class DeviceState(TypedDict):
     last_activity: datetime | None
     state: str
     codex_window: str
+    codex_unmeasured: bool
 
 
 if TYPE_CHECKING:
@@ -136,6 +142,19 @@ def _window_state(window: tuple[Version, Version]) -> Case:
     )
 
 
+def unmeasured_sort_key(sort_key: str) -> bool:
+    """Whether a Device.codex_sort_key is a version newer than the newest measured release
+    ("" for no version sorts below every key)."""
+    return sort_key > version_sort_key(NEWEST_MEASURED)
+
+
+def _unmeasured() -> ExpressionWrapper[Q]:
+    """`unmeasured_sort_key` in SQL."""
+    return ExpressionWrapper(
+        Q(codex_sort_key__gt=version_sort_key(NEWEST_MEASURED)), output_field=BooleanField()
+    )
+
+
 # The team's current release, joined to each device: one hash join over the organisation's
 # current releases, where a subquery per device took 0.22 s of the dashboard at 100,000 devices
 # and the join 0.12 s (bench/pages.py). At most one release of a team is current (a unique
@@ -189,7 +208,7 @@ def device_states(
 ) -> QuerySet[StatedDevice]:
     """The organisation's enrolled devices, each annotated with `expected_revision`, `applied`
     (what the agent reported writing, else what Codex was served), `last_activity` (the later
-    of its last fetch and report), `state` and `codex_window`."""
+    of its last fetch and report), `state`, `codex_window` and `codex_unmeasured`."""
     stale_before = (now or timezone.now()) - timedelta(hours=settings.FLEET_STALE_AFTER_HOURS)
     found = Device.objects.filter(organization=organization).select_related("team")
     if not include_revoked:
@@ -208,15 +227,19 @@ def device_states(
             ),
         )
         .annotate(state=_state(stale_before))
-        .annotate(codex_window=_window_state(window_of(organization)))
+        .annotate(
+            codex_window=_window_state(window_of(organization)), codex_unmeasured=_unmeasured()
+        )
     )
 
 
 def in_codex_window(found: QuerySet[StatedDevice], where: str) -> QuerySet[StatedDevice]:
-    """Devices of `device_states` whose Codex lies `where`: one of WINDOW_STATES, or OUTSIDE
-    (below or above)."""
+    """Devices of `device_states` whose Codex lies `where`: one of WINDOW_STATES, OUTSIDE
+    (below or above), or UNMEASURED (newer than the newest measured release)."""
     if where == OUTSIDE:
         return found.filter(codex_window__in=("below", "above"))
+    if where == UNMEASURED:
+        return found.filter(codex_unmeasured=True)
     return found.filter(codex_window=where)
 
 
@@ -240,6 +263,7 @@ class DeviceStatus:
     applied_revision: int | None
     last_activity: datetime | None
     codex_window: str = "unknown"
+    codex_unmeasured: bool = False
 
     @property
     def outside_window(self) -> bool:
@@ -254,7 +278,7 @@ def device_statuses(
     codex_window: str | None = None,
 ) -> list[DeviceStatus]:
     """Every enrolled (unrevoked) device with its state, filtered in SQL (`codex_window`: one
-    of WINDOW_STATES, or OUTSIDE), in team, host name and enrolment order."""
+    of WINDOW_STATES, OUTSIDE or UNMEASURED), in team, host name and enrolment order."""
     found = device_states(organization).order_by("team__path", "hostname", "enrolled_at")
     if team_path is not None:
         found = found.filter(team__path=team_path)
@@ -270,6 +294,7 @@ def device_statuses(
             device.applied,
             device.last_activity,
             device.codex_window,
+            device.codex_unmeasured,
         )
         for device in found
     ]
@@ -280,6 +305,7 @@ class CodexVersionSeen:
     version: str
     devices: int
     window: str  # inside, below, above or unknown
+    unmeasured: bool = False  # newer than the newest measured release
 
 
 def codex_versions_seen(organization: Organization) -> list[CodexVersionSeen]:
@@ -292,7 +318,10 @@ def codex_versions_seen(organization: Organization) -> list[CodexVersionSeen]:
         .annotate(count=Count("pk"))
         .order_by("-codex_sort_key", "-codex_version")
     )
-    return [CodexVersionSeen(version, count, window) for version, window, _, count in rows]
+    return [
+        CodexVersionSeen(version, count, window, unmeasured_sort_key(key))
+        for version, window, key, count in rows
+    ]
 
 
 def fleet_teams(organization: Organization) -> QuerySet[Team]:

@@ -37,7 +37,7 @@ from policyhub.releases.services.rollout import (
 )
 from policyhub.releases.services.runs import publish_run_request
 from policyhub.validators import plain_text
-from providers.codex_versions import Span, version_text
+from providers.codex_versions import LEGACY_RELEASE_VERSION, Span, version_text
 
 TAGS = ["releases"]
 # A run's detail names this many of its releases; `releases_url` lists them all.
@@ -187,6 +187,12 @@ class ReleaseCodexSetOut(serializers.Serializer[Any]):
     native_channel_from = serializers.CharField(allow_null=True)
     window = serializers.ListField(
         child=serializers.CharField(), help_text="The support window the set was made for."
+    )
+    measured_until = serializers.CharField(
+        allow_null=True,
+        help_text="The newest Codex release measured when the set was made: later ones get "
+        f"files made for it (null: made before this was recorded, when it was "
+        f"{LEGACY_RELEASE_VERSION}).",
     )
 
 

@@ -193,7 +193,8 @@ class ReleaseVariant(models.Model):
     however many versions it serves; signed and immutable like the release."""
 
     release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="variants")
-    codex = models.JSONField()  # {"versions": [[from, until | null], ...], "native_channel_from"}
+    # {"versions": [[from, until | null], ...], "native_channel_from", "window", "measured_until"}
+    codex = models.JSONField()
     files = models.JSONField()
     hashes = models.JSONField()
     content_digest = models.CharField(max_length=64)

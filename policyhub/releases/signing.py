@@ -48,6 +48,20 @@ def endorsement_message(key_id: str, public_key: str) -> bytes:
     )
 
 
+def measurement_message(manifest: str, measured_until: str) -> bytes:
+    """What a release's key signs beside a file set's manifest: the newest Codex release
+    measured when the set was made, bound to that manifest by its sha256. Apart from the
+    manifest because agents before 0.3.0 refuse a manifest with any field they do not know,
+    and ignore a bundle field they do not know."""
+    return canonical_json(
+        {
+            "manifest": hashlib.sha256(manifest.encode()).hexdigest(),
+            "measured_until": measured_until,
+            "purpose": "policyhub-codex-measurement",
+        }
+    )
+
+
 def sign(private_key_encrypted: bytes | memoryview, message: bytes) -> str:
     private = Ed25519PrivateKey.from_private_bytes(_fernet().decrypt(bytes(private_key_encrypted)))
     return base64.b64encode(private.sign(message)).decode()

@@ -1,7 +1,8 @@
 """The two forms in which a release travels to machines, built once when the release is made so
 that serving one is a lookup, never a rendering.
 
-* the agent's bundle: every file, its sha256, the signed manifest and the signature;
+* the agent's bundle: every file, its sha256, the signed manifest and the signature, and the
+  signed statement of where Codex measurement ended when the files were made;
 * Codex's own config-server bundle (docs/codex.md): requirements and config as `enterprise_managed`
   fragments. Profiles are not part of that protocol; the agent writes them.
 """
@@ -39,19 +40,23 @@ def agent_body(
     manifest: str,
     signature: str,
     key_id: str,
+    measurement: tuple[str, str] | None = None,
 ) -> str:
-    return _json(
-        {
-            "organization": organization,
-            "team": team_path,
-            "revision": revision,
-            "files": dict(files),
-            "hashes": dict(hashes),
-            "manifest": manifest,
-            "signature": signature,
-            "key_id": key_id,
-        }
-    )
+    """The agent's bundle; with `measurement` (statement, signature) also where measurement of
+    Codex ended when the set was made (agents before 0.3.0 ignore both fields)."""
+    body: dict[str, object] = {
+        "organization": organization,
+        "team": team_path,
+        "revision": revision,
+        "files": dict(files),
+        "hashes": dict(hashes),
+        "manifest": manifest,
+        "signature": signature,
+        "key_id": key_id,
+    }
+    if measurement is not None:
+        body["measurement"], body["measurement_signature"] = measurement
+    return _json(body)
 
 
 def native_body(

@@ -14,6 +14,7 @@ from policyhub.fleet.selectors import device_states
 from policyhub.releases import selectors
 from policyhub.releases.models import Release
 from policyhub.web.labels import DiffLine, codex_label, diff_lines
+from providers.codex_versions import LEGACY_RELEASE_VERSION, parse_version
 
 
 def duration(elapsed: timedelta) -> str:
@@ -111,3 +112,40 @@ def diff_sets(before: Release, after: Release) -> list[SetShown]:
         )
         for versions in selectors.release_diff(before, after)
     ]
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What a release's file sets are for: the window, each set's versions, and the newest Codex
+    release measured when it was made (later releases get the files made for that one)."""
+
+    window: tuple[str, str]
+    sets: list[str]
+    measured_until: str
+
+    @property
+    def unmeasured(self) -> str | None:
+        """The warning when the window reaches past the measured end, else None."""
+        newest, measured = parse_version(self.window[1]), parse_version(self.measured_until)
+        if newest <= measured:
+            return None
+        return (
+            f"Codex {self.window[1]} is newer than {self.measured_until}, the newest release "
+            f"PolicyHub had measured: its files were rendered as for {self.measured_until}"
+        )
+
+
+def serving(release: Release) -> Serving:
+    """The release's `Serving`; one made before the end of measurement was recorded was made
+    when it was LEGACY_RELEASE_VERSION."""
+    sets = selectors.codex_sets(release)
+    labels = [
+        codex_label(
+            (parse_version(start), parse_version(until) if until else None)
+            for start, until in codex["versions"]
+        )
+        for codex in sorted(sets, key=lambda codex: parse_version(codex["versions"][0][0]))
+    ]
+    own = sets[0]
+    window = (own["window"][0], own["window"][1])
+    return Serving(window, labels, own.get("measured_until", LEGACY_RELEASE_VERSION))

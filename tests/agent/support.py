@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from policyhub_agent import cli
 
-from policyhub.releases.signing import canonical_json, endorsement_message
+from policyhub.releases.signing import canonical_json, endorsement_message, measurement_message
 
 HOME = "/home/dev"
 MISSING_CODEX = "/nonexistent/codex"
@@ -98,10 +98,13 @@ def bundle(
     organization: str = "acme",
     team: str = "engineering/web",
     codex: dict[str, Any] | None = None,
+    measured_until: str | None = None,
 ) -> dict[str, Any]:
     """A bundle exactly as the server builds one: hashes, canonical manifest, signature.
 
-    `codex`: the signed Codex versions the files are for (None: a release made before them)."""
+    `codex`: the signed Codex versions the files are for (None: a release made before them);
+    `measured_until`: the newest Codex release measured then, signed beside the manifest (None:
+    a release made before that was signed)."""
     files = default_files() if files is None else files
     hashes = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in files.items()}
     digest = hashlib.sha256("".join(sorted(hashes.values())).encode()).hexdigest()
@@ -114,7 +117,7 @@ def bundle(
         "key_id": signer.key_id,
     }
     manifest = canonical_json(fields if codex is None else {**fields, "codex": codex})
-    return {
+    made = {
         "organization": organization,
         "team": team,
         "revision": revision,
@@ -124,6 +127,11 @@ def bundle(
         "signature": signer.sign(manifest),
         "key_id": signer.key_id,
     }
+    if measured_until is not None:
+        statement = measurement_message(manifest.decode(), measured_until)
+        made["measurement"] = statement.decode()
+        made["measurement_signature"] = signer.sign(statement)
+    return made
 
 
 def resign(data: dict[str, Any], signer: Signer, **manifest_changes: Any) -> dict[str, Any]:

@@ -16,12 +16,15 @@ from typing import Any
 import pytest
 
 from policyhub.fleet.models import Device
+from policyhub.fleet.selectors import device_statuses
 from policyhub.fleet.services import device_revoke, enrollment_token_create
 from policyhub.policies.services import policy_apply
 from policyhub.releases.models import Release
 from policyhub.releases.services.keys import signing_key_rotate
 from policyhub.releases.services.runs import publish_run_request
+from providers.codex_versions import NEWEST_MEASURED, version_text
 from tests.agent.support import HOME, MISSING_CODEX, snapshot
+from tests.agent.test_sync import fake_codex
 from tests.conftest import acting, make_policy
 from tests.delivery.conftest import fresh_cache
 
@@ -159,7 +162,7 @@ def test_enrol_sync_publish_and_revoke_against_the_real_server(
     device.refresh_from_db()
     assert (device.applied_revision, device.agent_version, device.errors) == (
         second.revision,
-        "0.2.0",
+        "0.3.0",
         [],
     )
     credential = json.loads((root / STATE / "state.json").read_text())["credential"]
@@ -221,3 +224,42 @@ def test_enrolling_in_a_team_without_a_release_succeeds_and_writes_nothing(
     assert done.returncode == 0, done.stderr
     assert f"no release is published for team {TEAM} yet" in done.stdout
     assert not (root / ETC).exists()
+
+
+def test_a_codex_newer_than_the_measured_end_applies_the_files_with_a_warning(
+    live_server: Any,
+    cast: dict[str, Any],
+    publish: Callable[..., Release],
+    new_token: Callable[[], str],
+    agent: Machine,
+    tmp_path: Path,
+) -> None:
+    """The server signs where measurement ended; the agent verifies it and warns above it."""
+    newest = version_text(NEWEST_MEASURED)
+    release = publish(f'[codex]\nmin_version = "{newest}"\nmax_version = "{newest}"\n' + POLICY)
+    assert release.codex["measured_until"] == newest
+    later = version_text((NEWEST_MEASURED[0], NEWEST_MEASURED[1] + 1, 0))
+    binary = str(fake_codex(tmp_path, later))
+    enrolled = agent(
+        "enroll", "--server", live_server.url, "--token", new_token(), "--codex-bin", binary
+    )
+    assert enrolled.returncode == 0, enrolled.stderr
+    warning = f"warning: Codex {later} is newer than {newest}, the newest release PolicyHub had "
+    assert warning in enrolled.stderr
+    assert last_line(enrolled.stdout) == f"revision {release.revision} applied"
+    assert_release_on_disk(agent.root, release)
+    (shown,) = json.loads(agent("status", "--json").stdout)["warnings"]
+    assert shown.startswith(warning)
+    device = Device.objects.get()
+    assert (device.codex_version, device.errors) == (later, [])
+    (status,) = device_statuses(cast["acme"], codex_window="unmeasured")
+    assert status.device == device and status.codex_unmeasured
+    # The same machine on the newest measured release: no warning.
+    binary = str(fake_codex(tmp_path, newest))
+    state = agent.root / STATE / "state.json"
+    recorded = json.loads(state.read_text())
+    state.write_text(json.dumps({**recorded, "codex_bin": binary}))
+    again = agent("sync")
+    assert again.returncode == 0, again.stderr
+    assert "newer than" not in again.stderr
+    assert json.loads(agent("status", "--json").stdout)["warnings"] == []

@@ -20,7 +20,7 @@ from policyhub.releases.models import Release, ReleaseVariant
 from policyhub.releases.services.rollback import release_rollback
 from policyhub.releases.services.signed import LEGACY_CODEX
 from policyhub.rendering.render import render_release
-from providers.codex_versions import parse_version
+from providers.codex_versions import NEWEST_MEASURED, parse_version, version_text
 from tests.conftest import OPERATOR, acting, make_policy
 from tests.delivery.conftest import POLICY
 from tests.delivery.test_fetch import Enrol, agent, native
@@ -54,15 +54,18 @@ def test_each_distinct_variant_is_stored_once(
     # Profile tables (0.125-0.133) and profile files (0.134 on): two sets.
     (tables,) = with_profile.variants.all()
     window = ["0.125.0", "0.169.0"]
+    measured = version_text(NEWEST_MEASURED)
     assert tables.codex == {
         "versions": [["0.125.0", "0.134.0"]],
         "native_channel_from": None,
         "window": window,
+        "measured_until": measured,
     }
     assert with_profile.codex == {
         "versions": [["0.134.0", None]],
         "native_channel_from": "0.166.0",
         "window": window,
+        "measured_until": measured,
     }
     # A team without profiles renders the same files for every version: one set, no variant.
     plain = Release.objects.get(team_path="platform", current=True)
@@ -70,16 +73,20 @@ def test_each_distinct_variant_is_stored_once(
         "versions": [["0.125.0", None]],
         "native_channel_from": "0.166.0",
         "window": window,
+        "measured_until": measured,
     }
     assert not plain.variants.exists()
-    # Every set is signed on its own, naming the versions it is for.
+    # Every set is signed on its own, naming the versions it is for (where measurement ended
+    # is signed apart: tests/delivery/test_measured.py).
     key = with_profile.signing_key
     for manifest, signature, codex in (
         (with_profile.manifest, with_profile.signature, with_profile.codex),
         (tables.manifest, tables.signature, tables.codex),
     ):
         assert signing.verify(key.public_key, manifest.encode(), signature)
-        assert json.loads(manifest)["codex"] == codex
+        assert json.loads(manifest)["codex"] == {
+            k: v for k, v in codex.items() if k != "measured_until"
+        }
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from policyhub.policies.models import PolicyNode
 from policyhub.policies.services import policy_apply
 from policyhub.releases import signing
 from policyhub.releases.models import PublishRun, Release, SigningKey
+from providers.codex_versions import NEWEST_MEASURED, version_text
 from tests.conftest import THREE_TEAMS, acting, make_policy
 
 ORG = "/api/v1/orgs/acme"
@@ -213,9 +214,20 @@ def test_a_release_shows_its_metadata_and_the_codex_versions_of_each_file_set(
     assert shown["signing_key_id"] == key.key_id
     assert shown["publish_run"] == release.publish_run_id and shown["aborted_at"] is None
     window = ["0.125.0", "0.169.0"]
+    measured = version_text(NEWEST_MEASURED)
     assert shown["codex_sets"] == [
-        {"versions": [["0.134.0", None]], "native_channel_from": "0.166.0", "window": window},
-        {"versions": [["0.125.0", "0.134.0"]], "native_channel_from": None, "window": window},
+        {
+            "versions": [["0.134.0", None]],
+            "native_channel_from": "0.166.0",
+            "window": window,
+            "measured_until": measured,
+        },
+        {
+            "versions": [["0.125.0", "0.134.0"]],
+            "native_channel_from": None,
+            "window": window,
+            "measured_until": measured,
+        },
     ]
     assert "files" not in shown and "manifest" not in shown
     for unknown in (release_id(2) + 1000, 10**30):

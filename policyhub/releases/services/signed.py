@@ -24,6 +24,10 @@ class FileSet:
     codex: dict[str, Any]
 
 
+# What a manifest says of the Codex versions: exactly these, which agents 0.2.0 and later check.
+# `measured_until` is signed apart, in the measurement statement (signing.measurement_message).
+MANIFEST_CODEX = ("versions", "native_channel_from", "window")
+
 # What the manifest of a release made before support windows would have said: such releases
 # were rendered for one Codex release only, and every later one reads them as it does.
 LEGACY_CODEX = {
@@ -47,12 +51,17 @@ def _signed_set(
             "revision": revision,
             "files": hashes,
             "content_digest": file_set.content_digest,
-            "codex": file_set.codex,
+            "codex": {k: v for k, v in file_set.codex.items() if k in MANIFEST_CODEX},
             "key_id": key.key_id,
         }
     ).decode()
     texts = {name: data.decode() for name, data in file_set.files.items()}
     signature = signing.sign(key.private_key_encrypted, manifest.encode())
+    measured = file_set.codex.get("measured_until")
+    measurement = None
+    if measured is not None:
+        statement = signing.measurement_message(manifest, measured)
+        measurement = statement.decode(), signing.sign(key.private_key_encrypted, statement)
     return {
         "codex": file_set.codex,
         "files": texts,
@@ -69,6 +78,7 @@ def _signed_set(
             manifest=manifest,
             signature=signature,
             key_id=key.key_id,
+            measurement=measurement,
         ),
     }
 

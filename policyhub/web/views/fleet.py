@@ -32,7 +32,7 @@ from policyhub.fleet.models import Device
 from policyhub.teams.models import Team
 from policyhub.validators import duration_parse, plain_text
 from policyhub.web.pages import PAGE_SIZE, OrgPage, Page, Refusal, keyset_page, org_page, refusal
-from providers.codex_versions import version_text
+from providers.codex_versions import NEWEST_MEASURED, version_text
 
 # Team paths offered in a form's suggestions: the first ones in path order; any other path can
 # still be typed (an organisation may have 10,000 teams).
@@ -43,6 +43,7 @@ WINDOW_CHOICES = [
     ("in", "in the window"),
     ("above", "above the window"),
     ("unknown", "unknown"),
+    (selectors.UNMEASURED, "newer than the newest measured release"),
 ]
 STATE_CHOICES = [(state, state) for state in selectors.DEVICE_STATES]
 
@@ -184,6 +185,7 @@ def devices_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
             "team_paths": _team_paths(page),
             "window_low": low,
             "window_high": high,
+            "newest_measured": version_text(NEWEST_MEASURED),
             "here": request.get_full_path(),
         },
     )

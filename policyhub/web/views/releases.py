@@ -45,6 +45,7 @@ from policyhub.web.release_reads import (
     diff_sets,
     duration,
     rollout_progress,
+    serving,
     team_history,
 )
 
@@ -319,6 +320,7 @@ def _team_releases(
             "team_path": team_path,
             "history": history,
             "current": current,
+            "serving": serving(current) if current else None,
             "rollout": rollout,
             "can_start": current is not None
             and current.rollout_percent == 100

@@ -25,6 +25,7 @@ from policyhub.changes.services import change_set_draft_edit
 from policyhub.errors import ApplicationError, NotPermitted
 from policyhub.policies.document import codex_window
 from policyhub.policies.domain import Json
+from policyhub.policies.window import window_unmeasured
 from policyhub.releases.models import SigningKey
 from policyhub.releases.selectors import signing_keys
 from policyhub.releases.services.keys import signing_key_rotate
@@ -236,6 +237,7 @@ def _codex(
             "nav": "settings",
             "tab": "codex",
             "window": window,
+            "unmeasured": window_unmeasured(window),
             "form": form,
             "refused": refused,
             "draft": draft,

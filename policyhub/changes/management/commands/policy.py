@@ -22,9 +22,11 @@ from policyhub.changes.selectors import policy_plan
 from policyhub.changes.services import change_set_create, change_set_submit
 from policyhub.errors import ApplicationError
 from policyhub.policies import document
+from policyhub.policies.domain import CodexWindow
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_apply
 from policyhub.policies.validation import validate_policy
+from policyhub.policies.window import window_unmeasured
 
 
 class Command(BaseCommand):
@@ -121,6 +123,7 @@ class Command(BaseCommand):
             window = document.codex_dict(current.codex)
             for key in ("min_version", "max_version", "managed_pins", "accept_unenforced"):
                 self.stdout.write(f"{key}: {window.get(key, '')}")
+            self._unmeasured(current.codex)
             return
         wanted = replace(current, codex=replace(current.codex, **changes))
         try:
@@ -137,6 +140,13 @@ class Command(BaseCommand):
             self.stdout.write(f"  {change}")
         verb = "Would apply" if options["dry_run"] else "Applied"
         self.stdout.write(f"{verb} {len(applied)} change(s) to {org.slug}'s Codex window.")
+        self._unmeasured(wanted.codex)
+
+    def _unmeasured(self, window: CodexWindow) -> None:
+        """A window reaching past the newest measured release is allowed, and said so."""
+        found = window_unmeasured(window)
+        if found:
+            self.stderr.write(f"warning: codex.max_version: {found}")
 
     def _change_set(self, org: Any, text: str, actor: Any, options: dict[str, Any]) -> None:
         publish_at = _datetime(options["publish_at"]) if options["publish_at"] else None

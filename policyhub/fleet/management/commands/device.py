@@ -22,10 +22,16 @@ class Command(BaseCommand):
         listing = sub.add_parser("list", help="every enrolled device and its state")
         listing.add_argument("--org", required=True)
         listing.add_argument("--team", help="only this team")
-        listing.add_argument(
+        where = listing.add_mutually_exclusive_group()
+        where.add_argument(
             "--outside-window",
             action="store_true",
             help="only devices whose Codex is outside the organisation's support window",
+        )
+        where.add_argument(
+            "--not-measured",
+            action="store_true",
+            help="only devices whose Codex is newer than the newest measured release",
         )
         for name, what in (("revoke", "both channels refuse it at once"), ("move", "")):
             action = sub.add_parser(name, help=what or "serve it another team's release")
@@ -39,10 +45,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         org = organization_arg(options["org"])
         if options["action"] == "list":
-            outside = "outside" if options["outside_window"] else None
-            for status in device_statuses(org, team_path=options["team"], codex_window=outside):
+            where = "outside" if options["outside_window"] else None
+            where = "unmeasured" if options["not_measured"] else where
+            for status in device_statuses(org, team_path=options["team"], codex_window=where):
                 listed = status.device
-                flag = f" ({status.codex_window} window)" if status.outside_window else ""
+                flags = [f"{status.codex_window} window"] if status.outside_window else []
+                flags += ["not measured"] if status.codex_unmeasured else []
+                flag = f" ({', '.join(flags)})" if flags else ""
                 self.stdout.write(
                     f"{listed.pk}\t{listed.team.path}\t{listed.hostname}\t{status.state}\t"
                     f"expected r{status.expected_revision or '-'}\t"

@@ -1,4 +1,5 @@
-"""`publish --org ORG`: publish the organisation's policy through a worker and wait for it."""
+"""`publish --org ORG`: publish the organisation's policy through a worker and wait for it; warn
+when the published window reaches past the newest measured Codex release."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from policyhub.accounts.cli import actor_arg, add_actor_argument, organization_arg, refused
 from policyhub.errors import ApplicationError
+from policyhub.policies.document import codex_window
+from policyhub.policies.window import window_unmeasured
 from policyhub.releases.models import PublishRun
 from policyhub.releases.selectors import publish_run_get
 from policyhub.releases.services.runs import publish_run_request
@@ -45,3 +48,8 @@ class Command(BaseCommand):
         )
         if current.status == PublishRun.Status.FAILED:
             raise CommandError(current.error)
+        # The window as the run published it (its change sets may have moved it).
+        org.refresh_from_db(fields=["codex_window"])
+        found = window_unmeasured(codex_window(org.codex_window))
+        if found:
+            self.stderr.write(f"warning: codex.max_version: {found}")

@@ -1,5 +1,6 @@
 """`render --org ORG (--team PATH | --all) --out DIR [--codex-version V]`: write the files Codex
-reads, as Codex V reads them (profile tables before 0.134, profile files from 0.134)."""
+reads, as Codex V reads them (profile tables before 0.134, profile files from 0.134). A V newer
+than the newest measured release is rendered as for that release, with a warning."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from policyhub.accounts.cli import organization_arg
 from policyhub.policies.selectors import org_policy
+from policyhub.policies.window import unmeasured
 from policyhub.rendering.render import REVISION_RE, PolicyInvalid, RenderedTeam, render_team
 from providers.codex_files import PROFILE_DIR
 from providers.codex_versions import capabilities, parse_version
@@ -61,6 +63,9 @@ class Command(BaseCommand):
                 f"note: Codex {target.label} is outside the support window of {org.slug} "
                 f"({window.min_version} to {window.max_version}); checked for it alone"
             )
+        not_measured = unmeasured(target.version)
+        if not_measured:
+            self.stderr.write(f"warning: {not_measured}")
         paths = sorted(policy.teams) if options["all"] else [options["team"]]
         missing = [p for p in paths if p not in policy.teams]
         if missing:
