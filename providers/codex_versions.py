@@ -68,6 +68,8 @@ class Change:
     config_server: bool | None = None
     # Requirement MCP identities given as matcher tables ({ match = "prefix", value = ... }).
     mcp_identity_matchers: bool | None = None
+    # config.toml keys this release reads for the first time (older ones stop on them).
+    config_keys: frozenset[str] = frozenset()
 
 
 CHANGES: tuple[Change, ...] = (
@@ -116,6 +118,16 @@ CHANGES: tuple[Change, ...] = (
         values={"approvals_reviewer": frozenset({"auto_review"})},
     ),
     Change(
+        "0.128.0",
+        "config default_permissions without a [permissions] table",
+        config_keys=frozenset({"default_permissions"}),
+    ),
+    Change(
+        "0.129.0",
+        "hooks PreCompact and PostCompact",
+        requirement_keys=frozenset({"hooks.PreCompact", "hooks.PostCompact"}),
+    ),
+    Change(
         "0.131.0",
         "--strict-config; requirements allow_managed_hooks_only; service tier 'priority'",
         requirement_keys=frozenset({"allow_managed_hooks_only"}),
@@ -124,8 +136,8 @@ CHANGES: tuple[Change, ...] = (
     ),
     Change(
         "0.133.0",
-        "requirements computer_use",
-        requirement_keys=frozenset({"computer_use"}),
+        "requirements computer_use; hooks SubagentStart and SubagentStop",
+        requirement_keys=frozenset({"computer_use", "hooks.SubagentStart", "hooks.SubagentStop"}),
     ),
     Change(
         "0.134.0",
@@ -160,6 +172,11 @@ CHANGES: tuple[Change, ...] = (
         requirement_keys=frozenset({"models"}),
     ),
     Change(
+        "0.145.0",
+        "hooks SessionEnd",
+        requirement_keys=frozenset({"hooks.SessionEnd"}),
+    ),
+    Change(
         "0.146.0",
         "requirements allow_login_shell and check_for_update_on_startup; browser_use, feedback, log_dir, sqlite_home, model_catalog_json",
         requirement_keys=frozenset(
@@ -192,19 +209,33 @@ CHANGES: tuple[Change, ...] = (
     ),
     Change(
         "0.150.0",
-        "requirements additional_developer_instructions; allow_browser_and_computer_use, in_app_browser",
+        "requirements additional_developer_instructions; allow_browser_and_computer_use, in_app_browser; browser and computer use site and app decisions; hooks Interrupt",
         requirement_keys=frozenset(
             {
                 "additional_developer_instructions",
                 "allow_browser_and_computer_use",
                 "in_app_browser",
+                "browser_use.default_origin_policy",
+                "browser_use.origins",
+                "browser_use.allow_history_access",
+                "browser_use.allow_global_persistent_approval",
+                "computer_use.default_app_access",
+                "computer_use.macos",
+                "computer_use.windows",
+                "computer_use.allow_persistent_approval",
+                "hooks.Interrupt",
             }
         ),
     ),
     Change(
         "0.153.1",
-        "requirements application (desktop network and storage)",
-        requirement_keys=frozenset({"application"}),
+        "requirements application (desktop; its fields came later); browser_use.allow_webmcp",
+        requirement_keys=frozenset({"application", "browser_use.allow_webmcp"}),
+    ),
+    Change(
+        "0.153.2",
+        "requirements application.network",
+        requirement_keys=frozenset({"application.network"}),
     ),
     Change(
         "0.156.0",
@@ -212,9 +243,31 @@ CHANGES: tuple[Change, ...] = (
         requirement_keys=frozenset({"model_provider", "model_providers"}),
     ),
     Change(
+        "0.161.0",
+        "requirements windows.allow_mxc",
+        requirement_keys=frozenset({"windows.allow_mxc"}),
+    ),
+    Change(
+        "0.162.0",
+        "requirements browser_use.extension",
+        requirement_keys=frozenset({"browser_use.extension"}),
+    ),
+    Change(
+        "0.163.0",
+        "requirements windows.require_mxc",
+        requirement_keys=frozenset({"windows.require_mxc"}),
+    ),
+    Change(
         "0.164.0",
-        "app-server --print-startup-config; requirements config_server parsed (not fetched)",
-        requirement_keys=frozenset({"config_server"}),
+        "app-server --print-startup-config; requirements config_server parsed (not fetched); application.storage; hooks Pre/PostModelRequest",
+        requirement_keys=frozenset(
+            {
+                "config_server",
+                "application.storage",
+                "hooks.PreModelRequest",
+                "hooks.PostModelRequest",
+            }
+        ),
         print_startup_config=True,
     ),
     Change(
@@ -227,6 +280,11 @@ CHANGES: tuple[Change, ...] = (
         "config_server bundle fetched and applied (the native channel); requirements network_proxy and otel",
         config_server=True,
         requirement_keys=frozenset({"network_proxy", "otel"}),
+    ),
+    Change(
+        "0.167.2",
+        "requirements otel.log_sse_deltas",
+        requirement_keys=frozenset({"otel.log_sse_deltas"}),
     ),
     Change(
         "0.169.0",
@@ -281,6 +339,7 @@ class CodexCapabilities:
     config_server: bool
     mcp_identity_matchers: bool
     features: frozenset[str]
+    config_keys: frozenset[str] = frozenset()
 
     @property
     def label(self) -> str:
@@ -301,6 +360,10 @@ class CodexCapabilities:
         """False for a built-in provider id a later release introduced: this one stops on it."""
         return provider_id in self.builtin_providers or provider_id not in _introduced_builtins()
 
+    def config_key_unknown(self, key: str) -> bool:
+        """True for a config.toml key a later release introduced: this one stops on it."""
+        return key in _introduced_config_keys() and key not in self.config_keys
+
     def config_value_fatal(self, key: str, value: object) -> bool:
         if not isinstance(value, str):
             return False
@@ -309,6 +372,7 @@ class CodexCapabilities:
 
 def _fold(version: Version) -> CodexCapabilities:
     requirement_keys: set[str] = set()
+    config_keys: set[str] = set()
     builtins: set[str] = set()
     values: dict[str, frozenset[str]] = {}
     fatal: dict[str, frozenset[str]] = {}
@@ -317,6 +381,7 @@ def _fold(version: Version) -> CodexCapabilities:
         if parse_version(change.version) > version:
             break
         requirement_keys |= change.requirement_keys
+        config_keys |= change.config_keys
         builtins |= change.builtin_providers
         for key, added in change.values.items():
             values[key] = values.get(key, frozenset()) | added
@@ -335,6 +400,7 @@ def _fold(version: Version) -> CodexCapabilities:
     return CodexCapabilities(
         version=version,
         requirement_keys=frozenset(requirement_keys),
+        config_keys=frozenset(config_keys),
         builtin_providers=frozenset(builtins),
         values=MappingProxyType(values),
         fatal_config_values=MappingProxyType(fatal),
@@ -348,6 +414,11 @@ def _fold(version: Version) -> CodexCapabilities:
 @cache
 def _introduced(key: str) -> frozenset[str]:
     return frozenset(v for change in CHANGES for v in change.values.get(key, ()))
+
+
+@cache
+def _introduced_config_keys() -> frozenset[str]:
+    return frozenset(k for change in CHANGES for k in change.config_keys)
 
 
 @cache
@@ -480,7 +551,8 @@ def feature_spans(name: str) -> tuple[Span, ...]:
 
 
 def _only_adds_keys(change: Change) -> bool:
-    """Whether a release only made requirement keys known: files without them read the same."""
+    """Whether a release only made keys known (requirement or config keys): files without them
+    read the same."""
     flags = (
         change.profile_files,
         change.strict_config,
@@ -489,7 +561,7 @@ def _only_adds_keys(change: Change) -> bool:
         change.mcp_identity_matchers,
     )
     return (
-        bool(change.requirement_keys)
+        bool(change.requirement_keys or change.config_keys)
         and not (change.values or change.fatal_config_values or change.builtin_providers)
         and all(flag is None for flag in flags)
     )
@@ -502,7 +574,9 @@ def boundaries(features: Iterable[str] = (), keys: Iterable[str] | None = None) 
     points = {
         parse_version(change.version)
         for change in CHANGES
-        if used is None or not _only_adds_keys(change) or change.requirement_keys & used
+        if used is None
+        or not _only_adds_keys(change)
+        or (change.requirement_keys | change.config_keys) & used
     }
     for name in features:
         for start, until in feature_spans(name):

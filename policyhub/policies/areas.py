@@ -56,8 +56,11 @@ HOOK_EVENTS = (
     "PreModelRequest",
     "PostModelRequest",
 )
-# A host or host pattern of the network proxy: no scheme, path, port or whitespace.
-HOST_PATTERN_RE = re.compile(r"^(\*\.|\*\*\.)?[A-Za-z0-9*?]([A-Za-z0-9*?.-]{0,252})$")
+# An exact host name, and the network proxy's patterns: an exact host or a scoped wildcard
+# (`*.corp.example`); Codex refuses a bare `*`, `?`, schemes, ports and paths.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+HOST_PATTERN_RE = re.compile(rf"^(?:\*\.)?{_LABEL}(?:\.{_LABEL})*$")
 
 check_allow_deny = check_enum(ALLOW_DENY)
 
@@ -66,7 +69,20 @@ def check_host_pattern(value: Any, path: str) -> list[Issue]:
     issues = check_str(max_len=253, multiline=False)(value, path)
     if not issues and not HOST_PATTERN_RE.match(value):
         issues.append(
-            error(path, f"{value!r} is not a host name or pattern (no scheme, port or path)")
+            error(
+                path,
+                f"{value!r} is not a host name or a scoped wildcard such as *.corp.example (no "
+                "bare *, scheme, port or path)",
+            )
+        )
+    return issues
+
+
+def check_host(value: Any, path: str) -> list[Issue]:
+    issues = check_str(max_len=253, multiline=False)(value, path)
+    if not issues and not HOST_RE.match(value):
+        issues.append(
+            error(path, f"{value!r} is not an exact host name (no wildcard, scheme, port or path)")
         )
     return issues
 
@@ -214,7 +230,7 @@ _OTEL_TLS = check_table(
 )
 
 
-def check_otel_exporter(value: Any, path: str) -> list[Issue]:
+def check_otel_exporter(value: Any, path: str, headers: Checker | None = None) -> list[Issue]:
     if isinstance(value, str):
         return check_enum(OTEL_PLAIN_EXPORTERS)(value, path)
     if (
@@ -233,10 +249,17 @@ def check_otel_exporter(value: Any, path: str) -> list[Issue]:
             )
         ]
     ((kind, settings),) = value.items()
-    keys: dict[str, Checker] = {"endpoint": check_url, "headers": _OTEL_HEADERS, "tls": _OTEL_TLS}
+    keys: dict[str, Checker] = {
+        "endpoint": check_url,
+        "headers": headers or _OTEL_HEADERS,
+        "tls": _OTEL_TLS,
+    }
+    required: tuple[str, ...] = ("endpoint",)
     if kind == "otlp-http":
+        # Codex stops without it ("missing field protocol"): there is no default.
         keys["protocol"] = check_enum(OTEL_PROTOCOLS)
-    return check_table(keys, required=("endpoint",))(settings, join(path, kind))
+        required = ("endpoint", "protocol")
+    return check_table(keys, required=required)(settings, join(path, kind))
 
 
 OTEL_KEYS: dict[str, Checker] = {
@@ -263,8 +286,20 @@ OTEL_KEYS: dict[str, Checker] = {
 
 # In config.toml, a headers_helper is run at every start (0.170 and later), so only the
 # requirement may name one; the rest of the table is the same.
+_OTEL_CONFIG_HEADERS = check_literal_map(
+    "config.toml cannot carry it: require the exporter with a headers_helper instead",
+    check_str(max_len=128, multiline=False),
+    multiline=False,
+)
+
+
+def check_otel_config_exporter(value: Any, path: str) -> list[Issue]:
+    """An exporter of config.toml: as in requirements, with its own advice for credentials."""
+    return check_otel_exporter(value, path, headers=_OTEL_CONFIG_HEADERS)
+
+
 OTEL_CONFIG_KEYS = {
-    key: check
+    key: check_otel_config_exporter if check is check_otel_exporter else check
     for key, check in OTEL_KEYS.items()
     if key not in ("headers_helper", "headers_helper_refresh_interval_ms")
 }
@@ -409,7 +444,7 @@ AREA_KEYS: dict[str, Checker] = {
             "network": check_table(
                 {
                     "enabled": check_bool,
-                    "domains": check_str_map(check_host_pattern, check_allow_deny),
+                    "domains": check_str_map(check_host, check_allow_deny),
                 },
                 required=("enabled", "domains"),
             ),

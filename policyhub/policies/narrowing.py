@@ -30,10 +30,18 @@ KEPT = "kept"
 Folded = tuple[Any, str] | None
 
 
+# What a key inside a table its parent set, but without that key, is folded against: FREE (set
+# it as the parent's table did not restrict it), LOCKED (only the team that set the table may
+# set it), or a value (Codex's own default on the safe side: `dangerously_*` switches are off).
+FREE = "free"
+LOCKED = "locked"
+
+
 class Rule:
     """How a team's value for one key folds into what its ancestors set."""
 
     name = ""
+    absent: Any = FREE
 
     def fold(self, old: Any, new: Any, path: str, widen: Widen) -> Folded:
         raise NotImplementedError
@@ -43,6 +51,7 @@ class Rule:
 class AllowList(Rule):
     # Values Codex always adds to the list (web search "disabled"): a team may list them too.
     always: frozenset[str] = frozenset()
+    absent: Any = FREE
     name = "allow-list: a team may only remove values"
 
     def fold(self, old: Any, new: Any, path: str, widen: Widen) -> Folded:
@@ -83,6 +92,7 @@ class Pin(Rule):
 class OneWay(Rule):
     # The value a team may not move away from once an ancestor set it.
     safe: bool
+    absent: Any = FREE
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -93,6 +103,30 @@ class OneWay(Rule):
             widen(path, f"sets {new!r} where a parent enforces {old!r}")
             return None
         return new, "set"
+
+
+@dataclass(frozen=True)
+class Decision(Rule):
+    """One "allow"/"deny": a team may deny, and allow only what its parent allows."""
+
+    absent: Any = "deny"
+    name = "decision: a team may deny, allow only what its parent allows"
+
+    def fold(self, old: Any, new: Any, path: str, widen: Widen) -> Folded:
+        if new == "allow" and old != "allow":
+            widen(path, f"allows what the parent {'denies' if old else 'leaves unset'}")
+            return None
+        return (old, KEPT) if new == old else (new, "narrowed")
+
+
+class Locked(Rule):
+    """Set by the team that sets its table; a team below may repeat it, not change or add it."""
+
+    absent = LOCKED
+    name = "pin: a team may repeat the value, not change it"
+
+    def fold(self, old: Any, new: Any, path: str, widen: Widen) -> Folded:
+        return Pin().fold(old, new, path, widen)
 
 
 class AllowMap(Rule):
@@ -109,7 +143,9 @@ class AllowMap(Rule):
         return {**old, **new}, "narrowed"
 
 
+@dataclass(frozen=True)
 class DecisionMap(Rule):
+    absent: Any = FREE
     name = "decision-map: a team may deny any entry, allow only what its parent allows"
 
     def fold(self, old: Any, new: Any, path: str, widen: Widen) -> Folded:
@@ -129,9 +165,17 @@ class Default(Rule):
     name = "default: the deeper team's value wins (Codex does not enforce it)"
 
     def fold(self, old: Any, new: Any, path: str, widen: Widen) -> Folded:
-        if isinstance(old, Mapping) and isinstance(new, Mapping):
-            return {**old, **deepcopy(dict(new))}, "set"
-        return deepcopy(new), "set"
+        return _deep_merge(old, new), "set"
+
+
+def _deep_merge(old: Any, new: Any) -> Any:
+    """`new` over `old`, table by table: a key the deeper team leaves out keeps its value."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        merged = dict(deepcopy(old))
+        for key, value in new.items():
+            merged[key] = _deep_merge(merged.get(key), value)
+        return merged
+    return deepcopy(new)
 
 
 class AppendText(Rule):
@@ -143,32 +187,61 @@ class AppendText(Rule):
 
 @dataclass(frozen=True)
 class Table(Rule):
-    """Each key of a table by its own rule; keys without one are pins."""
+    """Each key of a table by its own rule; keys without one are pins. A key the parent's table
+    lacks is folded against the rule's `absent`: set freely, refused, or compared with Codex's
+    own default (so a parent's table without `dangerously_*` switches keeps them off)."""
 
     keys: Mapping[str, Rule] = field(default_factory=dict)
     otherwise: Rule = field(default_factory=Pin)
+    absent: Any = field(default_factory=dict)
     name = "table: each key by its own rule"
 
     def fold(self, old: Any, new: Any, path: str, widen: Widen) -> Folded:
         merged = deepcopy(dict(old))
         hows = set()
         for key, value in new.items():
+            rule = self.keys.get(key, self.otherwise)
+            where = f"{path}.{key}"
             if key not in merged:
-                merged[key] = deepcopy(value)
-                hows.add("narrowed")
-                continue
-            folded = self.keys.get(key, self.otherwise).fold(
-                merged[key], value, f"{path}.{key}", widen
-            )
+                if rule.absent == FREE:
+                    merged[key] = deepcopy(value)
+                    hows.add("set")
+                    continue
+                if rule.absent == LOCKED:
+                    widen(
+                        where, "is set by the team that set this table; a team below may not add it"
+                    )
+                    return None
+            added = key not in merged
+            folded = rule.fold(merged[key] if not added else rule.absent, value, where, widen)
             if folded is None:
                 return None
-            if folded[1] != KEPT:
+            if added:
+                # Written as the team wrote it, even where it equals the assumed default.
+                merged[key] = deepcopy(value) if folded[1] == KEPT else folded[0]
+                hows.add("set")
+            elif folded[1] != KEPT:
                 merged[key] = folded[0]
                 hows.add(folded[1])
         if not hows:
             return old, KEPT
         return merged, hows.pop() if len(hows) == 1 else "narrowed"
 
+
+# A permission switch of a parent's table: once off stays off, and off where the table is silent.
+_SWITCH = OneWay(False, absent=False)
+# What a browser may do on a site: each decision denied where the parent's table is silent.
+_ORIGIN = Table(
+    {
+        "access": Decision(),
+        "auto_review": Decision(),
+        "downloads": Decision(),
+        "full_cdp_access": Decision(),
+        "uploads": Decision(),
+        "persistent_approval": _SWITCH,
+    },
+    otherwise=Locked(),
+)
 
 # The rule of every requirement key (features and mcp_servers have their own, in resolution).
 NARROWING: dict[str, Rule] = {
@@ -199,41 +272,52 @@ NARROWING: dict[str, Rule] = {
         {
             "allowed_sandbox_implementations": AllowList(),
             "require_mxc": OneWay(True),
-            "allow_mxc": OneWay(False),
+            "allow_mxc": OneWay(False, absent=False),
         }
     ),
-    "auto_review": Table({"required_on_models": DenyList(), "ignore_rules": AllowList()}),
+    "auto_review": Table(
+        {"required_on_models": DenyList(), "ignore_rules": AllowList(absent=LOCKED)}
+    ),
     "feedback": Table({"enabled": OneWay(False)}),
     "in_app_browser": Table({"allow_external_browser_settings_import": OneWay(False)}),
-    "application": Table({"network": Table({"enabled": OneWay(True), "domains": DecisionMap()})}),
+    "application": Table(
+        {
+            "network": Table(
+                {"enabled": OneWay(True), "domains": DecisionMap(absent={})}, absent=LOCKED
+            )
+        },
+        otherwise=Locked(),
+    ),
     "browser_use": Table(
         {
-            "allow_history_access": OneWay(False),
-            "disable_auto_review": OneWay(False),
-            "allow_global_persistent_approval": OneWay(False),
-            "allow_webmcp": OneWay(False),
-            "origins": Table(otherwise=Table(otherwise=Pin())),
-            "extension": Table({"request_headers": DenyList()}),
-        }
+            "allow_history_access": _SWITCH,
+            "disable_auto_review": _SWITCH,
+            "allow_global_persistent_approval": _SWITCH,
+            "allow_webmcp": _SWITCH,
+            "default_origin_policy": _ORIGIN,
+            "origins": Table(otherwise=_ORIGIN),
+        },
+        otherwise=Locked(),
     ),
     "computer_use": Table(
         {
-            "allow_locked_computer_use": OneWay(False),
-            "allow_persistent_approval": OneWay(False),
-            "macos": Table({"bundle_ids": DecisionMap()}),
-            "windows": Table({"aumids": DecisionMap(), "exes": DenyList()}),
+            "allow_locked_computer_use": _SWITCH,
+            "allow_persistent_approval": _SWITCH,
+            "default_app_access": Decision(),
+            "macos": Table({"bundle_ids": DecisionMap(absent={})}),
+            "windows": Table({"aumids": DecisionMap(absent={})}, otherwise=Locked()),
         }
     ),
     "network_proxy": Table(
         {
             "enabled": OneWay(True),
-            "allow_upstream_proxy": OneWay(False),
-            "dangerously_allow_non_loopback_proxy": OneWay(False),
-            "dangerously_allow_all_unix_sockets": OneWay(False),
-            "allow_local_binding": OneWay(False),
+            "allow_upstream_proxy": _SWITCH,
+            "dangerously_allow_non_loopback_proxy": _SWITCH,
+            "dangerously_allow_all_unix_sockets": _SWITCH,
+            "allow_local_binding": _SWITCH,
             "managed_allowed_domains_only": OneWay(True),
-            "domains": DecisionMap(),
-            "unix_sockets": DecisionMap(),
+            "domains": DecisionMap(absent={}),
+            "unix_sockets": DecisionMap(absent={}),
             "review_domains": DenyList(),
         }
     ),

@@ -97,6 +97,16 @@ def window_issues(window: CodexWindow) -> list[Issue]:
                     f"{name!r} is not a requirement key (or features.<name>)",
                 )
             )
+    for name in window.accept_unenforced:
+        if name in REQUIREMENT_FIELDS and name.split(".", 1)[0] in STRICT_REQUIREMENT_TABLES:
+            issues.append(
+                Issue(
+                    "error",
+                    "codex.accept_unenforced",
+                    f"{name!r} cannot be accepted as unenforced: releases that do not know it "
+                    "stop on it rather than ignore it",
+                )
+            )
     for name in window.managed_pins:
         if name not in MANAGED_KEYS:
             issues.append(
@@ -158,7 +168,8 @@ def window_segments(
 
 def team_segments(policy: OrgPolicy, resolved: Resolved) -> list[Segment]:
     """The window cut where Codex changes for what this team's policy uses."""
-    return window_segments(policy, features_used(resolved), requirement_keys_used(resolved))
+    keys = requirement_keys_used(resolved) | set(resolved.config)
+    return window_segments(policy, features_used(resolved), keys)
 
 
 def features_used(resolved: Resolved) -> set[str]:
@@ -241,6 +252,7 @@ def team_window_issues(
     ignored: dict[str, list[Segment]] = {}
     fatal: dict[tuple[str, str], list[Segment]] = {}
     dropped: dict[str, list[Segment]] = {}
+    unread: dict[str, list[Segment]] = {}
     sessions = {"config": resolved.config} | {
         f"profiles.{name}": profile for name, profile in resolved.profiles.items()
     }
@@ -265,6 +277,9 @@ def team_window_issues(
         for name in resolved.config.get("features", {}):
             if name not in caps.features:
                 dropped.setdefault(f"config.features.{name}", []).append(segment)
+        for key in resolved.config:
+            if caps.config_key_unknown(key):
+                unread.setdefault(f"config.{key}", []).append(segment)
 
     def spans(where: Sequence[Segment]) -> str:
         return version_text(where[0][0]) if one_version else f"{_spans(where)} (in the window)"
@@ -296,6 +311,15 @@ def team_window_issues(
         )
     for (key, reason), where in sorted(fatal.items()):
         issues.append(Issue("error", key, f"{reason} on Codex {spans(where)}", node))
+    for key, where in sorted(unread.items()):
+        issues.append(
+            Issue(
+                "warning",
+                key,
+                f"stops Codex {spans(where)} from starting; it is left out of their config.toml",
+                node,
+            )
+        )
     for key, where in sorted(dropped.items()):
         issues.append(
             Issue(

@@ -174,7 +174,9 @@ def render_release(
         raise PolicyInvalid(path, validation.errors)
     window = (parse_version(policy.codex.min_version), parse_version(policy.codex.max_version))
     variants: dict[str, RenderedVariant] = {}
-    made: dict[tuple[bool, frozenset[str]], tuple[dict[str, Json], RenderedTeam]] = {}
+    made: dict[
+        tuple[bool, frozenset[str], frozenset[str]], tuple[dict[str, Json], RenderedTeam]
+    ] = {}
     texts: dict[str, str] = {}  # documents several sets share are written as TOML once
     for segment in team_segments(policy, validation.resolved):
         caps = capabilities(segment[0])
@@ -242,12 +244,13 @@ def _documents(
 
 def _render_inputs(
     validation: TeamValidation, target: CodexCapabilities
-) -> tuple[bool, frozenset[str]]:
+) -> tuple[bool, frozenset[str], frozenset[str]]:
     """All that `_documents` takes from the version: the profile layout (when there are
-    profiles) and which of the config's features it knows."""
+    profiles), which of the config's features it knows, and which config keys it stops on."""
     resolved = validation.resolved
     defaults = frozenset(resolved.config.get("features", {}))
-    return target.profile_files and bool(resolved.profiles), defaults & target.features
+    unread = frozenset(k for k in resolved.config if target.config_key_unknown(k))
+    return target.profile_files and bool(resolved.profiles), defaults & target.features, unread
 
 
 def _files(
@@ -320,6 +323,8 @@ def requirements_document(policy: OrgPolicy, requirements: Json) -> Json:
 
 def config_document(policy: OrgPolicy, resolved: Any, target: CodexCapabilities) -> Json:
     doc = _ordered(_provider_ids(policy, resolved.config), schema.CONFIG_KEYS)
+    for key in [k for k in doc if target.config_key_unknown(k)]:
+        del doc[key]  # a key the version stops on (validation warned): left out for it
     if "features" in doc:
         # A default the version does not know: strict validation refuses it, others ignore it.
         doc["features"] = {k: v for k, v in doc["features"].items() if k in target.features}

@@ -304,6 +304,23 @@ def _key_field(key: Key, current: Any, endpoints: Sequence[str]) -> forms.Field:
     return forms.CharField(max_length=4096, validators=[plain_text], **common)
 
 
+NOT_SHOWN = (
+    "It holds a value this form cannot show (a granular approval policy); it is kept as it is: "
+    "edit it in the node's TOML."
+)
+
+
+def _shown(key: Key, value: Any) -> bool:
+    """Whether the field can show `value`: text where it takes text, lists of text."""
+    if value is None:
+        return True
+    if key.kind in (ENUM, OPEN_ENUM, ENDPOINT, TEXT, LONG_TEXT):
+        return isinstance(value, str)
+    if key.kind in (ALLOWLIST, LINES):
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return True
+
+
 def _initial(key: Key, value: Any) -> Any:
     if value is None:
         return None
@@ -350,15 +367,22 @@ class SectionForm(forms.Form):
         self.current = dict(current)
         for key in self.keys:
             value = _get(self.current, key.key)
-            self.fields[key.name] = _key_field(key, value, endpoints)
-            self.initial[key.name] = _initial(key, value)
+            field = self.fields[key.name] = _key_field(key, value, endpoints)
+            if _shown(key, value):
+                self.initial[key.name] = _initial(key, value)
+            else:
+                # A granular approval policy: kept as it is on save, edited as TOML.
+                field.disabled = True
+                field.help_text = f"{field.help_text} {NOT_SHOWN}".strip()
         _with_describedby(self)
 
     def section_values(self, before: Mapping[str, Any]) -> Json:
         """`before` with every key this form shows set from its input."""
         out = deepcopy(dict(before))
         for key in self.keys:
-            _put(out, key.key, _value(key, self.cleaned_data.get(key.name), _get(before, key.key)))
+            if not self.fields[key.name].disabled:
+                given = self.cleaned_data.get(key.name)
+                _put(out, key.key, _value(key, given, _get(before, key.key)))
         return out
 
     def apply(self, table: Json) -> None:

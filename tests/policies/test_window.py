@@ -260,3 +260,13 @@ def test_the_window_round_trips_and_shows_in_the_plan() -> None:
         "~ codex managed_pins: (unset) -> ['model_provider']",
         "~ codex min_version: '0.169.0' -> '0.125.0'",
     ]
+
+
+def test_a_config_key_older_releases_stop_on_is_left_out_of_their_files() -> None:
+    text = window("0.125.0") + '[config]\ndefault_permissions = ":workspace"\n[teams.t]\n'
+    warnings = findings(text, "warning")
+    assert any(p == "config.default_permissions" for _, p, _ in warnings)
+    release = render_release(make_policy(text), "t", revision="1")
+    by_first = {v.spans[0][0]: body(v.team.files[CONFIG]) for v in release.variants}
+    assert "default_permissions" not in by_first[(0, 125, 0)]
+    assert by_first[(0, 128, 0)]["default_permissions"] == ":workspace"

@@ -129,7 +129,9 @@ def test_segments_cut_the_window_where_codex_changes() -> None:
     cuts = segments(parse_version("0.125.0"), parse_version("0.140.0"))
     # The last cut ends where Codex next changes after the window, not at infinity.
     assert cuts == [
-        ((0, 125, 0), (0, 131, 0)),
+        ((0, 125, 0), (0, 128, 0)),
+        ((0, 128, 0), (0, 129, 0)),
+        ((0, 129, 0), (0, 131, 0)),
         ((0, 131, 0), (0, 133, 0)),
         ((0, 133, 0), (0, 134, 0)),
         ((0, 134, 0), (0, 136, 0)),

@@ -800,3 +800,36 @@ def test_every_key_of_the_schema_has_a_form_or_is_edited_as_toml() -> None:
         assert shown[section] | set(team_forms.TOML_ONLY[section]) == set(keys)
         assert shown[section] <= set(keys)
     assert shown["profiles"] == set(schema.PROFILE_KEYS)
+
+
+GRANULAR = {
+    "granular": {
+        "sandbox_approval": True,
+        "rules": True,
+        "mcp_elicitations": False,
+        "skill_approval": False,
+        "request_permissions": False,
+    }
+}
+
+
+def test_a_granular_approval_policy_survives_saving_the_form_untouched() -> None:
+    """The form cannot show a granular policy: the field is read-only and the value is kept,
+    whatever is posted for it, while the other fields save as usual."""
+    current = {"allowed_approval_policies": ["on-request", GRANULAR]}
+    data = {"r-allowed_approval_policies": ["never"], "r-allow_remote_control": "false"}
+    form = team_forms.RequirementsForm(data, current=current, endpoints=[], prefix="r")
+    assert form.is_valid(), form.errors
+    assert form.fields["allowed_approval_policies"].disabled
+    assert form.section_values(current) == {
+        "allowed_approval_policies": ["on-request", GRANULAR],
+        "allow_remote_control": False,
+    }
+    config = {"approval_policy": GRANULAR, "model": "gpt-5.5"}
+    posted = {"c-approval_policy": "", "c-model": "gpt-5.5-mini"}
+    config_form = team_forms.ConfigForm(posted, current=config, endpoints=[], prefix="c")
+    assert config_form.is_valid(), config_form.errors
+    assert config_form.section_values(config) == {
+        "approval_policy": GRANULAR,
+        "model": "gpt-5.5-mini",
+    }
