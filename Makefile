@@ -52,6 +52,7 @@ check: venv-dev
 	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
 	$(TEST_ENV) $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 	DEBUG=0 SECRET_KEY=$$(head -c 48 /dev/urandom | base64) ALLOWED_HOSTS=policyhub.example \
+		SIGNING_KEY_SECRET=$$(head -c 48 /dev/urandom | base64) \
 		DATABASE_URL=$(TEST_DATABASE_URL) $(PY) manage.py check --deploy --fail-level WARNING
 
 ## pytest: the whole suite (needs `make services codex browser tools`); PYTEST_ARGS narrows it,

@@ -55,10 +55,16 @@ http {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {work}/server.pem;
         ssl_certificate_key {work}/server.key;
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-Proto https;
         location / {{
             proxy_pass http://unix:{socket}:;
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-Proto https;
+        }}
+        # The native channel's URL carries the device credential, and the error log quotes the
+        # request line of a request nginx could not pass on (at levels up to crit).
+        location /config-server/ {{
+            proxy_pass http://unix:{socket}:;
+            error_log {work}/nginx-error.log emerg;
         }}
     }}
 }}
