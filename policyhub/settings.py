@@ -121,7 +121,8 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     DATABASES["default"]["OPTIONS"].setdefault("options", "-c jit=off")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Encrypts signing keys at rest; defaults to SECRET_KEY, set it separately to rotate either alone.
+# Encrypts signing keys at rest. Falls back to SECRET_KEY so that `make run` and the tests need
+# none; `check --deploy` requires a strong one of its own in production (releases/checks.py).
 SIGNING_KEY_SECRET = env_str("SIGNING_KEY_SECRET", SECRET_KEY)
 
 REDIS_URL = env_str("REDIS_URL", "")
@@ -147,6 +148,11 @@ CELERY_BEAT_SCHEDULE = {
     # Runs that lost their task (broker down at commit) or their worker go out again.
     "publish-runs-recover": {
         "task": "policyhub.releases.tasks.publish_runs_recover_task",
+        "schedule": 60.0,
+    },
+    # Releases signed by a revoked key whose re-signing task was lost are re-signed.
+    "releases-resign-recover": {
+        "task": "policyhub.releases.tasks.releases_resign_recover_task",
         "schedule": 60.0,
     },
 }

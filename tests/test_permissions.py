@@ -78,9 +78,10 @@ from policyhub.fleet.services import (
 from policyhub.policies import document
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_apply, team_move
-from policyhub.releases.models import Release
+from policyhub.releases.models import Release, SigningKey
 from policyhub.releases.services.keys import signing_key_rotate
 from policyhub.releases.services.publishing import publish_run_execute
+from policyhub.releases.services.revocation import signing_key_revoke
 from policyhub.releases.services.rollback import release_rollback
 from policyhub.releases.services.rollout import (
     release_rollout_abort,
@@ -227,6 +228,10 @@ def _after_rollout_start(end: Callable[..., object], world: World, actor: Actor)
 
 def _rollout_started(world: World) -> None:
     release_rollout_start(organization=world.acme, team_path="batch", percent=30, actor=OPERATOR)
+
+
+def active_key(world: World) -> str:
+    return SigningKey.objects.get(organization=world.acme, status="active").key_id
 
 
 REL = "policyhub.releases.services"
@@ -407,6 +412,13 @@ CASES = [
         MANAGERS,
     ),
     Case(
+        signing_key_revoke,
+        lambda w, a: signing_key_revoke(
+            actor=a, organization=w.acme, key_id=active_key(w), reason="leaked"
+        ),
+        MANAGERS,
+    ),
+    Case(
         release_rollback,
         lambda w, a: release_rollback(
             actor=a, organization=w.acme, team_path="batch", to_revision=1
@@ -509,6 +521,9 @@ NOT_CHECKED_HERE = {
     f"{REL}.publishing.release_publish": "the worker, for the run's recorded requester",
     f"{REL}.publishing.requester": "reads the run's requester",
     f"{REL}.keys.signing_key_active": "made on first use by an action already allowed",
+    f"{REL}.keys.signing_key_new": "builds an unsaved key for rotation and revocation",
+    f"{REL}.resign.releases_resign": "the worker, for whoever revoked the key (checked there)",
+    f"{REL}.rollback.file_sets_retitled": "a building block of rollback and re-signing",
     f"{REL}.signed.signed_release": "a building block of publishing and rollback",
     f"{REL}.signed.releases_save": "a building block of publishing and rollback",
     f"{REL}.signed.release_save": "a building block of rollback and rollouts",
@@ -626,7 +641,12 @@ COMMANDS = [
         MANAGERS | {"approver"},
     ),
     CommandCase("publish", lambda w: ["--org", "acme", "--timeout", "0"], MANAGERS),
-    CommandCase("signing_key", lambda w: ["rotate", "--org", "acme"], MANAGERS),
+    CommandCase("signing_key rotate", lambda w: ["--org", "acme"], MANAGERS),
+    CommandCase(
+        "signing_key revoke",
+        lambda w: [active_key(w), "--org", "acme", "--reason", "leaked"],
+        MANAGERS,
+    ),
     CommandCase(
         "release rollback", lambda w: ["--org", "acme", "--team", "batch", "--to", "1"], MANAGERS
     ),

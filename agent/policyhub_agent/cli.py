@@ -159,6 +159,7 @@ def cmd_status(args: argparse.Namespace, layout: files.Layout, out: Output) -> i
         "codex_home": current.codex_home,
         "native_channel": native,
         "pinned_keys": sorted(current.keys),
+        "revoked_keys": sorted(current.revoked_keys),
         "login_hook": record.platform if record and record.files else None,
         "warnings": current.warnings,
     }

@@ -14,12 +14,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from policyhub_agent import __version__
-from policyhub_agent.errors import AgentError, NetworkError, ServerError, UsageError
-from policyhub_agent.verify import MAX_BUNDLE_BYTES
+from policyhub_agent.errors import (
+    AgentError,
+    MalformedAnswer,
+    NetworkError,
+    ServerError,
+    UsageError,
+)
+from policyhub_agent.verify import MAX_BUNDLE_BYTES, unicode_clean
 
 TIMEOUT = 30.0
 MAX_JSON_BYTES = 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
+# What of an error answer's text is shown and reported (a hostile server may send a lot).
+MAX_DETAIL_CHARS = 500
 ETAG_RE = re.compile(r'(W/)?"[\x21\x23-\x7e]{0,200}"')
 
 
@@ -111,8 +119,23 @@ class Client:
         response = self._call("key list", "GET", "/api/v1/keys", None, (200,))
         keys = _json_object("key list", response.body).get("keys")
         if not isinstance(keys, list):
-            raise AgentError("key list: the server's answer has no 'keys' list")
+            raise MalformedAnswer("key list: the server's answer has no 'keys' list")
         return keys
+
+    def key_answer(self) -> dict[str, Any]:
+        """The organisation's signing keys and its revocations as the server lists them (not yet
+        trusted): `keys`, and from servers that revoke keys `revocations` with its signature
+        and key id, and `self_revocations`."""
+        response = self._call("key list", "GET", "/api/v1/keys", None, (200,))
+        answer = _json_object("key list", response.body)
+        if not isinstance(answer.get("keys"), list):
+            raise MalformedAnswer("key list: the server's answer has no 'keys' list")
+        return answer
+
+    def assignment(self) -> dict[str, Any]:
+        """The server's signed assignment of this device to its team."""
+        response = self._call("team assignment", "GET", "/api/v1/device/assignment", None, (200,))
+        return _json_object("team assignment", response.body)
 
     def post_status(self, body: dict[str, Any]) -> None:
         """Report what this device applied and what went wrong."""
@@ -165,14 +188,18 @@ def _read(reply: Any, limit: int, action: str, strict: bool = True) -> bytes:
     length_header = reply.headers.get("Content-Length")
     length = int(length_header) if length_header and length_header.isdigit() else None
     if length is not None and length > limit:
-        raise AgentError(f"{action}: the answer is {length} bytes, more than the {limit} allowed")
+        raise MalformedAnswer(
+            f"{action}: the answer is {length} bytes, more than the {limit} allowed"
+        )
     chunks: list[bytes] = []
     total = 0
     try:
         while chunk := reply.read(64 * 1024):
             total += len(chunk)
             if total > limit:
-                raise AgentError(f"{action}: the answer is more than the {limit} bytes allowed")
+                raise MalformedAnswer(
+                    f"{action}: the answer is more than the {limit} bytes allowed"
+                )
             chunks.append(chunk)
     except (OSError, http.client.HTTPException) as exc:
         if strict:
@@ -196,10 +223,12 @@ def _reason(exc: urllib.error.URLError) -> str:
 def _json_object(action: str, data: bytes) -> dict[str, Any]:
     try:
         value = json.loads(data.decode())
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise AgentError(f"{action}: the server's answer is not valid JSON") from exc
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MalformedAnswer(f"{action}: the server's answer is not valid JSON") from exc
     if not isinstance(value, dict):
-        raise AgentError(f"{action}: the server's answer is not a JSON object")
+        raise MalformedAnswer(f"{action}: the server's answer is not a JSON object")
+    if not unicode_clean(value):
+        raise MalformedAnswer(f"{action}: the server's answer holds text that is not valid Unicode")
     return value
 
 
@@ -207,7 +236,7 @@ def _error_body(data: bytes) -> tuple[str, dict[str, list[str]]]:
     """`detail` and `errors` of a JSON error body; a short plain excerpt of anything else."""
     try:
         value = json.loads(data.decode())
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         text = data.decode(errors="replace").strip()
         return (" ".join(text.split())[:200] or "no details given"), {}
     if not isinstance(value, dict):
@@ -221,7 +250,10 @@ def _error_body(data: bytes) -> tuple[str, dict[str, list[str]]]:
                 errors[str(field)] = [str(m) for m in messages]
             else:
                 errors[str(field)] = [str(messages)]
-    return (str(detail) if detail else "no details given"), errors
+    return (str(detail)[:MAX_DETAIL_CHARS] if detail else "no details given"), {
+        field[:MAX_DETAIL_CHARS]: [m[:MAX_DETAIL_CHARS] for m in messages[:10]]
+        for field, messages in list(errors.items())[:10]
+    }
 
 
 def valid_etag(value: str | None) -> str | None:

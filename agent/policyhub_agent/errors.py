@@ -34,6 +34,11 @@ class UnknownSigningKey(VerificationError):
         self.key_id = key_id
 
 
+class MalformedAnswer(AgentError):
+    """The server's answer is not what the protocol says: not JSON, nested too deep, larger than
+    allowed, or of another shape. Reported to the server like a refused bundle."""
+
+
 class NetworkError(AgentError):
     """The server could not be reached or the transfer broke off."""
 

@@ -52,6 +52,16 @@ class State:
     # Whether the last sync added Codex's native channel to requirements.toml (None: recorded
     # by no agent before 0.3.0).
     native_written: bool | None = None
+    # team -> the highest revision applied for it: a lower one is a downgrade, refused.
+    high_water: dict[str, int] = field(default_factory=dict)
+    # The serial of the newest signed team assignment seen (None: none yet): a move is taken
+    # only with a newer one.
+    assignment: int | None = None
+    # key id -> when the organisation revoked it: never trusted again, whatever endorses it.
+    revoked_keys: dict[str, str] = field(default_factory=dict)
+    # When the newest revocation list this machine verified was issued (None: none yet); an
+    # older or equal one is ignored.
+    revocations_issued_at: str | None = None
 
 
 def load(path: Path) -> State | None:
@@ -65,7 +75,7 @@ def load(path: Path) -> State | None:
             raise ValueError("unknown version")
         known = {f.name for f in fields(State)}
         return State(**{k: v for k, v in data.items() if k in known})
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         raise AgentError(f"{path} is damaged ({exc}); enrol again to replace it") from exc
 
 
@@ -92,7 +102,7 @@ def load_hook(path: Path) -> HookRecord | None:
         return None
     try:
         return HookRecord(**json.loads(raw))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise AgentError(f"{path} is damaged ({exc})") from exc
 
 

@@ -10,6 +10,7 @@ import tomllib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from policyhub_agent import __version__, device, files, state, verify
 from policyhub_agent.client import Client, normalize_server, valid_etag
 from policyhub_agent.errors import (
     AgentError,
+    MalformedAnswer,
     NotEnrolled,
     UnknownSigningKey,
     UsageError,
@@ -168,21 +170,69 @@ def _apply(
     return changed
 
 
-def _verified(raw: bytes, current: State, client: Client) -> tuple[verify.Bundle, dict[str, str]]:
-    """The verified bundle and the pinned keys, after pinning endorsed successors if needed."""
+def _verified(
+    raw: bytes, current: State, client: Client, out: Output
+) -> tuple[verify.Bundle, dict[str, str]]:
+    """The verified bundle and the keys to pin once it is applied.
+
+    Before a new bundle is trusted, the organisation's keys and revocations are fetched
+    (`_keys_refreshed`): a revoked key is dropped from the pinned keys at once, and a bundle it
+    signed is refused; keys endorsed through trusted, unrevoked keys are pinned once the bundle
+    is in place. When the key list cannot be had, a bundle signed by a pinned key is still
+    verified with what this machine holds, and any other fails as before.
+    """
+    update, failure = _keys_refreshed(current, client, out)
+    pinned = update.pinned if update is not None else current.keys
     try:
-        return verify.verify_bundle(raw, current.keys, current.organization), current.keys
+        return verify.verify_bundle(raw, pinned, current.organization), pinned
     except UnknownSigningKey as exc:
         unknown = exc.key_id
-    offered = verify.parse_keys(client.keys())
-    new, reasons = verify.endorsed_keys(current.keys, offered)
-    pinned = {**current.keys, **new}
-    if unknown not in pinned:
-        why = reasons.get(unknown, "the server does not list it")
+    if unknown in current.revoked_keys:
         raise VerificationError(
-            f"the bundle is signed by key {unknown}, which is not pinned and not trusted: {why}"
+            f"the bundle is signed by key {unknown}, which the organisation revoked at "
+            f"{current.revoked_keys[unknown]}: it is trusted for nothing"
         )
-    return verify.verify_bundle(raw, pinned, current.organization), pinned
+    if failure is not None:
+        raise failure
+    why = (update.reasons if update else {}).get(unknown, "the server does not list it")
+    stranded = not pinned or "revoked" in why
+    raise VerificationError(
+        f"the bundle is signed by key {unknown}, which is not pinned and not trusted: {why}"
+        + ("; enrol this device again to trust the organisation's current key" if stranded else "")
+    )
+
+
+def _keys_refreshed(
+    current: State, client: Client, out: Output
+) -> tuple[verify.KeyUpdate | None, AgentError | None]:
+    """The organisation's keys and revocations applied to `current` (revoked keys dropped and
+    recorded at once, so a refused bundle does not undo it), or why they could not be had."""
+    try:
+        update = verify.key_update(
+            client.key_answer(),
+            current.keys,
+            current.revoked_keys,
+            current.revocations_issued_at,
+            current.organization,
+            datetime.now(UTC),
+        )
+    except AgentError as exc:
+        out.warn(f"warning: the signing keys could not be refreshed: {exc}")
+        return None, exc
+    _revocations_note(current, update, out)
+    current.keys = {k: v for k, v in current.keys.items() if k not in update.revoked}
+    current.revoked_keys, current.revocations_issued_at = update.revoked, update.issued_at
+    return update, None
+
+
+def _revocations_note(current: State, update: verify.KeyUpdate, out: Output) -> None:
+    for why in update.ignored:
+        out.warn(f"warning: ignored revocation data from the server: {why}")
+    for key_id in sorted(set(current.keys) & set(update.revoked)):
+        out.warn(
+            f"warning: signing key {key_id} was revoked by the organisation at "
+            f"{update.revoked[key_id]}; this machine no longer trusts it"
+        )
 
 
 def _pull(
@@ -217,7 +267,8 @@ def _pull(
         raise AgentError("bundle download: the server answered 304 to a request without an etag")
     if response.status == 404:
         return f"no release is published for team {current.team} yet; nothing applied", []
-    bundle, pinned = _verified(response.body, current, client)
+    bundle, pinned = _verified(response.body, current, client, out)
+    moved = _check_order(current, bundle, client, pinned)
     warnings = _check_versions(current, bundle, codex, out)
     _apply(layout, current, bundle, codex_home, codex, out)
     current.warnings = warnings
@@ -228,9 +279,54 @@ def _pull(
     current.keys = pinned
     current.etag = valid_etag(response.headers.get("etag"))
     current.applied_revision = bundle.revision
+    current.high_water = {**_high_water(current), bundle.team: bundle.revision}
+    if moved is not None:
+        current.assignment = moved.serial
     current.team = bundle.team
     current.codex_home = str(codex_home)
     return f"revision {bundle.revision} {'unchanged' if unchanged else 'applied'}", []
+
+
+def _high_water(current: State) -> dict[str, int]:
+    """The highest revision applied per team (a state written before 0.3.1 knows only the
+    revision it applied last, of the team it was in)."""
+    marks = dict(current.high_water)
+    if current.applied_revision is not None and current.team not in marks:
+        marks[current.team] = current.applied_revision
+    return marks
+
+
+def _check_order(
+    current: State, bundle: verify.Bundle, client: Client, pinned: dict[str, str]
+) -> verify.Assignment | None:
+    """Refuse what would roll this machine back: a bundle of another team unless the server
+    proves the move with a signed assignment newer than any this machine saw, and a revision
+    lower than one it already applied for that team (a rollback is published as a new, higher
+    revision, so only a replay or a tampered answer goes back). Returns the move, if one."""
+    moved = None
+    if bundle.team != current.team:
+        moved = verify.verify_assignment(
+            client.assignment(), pinned, current.organization, current.device_id
+        )
+        if moved.team != bundle.team:
+            raise VerificationError(
+                f"revision {bundle.revision} is for team {bundle.team}, but the server assigns "
+                f"this machine to team {moved.team}"
+            )
+        if current.assignment is not None and moved.serial <= current.assignment:
+            raise VerificationError(
+                f"the server's assignment to team {moved.team} (number {moved.serial}) is not "
+                f"newer than the one this machine follows (number {current.assignment}): a "
+                "replayed move is refused"
+            )
+    applied = _high_water(current).get(bundle.team)
+    if applied is not None and bundle.revision < applied:
+        raise VerificationError(
+            f"revision {bundle.revision} of team {bundle.team} is older than revision {applied}, "
+            "which this machine already applied: a downgrade is refused (a rollback is published "
+            "as a new revision)"
+        )
+    return moved
 
 
 def _check_versions(
@@ -306,10 +402,16 @@ def run_sync(layout: files.Layout, current: State, out: Output) -> str:
         except OSError as exc:  # a file the agent must read or replace is out of its reach
             where = f" {exc.filename}" if exc.filename else ""
             raise AgentError(f"cannot access{where}: {exc.strerror or exc}") from exc
+        except (AgentError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a hostile answer no check foresaw: an error, not a traceback
+            raise MalformedAnswer(
+                f"sync failed on something unexpected ({type(exc).__name__}: {exc})"[:500]
+            ) from exc
     except AgentError as exc:
         current.last_error = str(exc)
         state.save(layout.state_file, current)
-        if isinstance(exc, VerificationError):
+        if isinstance(exc, VerificationError | MalformedAnswer):
             # The admin should learn that this device refused what the server sent.
             _post_status(client, current, codex_version, [f"bundle refused: {exc}"], out)
         raise
@@ -352,6 +454,28 @@ def _enrolment(answer: dict[str, Any]) -> tuple[str, str, str, str, dict[str, st
     except VerificationError as exc:
         raise AgentError(f"enrolment: the server's signing keys are malformed: {exc}") from exc
     return str(device_id), credential, organization, team, keys
+
+
+def _enrolled_serial(value: object) -> int | None:
+    """The number of the team assignment the device enrolled with (servers before 0.3.1 send
+    none: then the first signed move is taken)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= verify.MAX_SERIAL:
+        return None
+    return value
+
+
+def _enrolled_keys(
+    answer: dict[str, Any], keys: dict[str, str], organization: str, out: Output
+) -> verify.KeyUpdate:
+    """The enrolment's keys (pinned as the server gave them) with its revocations: a genuine
+    list, signed by one of those keys, is kept, so no key it names is ever trusted later."""
+    try:
+        update = verify.key_update(answer, keys, {}, None, organization, datetime.now(UTC))
+    except VerificationError as exc:
+        raise AgentError(f"enrolment: the server's signing keys are malformed: {exc}") from exc
+    for why in update.ignored:
+        out.warn(f"warning: ignored revocation data from the server: {why}")
+    return update
 
 
 def enroll(
@@ -409,13 +533,16 @@ def _enroll_locked(
         codex_version=device.codex_version(codex_bin),
     )
     device_id, credential, organization, team, keys = _enrolment(answer)
+    enrolled = _enrolled_keys(answer, keys, organization, out)
     current = State(
         server=server,
         device_id=device_id,
         credential=credential,
         organization=organization,
         team=team,
-        keys=keys,
+        keys=enrolled.pinned,
+        revoked_keys=enrolled.revoked,
+        revocations_issued_at=enrolled.issued_at,
         ca_bundle=ca_bundle,
         native_channel=native,
         codex_bin=codex_bin,
@@ -425,6 +552,7 @@ def _enroll_locked(
         written=previous.written if previous else [],
         backups=previous.backups if previous else {},
         created_dirs=(previous.created_dirs if previous else []) + created,
+        assignment=_enrolled_serial(answer.get("assignment")),
     )
     layout.last_good_file.unlink(missing_ok=True)
     state.save(layout.state_file, current)

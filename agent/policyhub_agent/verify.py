@@ -8,8 +8,9 @@ import hashlib
 import json
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -38,12 +39,27 @@ LEGACY_VERSION: Version = (0, 169, 0)
 # 0.3.0 refuse a manifest with a field they do not know, and ignore unknown bundle fields).
 MEASUREMENT_FIELDS = {"manifest", "measured_until", "purpose"}
 MEASUREMENT_PURPOSE = "policyhub-codex-measurement"
+# The server's signed word that this device belongs to a team: what lets a bundle of another
+# team than the one the agent applied last be taken (a move), and only a newer one than it saw.
+ASSIGNMENT_FIELDS = {"purpose", "organization", "device_id", "team", "serial"}
+ASSIGNMENT_PURPOSE = "policyhub-device-assignment"
+MAX_SERIAL = 2**31 - 1
 
 
 def parse_version(text: object) -> Version | None:
     """(0, 130, 0) for "0.130.0"; None for anything else."""
     match = VERSION_RE.fullmatch(text) if isinstance(text, str) else None
     return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def unicode_clean(value: Any) -> bool:
+    """Whether every string in parsed JSON is valid Unicode: JSON escapes can spell lone
+    surrogates (`"\\ud800"`), which nothing can sign or encode."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def canonical_json(value: Any) -> bytes:
@@ -132,20 +148,23 @@ def endorsement_message(key: Key) -> bytes:
 
 
 def endorsed_keys(
-    pinned: Mapping[str, str], offered: list[Key]
+    pinned: Mapping[str, str], offered: list[Key], revoked: Collection[str] = ()
 ) -> tuple[dict[str, str], dict[str, str]]:
     """(keys to pin, why each other unpinned key was not trusted).
 
     A key is trusted only through a chain of endorsements that starts at a pinned key; an
-    unendorsed key is never trusted, and a pinned key id is never re-bound to another key.
+    unendorsed key is never trusted, and a pinned key id is never re-bound to another key. A
+    `revoked` key is never pinned and endorses nothing, pinned or not.
     """
-    trusted = dict(pinned)
+    trusted = {key_id: key for key_id, key in pinned.items() if key_id not in revoked}
     new: dict[str, str] = {}
     progress = True
     while progress:
         progress = False
         for key in offered:
             if key.key_id in trusted or key.endorsed_by not in trusted or key.endorsement is None:
+                continue
+            if key.key_id in revoked:
                 continue
             if signature_valid(trusted[key.endorsed_by], endorsement_message(key), key.endorsement):
                 trusted[key.key_id] = new[key.key_id] = key.public_key
@@ -154,7 +173,11 @@ def endorsed_keys(
     for key in offered:
         if key.key_id in trusted:
             continue
-        if key.endorsed_by is None or key.endorsement is None:
+        if key.key_id in revoked:
+            reasons[key.key_id] = "the organisation revoked it"
+        elif key.endorsed_by is not None and key.endorsed_by in revoked:
+            reasons[key.key_id] = f"its endorsing key {key.endorsed_by} is revoked"
+        elif key.endorsed_by is None or key.endorsement is None:
             reasons[key.key_id] = "it carries no endorsement by a pinned key"
         elif key.endorsed_by not in trusted:
             reasons[key.key_id] = f"its endorsing key {key.endorsed_by} is not trusted"
@@ -255,7 +278,7 @@ def _manifest(bundle: dict[str, Any], organization: str) -> dict[str, Any]:
     text = bundle["manifest"]
     try:
         manifest = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise VerificationError("the signed manifest is not valid JSON") from exc
     if not isinstance(manifest, dict) or not (
         MANIFEST_FIELDS <= set(manifest) <= MANIFEST_FIELDS | OPTIONAL_MANIFEST_FIELDS
@@ -323,7 +346,7 @@ def _measurement(bundle: Mapping[str, Any], public_key: str) -> dict[str, Any]:
     problem = VerificationError("the signed measurement is malformed")
     try:
         statement = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise problem from exc
     if not isinstance(statement, dict) or set(statement) != MEASUREMENT_FIELDS:
         raise problem
@@ -365,10 +388,12 @@ def verify_bundle(raw: bytes, pinned: Mapping[str, str], organization: str) -> B
         raise VerificationError(f"the bundle is larger than {MAX_BUNDLE_BYTES} bytes")
     try:
         data = json.loads(raw.decode())
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise VerificationError(
             f"the bundle is not valid JSON (incomplete download?): {exc}"
         ) from exc
+    if not unicode_clean(data):
+        raise VerificationError("the bundle holds text that is not valid Unicode")
     bundle = _shape(data)
     names = set(bundle["files"])
     if names != set(bundle["hashes"]):
@@ -392,3 +417,262 @@ def verify_bundle(raw: bytes, pinned: Mapping[str, str], organization: str) -> B
         **codex,
         **measured,
     )
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A verified team assignment: the team, and how many moves led to it (higher is newer)."""
+
+    team: str
+    serial: int
+
+
+def verify_assignment(
+    answer: object, pinned: Mapping[str, str], organization: str, device_id: str
+) -> Assignment:
+    """The server's signed assignment of this device, checked: signed by a pinned key, for this
+    organisation and this device, canonical, with a team and a serial."""
+    if not isinstance(answer, dict):
+        raise VerificationError("the team assignment is not a JSON object")
+    text, signature, key_id = answer.get("statement"), answer.get("signature"), answer.get("key_id")
+    if not isinstance(text, str) or not isinstance(signature, str) or not isinstance(key_id, str):
+        raise VerificationError("the team assignment lacks its statement, signature or key id")
+    if key_id not in pinned:
+        raise VerificationError(
+            f"the team assignment is signed by key {key_id}, which is not pinned"
+        )
+    if not signature_valid(pinned[key_id], text.encode(), signature):
+        raise VerificationError("the team assignment's signature does not verify")
+    problem = VerificationError("the signed team assignment is malformed")
+    try:
+        statement = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise problem from exc
+    if not isinstance(statement, dict) or set(statement) != ASSIGNMENT_FIELDS:
+        raise problem
+    if canonical_json(statement) != text.encode() or statement["purpose"] != ASSIGNMENT_PURPOSE:
+        raise problem
+    if statement["organization"] != organization or statement["device_id"] != device_id:
+        raise VerificationError("the signed team assignment is for another device")
+    team, serial = statement["team"], statement["serial"]
+    if not isinstance(team, str) or not team:
+        raise problem
+    if isinstance(serial, bool) or not isinstance(serial, int) or not 0 <= serial <= MAX_SERIAL:
+        raise problem
+    return Assignment(team, serial)
+
+
+# --- revocations ----------------------------------------------------------------------------
+
+REVOCATIONS_PURPOSE = "policyhub-key-revocations"
+REVOCATIONS_FIELDS = {"purpose", "organization", "revoked", "issued_at"}
+SELF_REVOCATION_PURPOSE = "policyhub-key-self-revocation"
+# A revocation list dated further ahead of this machine's clock is ignored: one dated far in the
+# future would make every real list after it look stale.
+MAX_CLOCK_SKEW = timedelta(days=1)
+
+
+def parse_timestamp(text: object) -> datetime | None:
+    """A moment as revocations state it (ISO 8601 with a zone, "...Z"); None for anything else."""
+    if not isinstance(text, str) or len(text) > 40:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def self_revocation_message(organization: str, key_id: str, revoked_at: str) -> bytes:
+    """What a revoked key signed of itself."""
+    return canonical_json(
+        {
+            "key_id": key_id,
+            "organization": organization,
+            "purpose": SELF_REVOCATION_PURPOSE,
+            "revoked_at": revoked_at,
+        }
+    )
+
+
+def self_revoked(value: object, organization: str) -> tuple[dict[str, str], int]:
+    """(key id -> when, how many entries did not verify) of the answer's `self_revocations`.
+
+    Each proves itself: the key's id is the sha256 prefix of the public key given with it, and
+    that key signed its own revocation. Only the key's holder can make one and it can only take
+    trust away, so no other key is needed: this is how a machine learns that its only trusted
+    key is revoked. Absent (a server before revocations): nothing.
+    """
+    if not isinstance(value, list):
+        return {}, 0 if value is None else 1
+    revoked: dict[str, str] = {}
+    bad = 0
+    for entry in value:
+        proved = _self_revocation(entry, organization)
+        if proved is None:
+            bad += 1
+        else:
+            revoked[proved[0]] = proved[1]
+    return revoked, bad
+
+
+def _self_revocation(entry: object, organization: str) -> tuple[str, str] | None:
+    """(key id, when) of one self-revocation that proves itself, else None."""
+    if not isinstance(entry, dict):
+        return None
+    try:
+        key = parse_key({**entry, "status": "retired"})
+    except VerificationError:
+        return None
+    at, signature = entry.get("revoked_at"), entry.get("signature")
+    if not isinstance(at, str) or parse_timestamp(at) is None or not isinstance(signature, str):
+        return None
+    message = self_revocation_message(organization, key.key_id, at)
+    return (key.key_id, at) if signature_valid(key.public_key, message, signature) else None
+
+
+@dataclass(frozen=True)
+class RevocationList:
+    """A revocation list that passed every check: the keys it revokes (id -> when) and when it
+    was issued."""
+
+    revoked: dict[str, str]
+    issued_at: str
+
+
+def _revocation_statement(text: str, organization: str) -> tuple[dict[str, str], str]:
+    """The list's revoked keys and issue time, from its canonical JSON statement."""
+    problem = VerificationError("the revocation list is malformed")
+    try:
+        statement = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise problem from exc
+    if not isinstance(statement, dict) or set(statement) != REVOCATIONS_FIELDS:
+        raise problem
+    if canonical_json(statement) != text.encode() or statement["purpose"] != REVOCATIONS_PURPOSE:
+        raise problem
+    if statement["organization"] != organization:
+        raise VerificationError(
+            f"the revocation list is for organisation {statement['organization']!r}, this device "
+            f"is enrolled in {organization!r}"
+        )
+    entries = statement["revoked"]
+    if not isinstance(entries, list) or parse_timestamp(statement["issued_at"]) is None:
+        raise problem
+    revoked: dict[str, str] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or set(entry) != {"key_id", "revoked_at"}:
+            raise problem
+        key_id, at = entry["key_id"], entry["revoked_at"]
+        if not isinstance(key_id, str) or not KEY_ID_RE.fullmatch(key_id):
+            raise problem
+        if parse_timestamp(at) is None:
+            raise problem
+        revoked[key_id] = at
+    return revoked, statement["issued_at"]
+
+
+def verify_revocations(
+    answer: Mapping[str, Any],
+    pinned: Mapping[str, str],
+    offered: list[Key],
+    revoked: Collection[str],
+    organization: str,
+    now: datetime,
+) -> RevocationList | None:
+    """The answer's revocation list if it is genuine; None when the answer carries none (a
+    server before revocations, or no key was ever revoked). VerificationError says why a list
+    is ignored.
+
+    Genuine: canonical JSON for this organisation, signed by a key this machine trusts (pinned,
+    or endorsed through pinned keys) that neither it nor the list revokes, and issued no later
+    than a day ahead of this machine's clock. Whether it is newer than the one the machine
+    holds is the caller's question (`newer_revocations`).
+    """
+    text = answer.get("revocations")
+    signature, key_id = answer.get("revocations_signature"), answer.get("revocations_key_id")
+    if text is None and signature is None and key_id is None:
+        return None
+    if not isinstance(text, str) or not isinstance(signature, str) or not isinstance(key_id, str):
+        raise VerificationError("the revocation list, its signature or its key id is missing")
+    listed, issued_at = _revocation_statement(text, organization)
+    # Every key the list or this machine revokes is left out of the trust that checks it.
+    untrusted = set(revoked) | set(listed)
+    trusted = {k: v for k, v in pinned.items() if k not in untrusted}
+    trusted.update(endorsed_keys(trusted, offered, untrusted)[0])
+    if key_id not in trusted:
+        why = "is revoked" if key_id in untrusted else "is not trusted by this machine"
+        raise VerificationError(f"the revocation list is signed by key {key_id}, which {why}")
+    if not signature_valid(trusted[key_id], text.encode(), signature):
+        raise VerificationError(f"the revocation list's signature by key {key_id} does not verify")
+    issued = parse_timestamp(issued_at)
+    assert issued is not None
+    if issued > now + MAX_CLOCK_SKEW:
+        raise VerificationError(
+            f"the revocation list was issued at {issued_at}, more than a day ahead of this "
+            "machine's clock"
+        )
+    return RevocationList(listed, issued_at)
+
+
+def newer_revocations(listed: RevocationList, held: str | None) -> bool:
+    """Whether a genuine list is newer than the one the machine holds (issued at `held`)."""
+    before = parse_timestamp(held)
+    issued = parse_timestamp(listed.issued_at)
+    assert issued is not None
+    return before is None or issued > before
+
+
+@dataclass(frozen=True)
+class KeyUpdate:
+    """What the server's key answer changes for this machine: the keys it trusts now (revoked
+    ones dropped, endorsed new ones added), every key it knows revoked, the newest list it holds,
+    why offered keys were not trusted, and what it ignored (a forged or stale list)."""
+
+    pinned: dict[str, str]
+    revoked: dict[str, str]
+    issued_at: str | None
+    reasons: dict[str, str] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)
+
+
+def key_update(
+    answer: Mapping[str, Any],
+    pinned: Mapping[str, str],
+    revoked: Mapping[str, str],
+    issued_at: str | None,
+    organization: str,
+    now: datetime,
+) -> KeyUpdate:
+    """The keys and revocations of a key answer (the key list or the enrolment answer), applied
+    to what the machine holds. Revocations only ever add up: a genuine list newer than the one
+    held adds its keys (and with it, pinned keys the answer does not list are dropped);
+    self-revocations add theirs; nothing un-revokes a key. A malformed key list is a
+    VerificationError, as it always was; a bad revocation list is only ignored."""
+    offered = parse_keys(answer.get("keys"))
+    known = dict(revoked)
+    proved, bad = self_revoked(answer.get("self_revocations"), organization)
+    known.update(proved)
+    ignored = [f"{bad} self-revocation(s) that do not verify"] if bad else []
+    try:
+        listed = verify_revocations(answer, pinned, offered, known, organization, now)
+    except VerificationError as exc:
+        listed = None
+        ignored.append(str(exc))
+    kept = dict(pinned)
+    if listed is not None:
+        if newer_revocations(listed, issued_at):
+            known.update({k: v for k, v in listed.revoked.items() if k not in known})
+            issued_at = listed.issued_at
+            # The server that issued it lists every key it did not revoke: a pinned key it does
+            # not list is none of the organisation's (say one a revoked key endorsed before this
+            # machine knew of the revocation), and goes too.
+            kept = {k: v for k, v in kept.items() if k in {key.key_id for key in offered}}
+        elif listed.issued_at != issued_at:
+            ignored.append(
+                f"the revocation list issued at {listed.issued_at} is older than the one this "
+                f"machine holds (issued at {issued_at})"
+            )
+    kept = {k: v for k, v in kept.items() if k not in known}
+    new, reasons = endorsed_keys(kept, offered, known)
+    return KeyUpdate({**kept, **new}, known, issued_at, reasons, ignored)

@@ -29,6 +29,7 @@ class Permission(StrEnum):
     PUBLISH = "publish"  # ask for a publish run
     RELEASE_MANAGE = "release.manage"  # roll back, start, promote or abort a rollout
     SIGNING_KEY_ROTATE = "signing_key.rotate"
+    SIGNING_KEY_REVOKE = "signing_key.revoke"  # a compromised key; re-signs what it signed
     FLEET_MANAGE = "fleet.manage"  # enrolment tokens, moving and revoking devices
     ORG_SETTINGS = "org.settings"  # approval and single sign-on requirements
     MEMBERS_MANAGE = "members.manage"  # invite, change roles, remove (not owners)

@@ -9,17 +9,19 @@ from typing import Any
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from policyhub.apis import MAX_INT, ErrorOut, ResilientScopedRateThrottle, body_too_large
+from policyhub.delivery.assignment import device_assignment
 from policyhub.delivery.authentication import DeviceCredentialAuthentication, calling_device
 from policyhub.fleet import services as fleet
+from policyhub.releases import signing
 from policyhub.releases.models import SigningKey
-from policyhub.releases.selectors import signing_keys_by_id
+from policyhub.releases.selectors import revocation_list, self_revoked_keys, signing_keys_by_id
 from policyhub.validators import plain_text
 
 TAGS = ["device"]
@@ -48,6 +50,28 @@ def _keys(organization_id: int) -> list[dict[str, Any]]:
     return list(KeyOut(signing_keys_by_id(organization_id), many=True).data)
 
 
+def _keys_answer(organization_id: int) -> dict[str, Any]:
+    """The keys machines may pin and the revocations they must honour, as the enrolment answer
+    and the key list carry them (agents before 0.3.1 read `keys` only and ignore the rest)."""
+    listed = revocation_list(organization_id)
+    return {
+        "keys": _keys(organization_id),
+        "revocations": listed.statement if listed else None,
+        "revocations_signature": listed.signature if listed else None,
+        "revocations_key_id": listed.signing_key.key_id if listed else None,
+        "self_revocations": [
+            {
+                "key_id": key.key_id,
+                "public_key": key.public_key,
+                "revoked_at": signing.timestamp(key.revoked_at),
+                "signature": key.self_revocation,
+            }
+            for key in self_revoked_keys(organization_id)
+            if key.revoked_at is not None
+        ],
+    }
+
+
 # A token, a host name, an OS and a version: a few hundred bytes.
 ENROLL_MAX_BYTES = 4096
 
@@ -59,8 +83,39 @@ class EnrollIn(serializers.Serializer[None]):
     codex_version = _text(64, allow_blank=True, allow_null=True, required=False, default="")
 
 
+class SelfRevocationOut(serializers.Serializer[Any]):
+    key_id = serializers.CharField()
+    public_key = serializers.CharField(
+        help_text="The revoked key's public half: its id is this key's sha256 prefix, so the "
+        "revocation proves itself without any other key."
+    )
+    revoked_at = serializers.CharField(help_text="UTC, ISO 8601, ending in Z.")
+    signature = serializers.CharField(
+        help_text="The revoked key's own Ed25519 signature (base64) of the canonical JSON "
+        '{"key_id", "organization", "purpose": "policyhub-key-self-revocation", "revoked_at"}.'
+    )
+
+
 class KeysOut(serializers.Serializer[Any]):
-    keys = KeyOut(many=True, help_text="Oldest first; each endorsed by the key before it.")
+    keys = KeyOut(
+        many=True,
+        help_text="Oldest first; each endorsed by the key before it, or after a revocation of "
+        "the active key by the newest retired key. Revoked keys are never listed.",
+    )
+    revocations = serializers.CharField(
+        allow_null=True,
+        help_text="Canonical JSON: purpose (policyhub-key-revocations), organization, revoked "
+        "([{key_id, revoked_at}]) and issued_at; null before any key was revoked.",
+    )
+    revocations_signature = serializers.CharField(
+        allow_null=True, help_text="Ed25519 signature of `revocations`, base64."
+    )
+    revocations_key_id = serializers.CharField(
+        allow_null=True, help_text="The key that signed `revocations`: the active key then."
+    )
+    self_revocations = SelfRevocationOut(
+        many=True, help_text="Each revoked key's signature over its own revocation."
+    )
 
 
 class EnrolledOut(KeysOut):
@@ -70,6 +125,10 @@ class EnrolledOut(KeysOut):
     )
     organization = serializers.CharField()
     team = serializers.CharField()
+    assignment = serializers.IntegerField(
+        help_text="The number of the team assignment the device starts with (see "
+        "device_assignment): the agent takes a move only with a higher one."
+    )
 
 
 class EnrollApi(APIView):
@@ -114,7 +173,8 @@ class EnrollApi(APIView):
                 "credential": credential,
                 "organization": device.organization.slug,
                 "team": device.team.path,
-                "keys": _keys(device.organization_id),
+                **_keys_answer(device.organization_id),
+                "assignment": device.assignment,
             },
             status=status.HTTP_201_CREATED,
         )
@@ -172,4 +232,36 @@ class KeysApi(APIView):
         operation_id="device_signing_keys", tags=TAGS, responses={200: KeysOut, 401: NO_DEVICE}
     )
     def get(self, request: Request) -> Response:
-        return Response({"keys": _keys(calling_device(request).organization_id)})
+        return Response(_keys_answer(calling_device(request).organization_id))
+
+
+class AssignmentOut(serializers.Serializer[Any]):
+    statement = serializers.CharField(
+        help_text="Canonical JSON: purpose, organization, device_id, team and serial (how "
+        "many times the device was moved)."
+    )
+    signature = serializers.CharField(help_text="Ed25519 signature of the statement, base64.")
+    key_id = serializers.CharField(help_text="The signing key, one of the organisation's keys.")
+
+
+class AssignmentApi(APIView):
+    """The organisation's signed word that this device belongs to its team: what lets the agent
+    take another team's release after a move, and refuse a replayed older move."""
+
+    authentication_classes = [DeviceCredentialAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="device_assignment",
+        tags=TAGS,
+        responses={
+            200: AssignmentOut,
+            401: NO_DEVICE,
+            404: OpenApiResponse(ErrorOut, description="The organisation has no signing key."),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        answer = device_assignment(calling_device(request).device_id)
+        if answer is None:
+            raise NotFound("the organisation has no signing key yet")
+        return Response(answer)

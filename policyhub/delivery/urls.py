@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/v1/device/enroll", apis.EnrollApi.as_view(), name="device-enroll"),
     path("api/v1/device/status", apis.StatusApi.as_view(), name="device-status"),
     path("api/v1/keys", apis.KeysApi.as_view(), name="signing-keys"),
+    path("api/v1/device/assignment", apis.AssignmentApi.as_view(), name="device-assignment"),
     path(
         "orgs/<slug:slug>/teams/<path:path>/codex.mobileconfig",
         views.team_mobileconfig,

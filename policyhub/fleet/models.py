@@ -89,6 +89,9 @@ class Device(models.Model):
     # `codex_version` as text that sorts as the version does (version_sort_key), "" when it is
     # not a version: the support window becomes a range in SQL. Written with codex_version.
     codex_sort_key = models.CharField(max_length=20, blank=True, editable=False)
+    # How many times the device was moved: the number of its signed team assignment, which the
+    # agent needs newer than the last it saw before it takes another team's release.
+    assignment = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -208,15 +208,16 @@ def device_move(*, device: Device, team_path: str, actor: Actor, reason: str = "
         )
     team = _team(device.organization, team_path)
     if team.pk != device.team_id:
-        before = device.team.path
+        before = {"team": device.team.path, "assignment": device.assignment}
         device.team = team
+        device.assignment += 1
         _device_save(
             device,
             "move",
-            ["team"],
+            ["team", "assignment"],
             actor=actor,
-            before={"team": before},
-            after={"team": team.path},
+            before=before,
+            after={"team": team.path, "assignment": device.assignment},
             reason=reason,
         )
     return device

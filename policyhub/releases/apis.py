@@ -29,6 +29,7 @@ from policyhub.apis import ERRORS, MAX_INT, CursorPage
 from policyhub.releases import selectors
 from policyhub.releases.models import PublishRun, Release, SigningKey
 from policyhub.releases.services.keys import signing_key_rotate
+from policyhub.releases.services.revocation import signing_key_revoke
 from policyhub.releases.services.rollback import release_rollback
 from policyhub.releases.services.rollout import (
     release_rollout_abort,
@@ -553,6 +554,8 @@ SIGNING_KEY_SHOWN = (
     "status",
     "created_at",
     "retired_at",
+    "revoked_at",
+    "revocation_reason",
     "endorsed_by",
     "endorsement",
 )
@@ -566,10 +569,15 @@ class SigningKeyOut(serializers.Serializer[Any]):
     status = serializers.ChoiceField(choices=SigningKey.Status.choices)
     created_at = serializers.DateTimeField()
     retired_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the key was revoked: it is trusted for nothing since."
+    )
+    revocation_reason = serializers.CharField(help_text="Why it was revoked (empty if not).")
     endorsed_by = serializers.CharField(
         source="endorsed_by.key_id",
         allow_null=True,
-        help_text="The key that was active when this one was made, and signed it.",
+        help_text="The key that signed this one when it was made: the key it replaced, or after "
+        "the active key was revoked the newest retired key (null: no key vouched for it).",
     )
     endorsement = serializers.CharField(
         help_text="That key's signature over this key's id and public half."
@@ -581,7 +589,8 @@ class SigningKeyFilter(django_filters.FilterSet):
 
 
 class SigningKeyListApi(OrgApiView):
-    """The organisation's signing keys, newest first: the active one and those it replaced."""
+    """The organisation's signing keys: the active one first, then those it replaced (retired
+    keys verify what they signed; revoked keys are trusted for nothing)."""
 
     queryset = SigningKey.objects.none()  # the model, for the schema
     serializer_class = SigningKeyOut
@@ -616,3 +625,64 @@ class SigningKeyRotateApi(OrgApiView):
     def post(self, request: Request, slug: str) -> Response:
         key = signing_key_rotate(actor=self.actor, organization=self.organization)
         return Response(SigningKeyOut(key).data, status=status.HTTP_201_CREATED)
+
+
+class SigningKeyRevokeIn(serializers.Serializer[None]):
+    reason = serializers.CharField(
+        max_length=2000,
+        validators=[plain_text],
+        help_text="Why the key is revoked (recorded with the revocation).",
+    )
+
+
+class SigningKeyRevocationOut(serializers.Serializer[Any]):
+    revoked = SigningKeyOut()
+    active = SigningKeyOut(help_text="The key that signs from now on (new if `rotated`).")
+    rotated = serializers.BooleanField(
+        help_text="The revoked key was the active one, so a new active key was made first."
+    )
+    reenrolment_needed = serializers.BooleanField(
+        help_text="No retired key was left to endorse the new active key: every machine must "
+        "be enrolled again before it applies another release."
+    )
+    teams_to_resign = serializers.IntegerField(
+        help_text="Teams that were served a release signed by a revoked key: each gets a new "
+        "revision with the same files, signed by the active key, from a worker."
+    )
+
+
+class SigningKeyRevokeApi(OrgApiView):
+    """Revoke a compromised key: machines stop trusting it, and every release a team is served
+    that it signed is signed again by the active key. Revoking the active key makes a new one
+    first, endorsed by the newest retired key that is not revoked (never by the revoked key)."""
+
+    required = {"POST": Permission.SIGNING_KEY_REVOKE}
+    doing = "revoke the organisation's signing keys"
+    serializer_class = SigningKeyRevokeIn
+
+    @extend_schema(
+        tags=TAGS,
+        request=SigningKeyRevokeIn,
+        responses={200: SigningKeyRevocationOut, **ERRORS},
+    )
+    def post(self, request: Request, slug: str, key_id: str) -> Response:
+        if selectors.signing_key_of(self.organization, key_id) is None:
+            raise Http404("no such signing key")
+        given = _given(SigningKeyRevokeIn, request)
+        revocation = signing_key_revoke(
+            actor=self.actor,
+            organization=self.organization,
+            key_id=key_id,
+            reason=given["reason"],
+        )
+        return Response(
+            SigningKeyRevocationOut(
+                {
+                    "revoked": revocation.revoked,
+                    "active": revocation.active,
+                    "rotated": revocation.rotated,
+                    "reenrolment_needed": revocation.reenrolment_needed,
+                    "teams_to_resign": revocation.teams_to_resign,
+                }
+            ).data
+        )

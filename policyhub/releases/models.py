@@ -29,6 +29,9 @@ class SigningKey(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active"  # signs new releases
         RETIRED = "retired"  # verifies releases it signed, signs nothing new
+        # Compromised: trusted for nothing any more. What it signed is signed again by the active
+        # key, and machines drop it from their pinned keys (releases/services/revocation.py).
+        REVOKED = "revoked"
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="signing_keys"
@@ -45,6 +48,11 @@ class SigningKey(models.Model):
     endorsement = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     retired_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revocation_reason = models.TextField(max_length=2000, blank=True)
+    # The key's own signature over its revocation (signing.self_revocation_message): a machine
+    # that trusts no other key of the organisation still learns that this one is revoked.
+    self_revocation = models.CharField(max_length=128, blank=True)
 
     class Meta:
         constraints = [
@@ -54,13 +62,35 @@ class SigningKey(models.Model):
                 name="one_active_signing_key",
             ),
             models.CheckConstraint(
-                condition=models.Q(status__in=["active", "retired"]),
+                condition=models.Q(status__in=["active", "retired", "revoked"]),
                 name="signing_key_status_valid",
+            ),
+            # A revoked key says when, and only a revoked key does.
+            models.CheckConstraint(
+                condition=models.Q(status="revoked", revoked_at__isnull=False)
+                | (~models.Q(status="revoked") & models.Q(revoked_at__isnull=True)),
+                name="signing_key_revoked_at_iff_revoked",
             ),
         ]
 
     def __str__(self) -> str:
         return f"{self.key_id} ({self.status})"
+
+
+class RevocationList(models.Model):
+    """The organisation's signed list of revoked keys, as machines are served it beside the keys:
+    issued anew, signed by the active key, at every revocation."""
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.CASCADE, related_name="revocation_list"
+    )
+    statement = models.TextField()  # canonical JSON (signing.revocations_message)
+    signature = models.CharField(max_length=128)
+    signing_key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="+")
+    issued_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"revocations of {self.organization_id} issued {self.issued_at:%Y-%m-%d %H:%M}"
 
 
 class PublishRun(models.Model):

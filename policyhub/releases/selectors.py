@@ -13,7 +13,13 @@ from django.db.models import Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from policyhub.accounts.models import Organization
-from policyhub.releases.models import PublishRun, Release, ReleaseVariant, SigningKey
+from policyhub.releases.models import (
+    PublishRun,
+    Release,
+    ReleaseVariant,
+    RevocationList,
+    SigningKey,
+)
 from policyhub.releases.services.signed import LEGACY_CODEX
 from providers.codex_versions import Span, Version, in_spans, parse_version
 
@@ -24,11 +30,53 @@ def signing_keys(organization: Organization) -> QuerySet[SigningKey]:
 
 
 def signing_keys_by_id(organization_id: int) -> QuerySet[SigningKey]:
-    """What machines pin: every key of the organisation, oldest first, with its endorser."""
+    """What machines pin: every key of the organisation that is not revoked, oldest first, with
+    its endorser. A revoked key is never offered again (agents before 0.3.1 would pin it anew
+    through its endorsement); the revocation list names it instead."""
     return (
         SigningKey.objects.filter(organization_id=organization_id)
+        .exclude(status=SigningKey.Status.REVOKED)
         .select_related("endorsed_by")
         .order_by("created_at", "id")
+    )
+
+
+def signing_key_of(organization: Organization, key_id: str) -> SigningKey | None:
+    return SigningKey.objects.filter(organization=organization, key_id=key_id).first()
+
+
+def revocation_list(organization_id: int) -> RevocationList | None:
+    """The organisation's newest signed list of revoked keys; None before any revocation."""
+    return (
+        RevocationList.objects.filter(organization_id=organization_id)
+        .select_related("signing_key")
+        .first()
+    )
+
+
+def self_revoked_keys(organization_id: int) -> QuerySet[SigningKey]:
+    """Revoked keys with their own signature over their revocation, oldest revocation first."""
+    return (
+        SigningKey.objects.filter(organization_id=organization_id, status=SigningKey.Status.REVOKED)
+        .exclude(self_revocation="")
+        .only("key_id", "public_key", "revoked_at", "self_revocation")
+        .order_by("revoked_at", "id")
+    )
+
+
+def releases_to_resign() -> QuerySet[Release]:
+    """Current releases that serve something signed by a revoked key: their own files, or, in a
+    staged rollout, the release the devices outside it get. Each needs signing again."""
+    revoked = SigningKey.Status.REVOKED
+    return Release.objects.filter(current=True).filter(
+        Q(signing_key__status=revoked)
+        | Q(rollout_percent__lt=100, previous__signing_key__status=revoked)
+    )
+
+
+def organizations_with_releases_to_resign() -> list[int]:
+    return list(
+        releases_to_resign().values_list("organization_id", flat=True).distinct().order_by()
     )
 
 

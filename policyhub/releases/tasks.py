@@ -9,10 +9,19 @@ from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import InterfaceError, OperationalError, transaction
 
-from policyhub.releases.selectors import publish_runs_stalled
+from policyhub.actors import Actor
+from policyhub.releases.selectors import (
+    organizations_with_releases_to_resign,
+    publish_runs_stalled,
+)
 from policyhub.releases.services.publishing import publish_run_execute, publish_runs_create_due
+from policyhub.releases.services.resign import releases_resign
+
+# Who re-signs what a revoked key signed when the revocation's own task was lost.
+KEY_REVOCATION = Actor.system("key-revocation")
 
 
 @shared_task(
@@ -66,3 +75,46 @@ def publish_due_change_sets_task() -> int:
     for run in runs:
         publish_run_enqueue(run.pk)
     return len(runs)
+
+
+# A re-signing after a revocation is a publish of every team the key signed for: the same limits.
+@shared_task(
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+    soft_time_limit=settings.PUBLISH_SOFT_TIME_LIMIT,
+    time_limit=settings.PUBLISH_TIME_LIMIT,
+)
+def releases_resign_task(
+    organization_id: int, actor_kind: str, actor_label: str, user_id: int | None
+) -> dict[str, object]:
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    done = releases_resign(
+        organization_id=organization_id, actor=Actor.recorded(actor_kind, actor_label, user)
+    )
+    return {"releases": done.releases, "teams": done.teams, "refused": done.refused}
+
+
+def releases_resign_enqueue(organization_id: int, actor: Actor) -> None:
+    """Re-sign, once the surrounding transaction commits, what the organisation's revoked keys
+    signed, in the name of `actor` (at once outside a transaction; in-process without a broker)."""
+    args = (organization_id, actor.kind.value, actor.label, actor.user.pk if actor.user else None)
+    transaction.on_commit(
+        lambda: releases_resign_task.apply_async(
+            args,
+            time_limit=None,  # type: ignore[arg-type]
+            soft_time_limit=None,  # type: ignore[arg-type]
+        )
+    )
+
+
+@shared_task
+def releases_resign_recover_task() -> list[int]:
+    """Celery beat, every minute: organisations that still serve a release signed by a revoked
+    key (the revocation's task was lost, say the broker was down at commit) are re-signed."""
+    organizations = organizations_with_releases_to_resign()
+    for organization_id in organizations:
+        releases_resign_enqueue(organization_id, KEY_REVOCATION)
+    return organizations

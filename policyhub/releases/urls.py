@@ -19,4 +19,9 @@ urlpatterns = [
     path(
         f"{ORG}signing-keys/rotate", apis.SigningKeyRotateApi.as_view(), name="signing-key-rotate"
     ),
+    path(
+        f"{ORG}signing-keys/<str:key_id>/revoke",
+        apis.SigningKeyRevokeApi.as_view(),
+        name="signing-key-revoke",
+    ),
 ]

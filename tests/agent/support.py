@@ -176,6 +176,30 @@ class FakeHub:
     fault: str | None = None
     seen: list[Seen] = field(default_factory=list)
     url: str = ""
+    # The signed team assignment it answers: the team (None: `team`), its number, and the key
+    # that signs it (None: `signer`).
+    assigned_team: str | None = None
+    assignment: int = 0
+    assignment_signer: Signer | None = None
+    # path -> (status, raw body) answered instead of the usual answer: a hostile server.
+    overrides: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+
+    def assignment_answer(self) -> dict[str, Any]:
+        signer = self.assignment_signer or self.signer
+        statement = canonical_json(
+            {
+                "device_id": self.device_id,
+                "organization": self.organization,
+                "purpose": "policyhub-device-assignment",
+                "serial": self.assignment,
+                "team": self.assigned_team or self.team,
+            }
+        )
+        return {
+            "statement": statement.decode(),
+            "signature": signer.sign(statement),
+            "key_id": signer.key_id,
+        }
 
     def publish(self, data: dict[str, Any] | bytes, etag: str | None = None) -> None:
         self.body = data if isinstance(data, bytes) else encode(data)
@@ -245,8 +269,13 @@ class _Handler(BaseHTTPRequestHandler):
         hub = self.hub
         if not self._authorised():
             return
-        if self.path == "/api/v1/keys":
+        if self.path in hub.overrides:
+            status, raw = hub.overrides[self.path]
+            self._reply(status, raw, {"ETag": '"hostile"'})
+        elif self.path == "/api/v1/keys":
             self._reply(200, json.dumps({"keys": hub.listed_keys}).encode())
+        elif self.path == "/api/v1/device/assignment":
+            self._reply(200, json.dumps(hub.assignment_answer()).encode())
         elif self.path == "/api/v1/device/bundle":
             if hub.fault:
                 self._fault(hub.fault)
@@ -273,6 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "organization": hub.organization,
                 "team": hub.team,
                 "keys": keys,
+                "assignment": hub.assignment,
             }
             self._reply(201, json.dumps(answer).encode())
         elif self.path == "/api/v1/device/status":

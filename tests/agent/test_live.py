@@ -17,7 +17,7 @@ import pytest
 
 from policyhub.fleet.models import Device
 from policyhub.fleet.selectors import device_statuses
-from policyhub.fleet.services import device_revoke, enrollment_token_create
+from policyhub.fleet.services import device_move, device_revoke, enrollment_token_create
 from policyhub.policies.services import policy_apply
 from policyhub.releases.models import Release
 from policyhub.releases.services.keys import signing_key_rotate
@@ -162,7 +162,7 @@ def test_enrol_sync_publish_and_revoke_against_the_real_server(
     device.refresh_from_db()
     assert (device.applied_revision, device.agent_version, device.errors) == (
         second.revision,
-        "0.3.0",
+        "0.3.1",
         [],
     )
     credential = json.loads((root / STATE / "state.json").read_text())["credential"]
@@ -263,3 +263,27 @@ def test_a_codex_newer_than_the_measured_end_applies_the_files_with_a_warning(
     assert again.returncode == 0, again.stderr
     assert "newer than" not in again.stderr
     assert json.loads(agent("status", "--json").stdout)["warnings"] == []
+
+
+def test_a_moved_device_takes_its_new_teams_release_on_the_servers_signed_word(
+    live_server: Any,
+    cast: dict[str, Any],
+    publish: Callable[..., Release],
+    new_token: Callable[[], str],
+    agent: Machine,
+) -> None:
+    publish()
+    assert agent("enroll", "--server", live_server.url, "--token", new_token()).returncode == 0
+    device = Device.objects.get()
+    assert device.assignment == 0
+    device_move(device=device, team_path="engineering", actor=acting(cast["admin"]))
+    device.refresh_from_db()
+    assert (device.team.path, device.assignment) == ("engineering", 1)
+    moved = agent("sync")
+    assert moved.returncode == 0, moved.stderr
+    there = Release.objects.get(organization=cast["acme"], team_path="engineering", current=True)
+    assert last_line(moved.stdout) == f"revision {there.revision} applied"
+    status = json.loads(agent("status", "--json").stdout)
+    assert status["team"] == "engineering"
+    state = json.loads((agent.root / STATE / "state.json").read_text())
+    assert state["assignment"] == 1 and state["high_water"]["engineering"] == there.revision

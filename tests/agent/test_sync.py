@@ -564,7 +564,10 @@ def test_a_new_key_endorsed_by_the_pinned_key_is_pinned_and_its_release_applied(
     assert new.key_id in json.loads(run(root, "status", "--json").out)["pinned_keys"]
     hub.publish(bundle(new, revision=3))
     assert last_line(run(root, "sync").out) == "revision 3 applied"
-    assert len(hub.requests("/api/v1/keys")) == 1  # pinned now: no second look-up
+    # The keys (and their revocations) are looked at before each new bundle (revisions 1, 2 and
+    # 3), not on a 304.
+    assert last_line(run(root, "sync").out) == "revision 3 unchanged"
+    assert len(hub.requests("/api/v1/keys")) == 3
 
 
 def test_an_endorsement_chain_through_an_intermediate_key_is_followed(
@@ -646,7 +649,7 @@ def test_the_status_report_carries_revision_os_agent_version_and_no_errors(
     (report,) = hub.requests(STATUS)
     assert report.headers["Authorization"] == f"Bearer {hub.credential}"
     body = report.body
-    assert (body["applied_revision"], body["agent_version"], body["errors"]) == (1, "0.3.0", [])
+    assert (body["applied_revision"], body["agent_version"], body["errors"]) == (1, "0.3.1", [])
     assert body["codex_version"] is None and 0 < len(body["os"]) <= 128
 
 

@@ -15,7 +15,7 @@ from policyhub.fleet.services import device_enroll, enrollment_token_create
 from policyhub.policies import document
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_apply
-from policyhub.releases.models import PublishRun, Release
+from policyhub.releases.models import PublishRun, Release, SigningKey
 from policyhub.releases.services.publishing import publish_run_execute
 from policyhub.releases.services.runs import publish_run_request
 from policyhub.teams.models import Team
@@ -80,6 +80,7 @@ def world(cast: dict[str, Any]) -> World:
             "change_set": change_set.pk,
             "publish_run": run.pk,
             "release": Release.objects.get(organization=acme, team_path="platform/ci").pk,
+            "signing_key": SigningKey.objects.get(organization=acme, status="active").key_id,
             "device": str(device.pk),
             "enrollment_token": token.pk,
             "section": "requirements",  # of a node's edit page

@@ -41,6 +41,7 @@ SETTINGS, MEMBERS, OWNERS = (
     Permission.OWNERS_MANAGE,
 )
 KEYS, TOKENS = Permission.SIGNING_KEY_ROTATE, Permission.API_TOKENS
+REVOKE = Permission.SIGNING_KEY_REVOKE
 AUDIT = Permission.AUDIT_VIEW
 
 API, PAGE, DEVICE, PUBLIC, ACCOUNT = "api", "page", "device", "public", "account"
@@ -121,6 +122,7 @@ ROUTES: dict[str, Route] = {
     "web-settings-name": Route(PAGE, {"POST": EDIT}, org()),
     "web-settings-codex": Route(PAGE, {"GET": VIEW, "POST": EDIT}, org()),
     "web-settings-signing-keys": Route(PAGE, {"GET": VIEW, "POST": KEYS}, org()),
+    "web-signing-key-revoke": Route(PAGE, {"POST": REVOKE}, org()),
     "web-settings-members": Route(PAGE, {"GET": VIEW}, org()),
     "web-member-role": Route(PAGE, {"POST": MEMBERS}, org(pk="membership")),
     "web-member-remove": Route(PAGE, {"POST": MEMBERS}, org(pk="membership")),
@@ -137,6 +139,7 @@ ROUTES: dict[str, Route] = {
     "device-enroll": Route(DEVICE, {"POST": None}),
     "device-status": Route(DEVICE, {"POST": None}),
     "signing-keys": Route(DEVICE, {"GET": None}),
+    "device-assignment": Route(DEVICE, {"GET": None}),
     # The organisation API.
     "org-list": Route(API, {"GET": None}),
     "org-detail": Route(API, {"GET": VIEW, "PATCH": SETTINGS}, org()),
@@ -187,6 +190,7 @@ ROUTES: dict[str, Route] = {
     "rollout-abort": Route(API, {"POST": RELEASES}, org()),
     "org-signing-keys": Route(API, {"GET": VIEW}, org()),
     "signing-key-rotate": Route(API, {"POST": KEYS}, org()),
+    "signing-key-revoke": Route(API, {"POST": REVOKE}, org(key_id="signing_key")),
     "fleet-teams": Route(API, {"GET": VIEW}, org()),
     "fleet-devices": Route(API, {"GET": VIEW}, org()),
     "fleet-codex-versions": Route(API, {"GET": VIEW}, org()),

@@ -80,7 +80,7 @@ from policyhub.fleet.services import (
 from policyhub.policies import document
 from policyhub.policies.models import PolicyNode, TeamEndpointUse
 from policyhub.policies.services import policy_apply, team_move
-from policyhub.releases.models import PublishRun
+from policyhub.releases.models import PublishRun, SigningKey
 from policyhub.releases.services.keys import signing_key_active, signing_key_rotate
 from policyhub.releases.services.publishing import (
     publish_run_create,
@@ -88,6 +88,8 @@ from policyhub.releases.services.publishing import (
     publish_runs_create_due,
     release_publish,
 )
+from policyhub.releases.services.resign import releases_resign
+from policyhub.releases.services.revocation import signing_key_revoke
 from policyhub.releases.services.rollback import release_rollback
 from policyhub.releases.services.rollout import (
     release_rollout_abort,
@@ -147,6 +149,10 @@ NOT_STATE_CHANGES = {
     f"{REL}.signed.releases_save": "a step of publishing and rollback, which audit each release",
     f"{REL}.signed.release_save": "a step of rollback and rollouts, which audit the change",
     f"{REL}.signed.release_state": "a read: what events record of a release",
+    f"{REL}.rollback.file_sets_retitled": "a read: a stored release's files under a new header, "
+    "which rollback and re-signing sign, store and audit",
+    f"{REL}.keys.signing_key_new": "builds an unsaved key, which rotation and revocation store "
+    "and audit",
     "policyhub.fleet.services.device_report_record": "telemetry: a device's status report",
     "policyhub.fleet.attachment.FleetOnTeams.deletion_refusal": "a read: refuses a deletion",
     "policyhub.delivery.services.fetch_record": "telemetry: a device's fetch, counted",
@@ -633,6 +639,27 @@ def signing_key_rotate_scenario(w: World, probe: Probe) -> None:
     probe.run(_admin(w), lambda: signing_key_rotate(actor=_admin(w), organization=w.acme))
 
 
+def _active_key(w: World) -> str:
+    return SigningKey.objects.get(organization=w.acme, status="active").key_id
+
+
+def signing_key_revoke_scenario(w: World, probe: Probe) -> None:
+    # The active key: a new one is made, the list signed; re-signing is the worker's, below.
+    key_id = _active_key(w)
+    probe.run(
+        _admin(w),
+        lambda: signing_key_revoke(
+            actor=_admin(w), organization=w.acme, key_id=key_id, reason="leaked"
+        ),
+    )
+
+
+def releases_resign_scenario(w: World, probe: Probe) -> None:
+    # Revoked inside the test's transaction: the worker it hands over to never ran.
+    signing_key_revoke(actor=OPERATOR, organization=w.acme, key_id=_active_key(w), reason="x")
+    probe.run(_admin(w), lambda: releases_resign(organization_id=w.acme.pk, actor=_admin(w)))
+
+
 def signing_key_active_scenario(w: World, probe: Probe) -> None:
     # The other organisation has published nothing: its first key is made now.
     other = Organization.objects.get(slug="other")
@@ -788,6 +815,8 @@ SCENARIOS: dict[str, Scenario] = {
     f"{CHANGES}.change_sets_publish_due": change_sets_publish_due_scenario,
     f"{REL}.keys.signing_key_rotate": signing_key_rotate_scenario,
     f"{REL}.keys.signing_key_active": signing_key_active_scenario,
+    f"{REL}.revocation.signing_key_revoke": signing_key_revoke_scenario,
+    f"{REL}.resign.releases_resign": releases_resign_scenario,
     f"{REL}.publishing.publish_run_create": publish_run_create_scenario,
     f"{REL}.publishing.publish_runs_create_due": publish_runs_create_due_scenario,
     f"{REL}.publishing.publish_run_execute": publish_run_execute_scenario,
@@ -906,6 +935,22 @@ REFUSALS: dict[str, tuple[Callable[..., object], Callable[[World, Probe], None]]
         "viewer",
         NotPermitted,
         lambda w, a: signing_key_rotate(actor=a, organization=w.acme),
+    ),
+    "a revocation without a reason": _refused(
+        signing_key_revoke,
+        "admin",
+        ApplicationError,
+        lambda w, a: signing_key_revoke(
+            actor=a, organization=w.acme, key_id=_active_key(w), reason=" "
+        ),
+    ),
+    "an auditor revoking a signing key": _refused(
+        signing_key_revoke,
+        "auditor",
+        NotPermitted,
+        lambda w, a: signing_key_revoke(
+            actor=a, organization=w.acme, key_id=_active_key(w), reason="x"
+        ),
     ),
     "a rollback to a revision that does not exist": _refused(
         release_rollback,

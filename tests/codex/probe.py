@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, cast
 
 from policyhub.policies import schema
 from providers.codex_versions import (
@@ -202,7 +203,8 @@ def compare(before: Measurement, after: Measurement) -> Difference:
             values={key: frozenset(found) for key, found in sorted(values.items())},
             fatal_config_values={key: frozenset(found) for key, found in sorted(fatal.items())},
             builtin_providers=providers,
-            **flags,
+            # Only the boolean flags of Change (FLAGS), by name.
+            **cast("dict[str, Any]", flags),
         )
     return Difference(before, after, entry, unexpressed)
 

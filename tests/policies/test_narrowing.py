@@ -109,7 +109,7 @@ def test_a_team_may_narrow_a_table(case: str) -> None:
 
 def test_new_thread_defaults_merge_key_by_key() -> None:
     text = (
-        f"{HEAD}\n[requirements.models.new_thread]\nmodel = \"gpt-5.5\"\n"
+        f'{HEAD}\n[requirements.models.new_thread]\nmodel = "gpt-5.5"\n'
         'model_reasoning_effort = "high"\nservice_tier = "flex"\n'
         '[teams.t.requirements.models.new_thread]\nmodel = "gpt-5.5-mini"\n'
     )

@@ -401,6 +401,8 @@ def test_signing_keys_are_listed_and_rotated_without_private_material(
         "status",
         "created_at",
         "retired_at",
+        "revoked_at",
+        "revocation_reason",
         "endorsed_by",
         "endorsement",
     }
@@ -421,6 +423,60 @@ def test_signing_keys_are_listed_and_rotated_without_private_material(
     retired = api.get(f"{ORG}/signing-keys", {"status": "retired"}).json()["results"]
     assert [k["key_id"] for k in retired] == [first["key_id"]]
     assert api.get(f"{ORG}/signing-keys", {"status": "lost"}).status_code == 400
+
+
+def test_a_compromised_key_is_revoked_and_what_it_signed_signed_again(
+    published: dict[str, Any], django_capture_on_commit_callbacks: Any
+) -> None:
+    api = published["admin_api"]
+    (first,) = api.get(f"{ORG}/signing-keys").json()["results"]
+    second = api.post(f"{ORG}/signing-keys/rotate").json()
+    revoke = f"{ORG}/signing-keys/{first['key_id']}/revoke"
+    missing = api.post(revoke, {}, format="json")
+    assert missing.status_code == 400 and "reason" in missing.json()["errors"]
+    blank = api.post(revoke, {"reason": "  "}, format="json")
+    assert blank.status_code == 400 and "reason" in blank.json()["errors"]
+    unknown = api.post(f"{ORG}/signing-keys/0123456789abcdef/revoke", {"reason": "x"})
+    assert unknown.status_code == 404
+    # Only the outsider's own organisation, where acme's key is not found.
+    outsider = published["outsider_api"].post(
+        f"/api/v1/orgs/other/signing-keys/{first['key_id']}/revoke", {"reason": "x"}
+    )
+    assert outsider.status_code == 404
+    refused = published["auditor_api"].post(revoke, {"reason": "x"}, format="json")
+    assert refused.status_code == 403
+    with django_capture_on_commit_callbacks(execute=True):
+        done = api.post(revoke, {"reason": "private key in a public gist"}, format="json")
+    assert done.status_code == 200, done.json()
+    answer = done.json()
+    assert answer["revoked"]["key_id"] == first["key_id"]
+    assert answer["revoked"]["status"] == "revoked" and answer["revoked"]["revoked_at"]
+    assert answer["revoked"]["revocation_reason"] == "private key in a public gist"
+    assert answer["active"]["key_id"] == second["key_id"]
+    assert (answer["rotated"], answer["reenrolment_needed"]) == (False, False)
+    assert answer["teams_to_resign"] == 3  # every team was published with the first key
+    current = Release.objects.filter(current=True)
+    assert {r.signing_key.key_id for r in current} == {second["key_id"]}
+    assert Release.objects.get(team_path=TEAM, current=True).revision == 3
+    listed = api.get(f"{ORG}/signing-keys", {"status": "revoked"}).json()["results"]
+    assert [k["key_id"] for k in listed] == [first["key_id"]]
+    again = api.post(revoke, {"reason": "again"}, format="json")
+    assert again.status_code == 400 and "key_id" in again.json()["errors"]
+
+
+def test_revoking_the_active_key_through_the_api_says_machines_must_enrol_again(
+    published: dict[str, Any], django_capture_on_commit_callbacks: Any
+) -> None:
+    api = published["admin_api"]
+    (only,) = api.get(f"{ORG}/signing-keys").json()["results"]
+    with django_capture_on_commit_callbacks(execute=True):
+        done = api.post(
+            f"{ORG}/signing-keys/{only['key_id']}/revoke", {"reason": "leaked"}, format="json"
+        )
+    answer = done.json()
+    assert (answer["rotated"], answer["reenrolment_needed"]) == (True, True)
+    assert answer["active"]["status"] == "active" and answer["active"]["endorsed_by"] is None
+    assert answer["active"]["key_id"] != only["key_id"]
 
 
 # --- who may -------------------------------------------------------------------------------

@@ -173,6 +173,7 @@ def test_every_beat_entry_names_a_registered_task() -> None:
     assert names == {
         "policyhub.releases.tasks.publish_due_change_sets_task",
         "policyhub.releases.tasks.publish_runs_recover_task",
+        "policyhub.releases.tasks.releases_resign_recover_task",
     }
     assert names <= set(app.tasks)
 

@@ -442,6 +442,58 @@ def test_rotate_the_signing_key(
         admin.get(url("web-settings-signing-keys"))
 
 
+def test_revoke_a_compromised_signing_key(
+    client: Client, world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    people = world.ids["people"]
+    acme = people["acme"]
+    first = SigningKey.objects.get(organization=acme, status="active")
+    admin = signed_in(client, people["admin"])
+    html = admin.get(url("web-settings-signing-keys")).content.decode()
+    assert "Revoke a compromised key" in html and url("web-signing-key-revoke") in html
+    assert f'<option value="{first.key_id}">' in html and "data-confirm" in html
+    for data, why in (
+        ({"key_id": first.key_id, "reason": ""}, "This field is required."),
+        ({"key_id": "0123456789abcdef", "reason": "lost"}, "no signing key"),
+    ):
+        refused = admin.post(url("web-signing-key-revoke"), data)
+        assert refused.status_code == 400 and why in refused.content.decode(), data
+    assert SigningKey.objects.get(pk=first.pk).status == "active"
+    with django_capture_on_commit_callbacks() as handed_over:
+        done = admin.post(
+            url("web-signing-key-revoke"),
+            {"key_id": first.key_id, "reason": "laptop stolen"},
+            follow=True,
+        )
+    assert len(handed_over) == 1  # the re-signing, for a worker once this commits
+    first.refresh_from_db()
+    new = SigningKey.objects.get(organization=acme, status="active")
+    assert (first.status, first.revocation_reason) == ("revoked", "laptop stolen")
+    page = done.content.decode()
+    assert f"Key {first.key_id} is revoked" in page
+    assert f"new active key {new.key_id} is endorsed by no key" in page
+    assert "must be enrolled again" in page and "laptop stolen" in page
+    # Until the worker has re-signed them, the page says how many teams wait.
+    assert "3 teams still get a release signed by a revoked key" in page
+    # The revoked key is no longer offered.
+    assert f'<option value="{first.key_id}">' not in page
+
+
+def test_a_revocation_needs_the_permission_and_the_csrf_token(world: World) -> None:
+    people = world.ids["people"]
+    key = SigningKey.objects.get(organization=people["acme"], status="active")
+    viewer = signed_in(Client(), people[Role.VIEWER])
+    assert (
+        "Revoke a compromised key"
+        not in viewer.get(url("web-settings-signing-keys")).content.decode()
+    )
+    data = {"key_id": key.key_id, "reason": "x"}
+    assert viewer.post(url("web-signing-key-revoke"), data).status_code == 403
+    forged = signed_in(Client(enforce_csrf_checks=True), people["admin"])
+    assert forged.post(url("web-signing-key-revoke"), data).status_code == 403
+    assert SigningKey.objects.get(pk=key.pk).status == "active"
+
+
 @pytest.mark.parametrize("name", PAGES)
 def test_query_counts_are_fixed(
     client: Client, world: World, django_assert_max_num_queries: Any, name: str

@@ -1,4 +1,5 @@
-"""Writes of signing keys: rotation, and the active key made on first use."""
+"""Writes of signing keys: rotation, and the active key made on first use (revocation, which
+also re-signs releases, is services/revocation.py)."""
 
 from __future__ import annotations
 
@@ -45,19 +46,8 @@ def _rotate(organization: Organization, actor: Actor) -> SigningKey:
         retired.status, retired.retired_at = SigningKey.Status.RETIRED, timezone.now()
         retired.full_clean()
         retired.save(update_fields=["status", "retired_at"])
-    key_id, public_key, encrypted = signing.generate()
-    key = SigningKey(
-        organization=organization,
-        key_id=key_id,
-        public_key=public_key,
-        private_key_encrypted=encrypted,
-    )
-    if retired is not None:
-        # Machines pinned the old key; its signature over the new one lets them trust it.
-        key.endorsed_by = retired
-        key.endorsement = signing.sign(
-            retired.private_key_encrypted, signing.endorsement_message(key_id, public_key)
-        )
+    # Machines pinned the old key; its signature over the new one lets them trust it.
+    key = signing_key_new(organization, endorser=retired)
     key.full_clean()
     key.save()
     audit_record(
@@ -65,8 +55,27 @@ def _rotate(organization: Organization, actor: Actor) -> SigningKey:
         actor=actor,
         action="signing_key.rotate",
         object_type="signing_key",
-        object_key=key_id,
+        object_key=key.key_id,
         before={"key_id": retired.key_id, "status": "retired"} if retired else None,
-        after={"key_id": key_id, "public_key": public_key},
+        after={"key_id": key.key_id, "public_key": key.public_key},
     )
+    return key
+
+
+def signing_key_new(organization: Organization, *, endorser: SigningKey | None) -> SigningKey:
+    """A new, unsaved active key, endorsed by `endorser` (its signature over the new key's id and
+    public half) when one is given; its caller retires or revokes the old key, stores the new one
+    and records both."""
+    key_id, public_key, encrypted = signing.generate()
+    key = SigningKey(
+        organization=organization,
+        key_id=key_id,
+        public_key=public_key,
+        private_key_encrypted=encrypted,
+    )
+    if endorser is not None:
+        key.endorsed_by = endorser
+        key.endorsement = signing.sign(
+            endorser.private_key_encrypted, signing.endorsement_message(key_id, public_key)
+        )
     return key

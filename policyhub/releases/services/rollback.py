@@ -61,31 +61,12 @@ def release_rollback(
         )
     _covers_window(organization, target)
     revision = (team.aggregate(top=Max("revision"))["top"] or 0) + 1
-    label = f"{organization.slug}/{team_path}"
-
-    def retitled(files: dict[str, str]) -> dict[str, bytes]:
-        return {
-            name: retitle(text.encode(), team=label, revision=str(revision))
-            for name, text in files.items()
-        }
-
-    # Every set of the target, under the new revision: bodies, digests and versions are kept.
-    sets = [
-        FileSet(
-            retitled(target.files),
-            json.loads(target.manifest)["content_digest"],
-            target.codex or LEGACY_CODEX,
-        ),
-        *(
-            FileSet(retitled(v.files), v.content_digest, v.codex)
-            for v in target.variants.order_by("id")
-        ),
-    ]
     release, variants = signed_release(
         organization=organization,
         team_path=team_path,
         revision=revision,
-        sets=sets,
+        # Every set of the target, under the new revision: bodies, digests and versions are kept.
+        sets=file_sets_retitled(target, revision=revision),
         content_digest=target.content_digest,
         key=signing_key_active(organization=organization, actor=actor),
         previous=current,
@@ -113,6 +94,28 @@ def release_rollback(
         reason=reason,
     )
     return release
+
+
+def file_sets_retitled(release: Release, *, revision: int) -> list[FileSet]:
+    """Every file set of a stored release, the release's own first, for signing again under
+    `revision`: only the header lines change (they name the revision); bodies, digests and Codex
+    versions are the release's (a rollback, a re-signing after a key's revocation)."""
+    label = f"{release.organization.slug}/{release.team_path}"
+
+    def retitled(files: dict[str, str]) -> dict[str, bytes]:
+        return {
+            name: retitle(text.encode(), team=label, revision=str(revision))
+            for name, text in files.items()
+        }
+
+    return [
+        FileSet(
+            retitled(release.files),
+            json.loads(release.manifest)["content_digest"],
+            release.codex or LEGACY_CODEX,
+        ),
+        *(FileSet(retitled(v.files), v.content_digest, v.codex) for v in release.variants.all()),
+    ]
 
 
 def _covers_window(organization: Organization, target: Release) -> None:

@@ -12,7 +12,7 @@ from policyhub.accounts.selectors import organization_lock
 from policyhub.actors import Actor
 from policyhub.audit.services import audit_record
 from policyhub.errors import ApplicationError
-from policyhub.releases.models import Release
+from policyhub.releases.models import Release, SigningKey
 from policyhub.releases.services.signed import release_save, release_state
 from providers.base import Issue
 
@@ -40,6 +40,13 @@ def release_rollout_start(
             f"revision {release.revision} is the first release of team {team_path}: there is no earlier "
             "release for the devices outside a staged rollout",
             [Issue("error", "team", "no previous release to fall back to")],
+        )
+    if previous.signing_key.status == SigningKey.Status.REVOKED:
+        raise ApplicationError(
+            f"revision {previous.revision} of team {team_path}, which the devices outside a staged "
+            f"rollout would get, was signed by the revoked key {previous.signing_key.key_id}: "
+            "machines refuse it; publish or roll back first",
+            [Issue("error", "team", "the release to fall back to was signed by a revoked key")],
         )
     before = release_state(release)
     release.rollout_percent, release.previous = percent, previous
@@ -108,7 +115,7 @@ def _locked(organization: Organization, actor: Actor) -> Organization:
 def _current(organization: Organization, team_path: str) -> Release:
     release = (
         Release.objects.filter(organization=organization, team_path=team_path, current=True)
-        .select_related("previous")
+        .select_related("previous__signing_key")
         .first()
     )
     if release is None:

@@ -1,5 +1,6 @@
 """Organisation settings: its name and rules (approval, single sign-on), the Codex support window
-and the signing keys; members, invitations and API tokens are in `settings_people`.
+and the signing keys (rotation and revocation); members, invitations and API tokens are in
+`settings_people`.
 
 Everyone may read what is not secret; each form is offered only to a role that may use it. The
 name and the Codex window belong to the policy, so editing them goes into the editor's own
@@ -27,8 +28,9 @@ from policyhub.policies.document import codex_window
 from policyhub.policies.domain import Json
 from policyhub.policies.window import window_unmeasured
 from policyhub.releases.models import SigningKey
-from policyhub.releases.selectors import signing_keys
+from policyhub.releases.selectors import releases_to_resign, signing_keys
 from policyhub.releases.services.keys import signing_key_rotate
+from policyhub.releases.services.revocation import signing_key_revoke
 from policyhub.validators import plain_text
 from policyhub.web.pages import OrgPage, Refusal, keyset_page, org_page
 from policyhub.web.views.settings_people import form_refusal
@@ -282,20 +284,58 @@ def codex_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
 # --- signing keys -------------------------------------------------------------------------------
 
 
+class RevokeKeyForm(forms.Form):
+    key_id = forms.CharField(max_length=32, label="Key")
+    reason = forms.CharField(max_length=2000, validators=[plain_text], label="Reason")
+
+
 @org_page(post=Permission.SIGNING_KEY_ROTATE)
 def signing_keys_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
     """The keys releases are signed with: the active one and those it replaced, which still
-    verify what they signed; rotating makes a new active key, endorsed by the old one."""
+    verify what they signed, and the revoked ones, which verify nothing; rotating makes a new
+    active key, endorsed by the old one; revoking is signing_key_revoke_view."""
     if request.method == "POST":
         key = signing_key_rotate(actor=page.actor, organization=page.org)
         messages.success(request, f"Key {key.key_id} now signs new releases.")
         return redirect("web-settings-signing-keys", page.org.slug)
+    return _signing_keys(request, page)
+
+
+def _signing_keys(
+    request: HttpRequest,
+    page: OrgPage,
+    *,
+    revoke: RevokeKeyForm | None = None,
+    revoke_refused: Refusal | None = None,
+    status: int = 200,
+) -> HttpResponse:
     keys = (
         signing_keys(page.org)
         .select_related("endorsed_by")
-        .only("id", "key_id", "status", "created_at", "retired_at", "endorsed_by__key_id")
+        .only(
+            "id",
+            "key_id",
+            "status",
+            "created_at",
+            "retired_at",
+            "revoked_at",
+            "revocation_reason",
+            "endorsed_by__key_id",
+        )
     )
     listed = keyset_page(request, keys, key="id", descending=True, cast=int)
+    revoked = SigningKey.Status.REVOKED
+    revocable = (
+        list(signing_keys(page.org).exclude(status=revoked).only("key_id", "status"))
+        if page.can.signing_key__revoke
+        else []
+    )
+    # Only once a key was revoked can a team still be served what one signed.
+    awaiting = (
+        releases_to_resign().filter(organization=page.org).count()
+        if any(key.status == revoked for key in listed.items)
+        else 0
+    )
     return render(
         request,
         "web/settings/signing_keys.html",
@@ -305,8 +345,53 @@ def signing_keys_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
             "tab": "signing-keys",
             "listed": listed,
             "active": SigningKey.Status.ACTIVE,
+            "revoked": revoked,
+            "revocable": revocable,
+            "awaiting_resign": awaiting,
+            "revoke": revoke or RevokeKeyForm(),
+            "revoke_refused": revoke_refused,
         },
+        status=status,
     )
+
+
+@require_POST
+@org_page(post=Permission.SIGNING_KEY_REVOKE)
+def signing_key_revoke_view(request: HttpRequest, page: OrgPage) -> HttpResponse:
+    """Revoke a compromised key (signing_key_revoke); the page says what it did."""
+    form = RevokeKeyForm(request.POST)
+    if not form.is_valid():
+        return _signing_keys(request, page, revoke=form, status=400)
+    try:
+        done = signing_key_revoke(
+            actor=page.actor,
+            organization=page.org,
+            key_id=form.cleaned_data["key_id"].strip(),
+            reason=form.cleaned_data["reason"],
+        )
+    except NotPermitted:
+        raise
+    except ApplicationError as exc:
+        refused = form_refusal(form, exc, {"key_id": "key_id", "reason": "reason"})
+        return _signing_keys(request, page, revoke=form, revoke_refused=refused, status=400)
+    said = f"Key {done.revoked.key_id} is revoked: machines stop trusting it."
+    if done.reenrolment_needed:
+        said += (
+            f" The new active key {done.active.key_id} is endorsed by no key, so every machine "
+            "must be enrolled again before it applies another release."
+        )
+    elif done.rotated and done.active.endorsed_by is not None:
+        said += (
+            f" The new active key {done.active.key_id} is endorsed by retired key "
+            f"{done.active.endorsed_by.key_id}."
+        )
+    if done.teams_to_resign:
+        said += (
+            f" {done.teams_to_resign} team(s) get their release signed again by "
+            f"{done.active.key_id}."
+        )
+    messages.success(request, said)
+    return redirect("web-settings-signing-keys", page.org.slug)
 
 
 urlpatterns = [
@@ -317,6 +402,11 @@ urlpatterns = [
         "orgs/<slug:slug>/settings/signing-keys/",
         signing_keys_page,
         name="web-settings-signing-keys",
+    ),
+    path(
+        "orgs/<slug:slug>/settings/signing-keys/revoke/",
+        signing_key_revoke_view,
+        name="web-signing-key-revoke",
     ),
     *people_urlpatterns,
 ]
