@@ -13,6 +13,7 @@ from policyhub.credentials import (
     API_TOKEN_PREFIX,
     DEVICE_PREFIX,
     ENROLLMENT_PREFIX,
+    FETCH_PREFIX,
     INVITATION_PREFIX,
 )
 
@@ -26,13 +27,14 @@ def _character(characters: str) -> str:
     return f"(?:[{re.escape(characters)}]|%(?:25)*(?:{codes}))"
 
 
-# Device credentials (phd_), enrolment tokens (phe_), API tokens (pht_) and invitations (phi_)
-# (policyhub.credentials); the native channel carries the credential in its URL, so request
+# Device credentials (phd_) and their fetch credentials (phf_), enrolment tokens (phe_), API
+# tokens (pht_) and invitations (phi_) (policyhub.credentials); the native channel carries a
+# credential in its URL, so request
 # lines, Referers and Django's "Unauthorized: /config-server/..." would show it. Matched in any
 # encoding and letter case (hex digits too), the prefix kept as written. The prefixes differ only
-# in their third character, so they are matched a column at a time (p, h, [deti], _): three
-# times faster than as four alternatives.
-_PREFIXES = (DEVICE_PREFIX, ENROLLMENT_PREFIX, API_TOKEN_PREFIX, INVITATION_PREFIX)
+# in their third character, so they are matched a column at a time (p, h, [detfi], _): three
+# times faster than as five alternatives.
+_PREFIXES = (DEVICE_PREFIX, FETCH_PREFIX, ENROLLMENT_PREFIX, API_TOKEN_PREFIX, INVITATION_PREFIX)
 _SECRET_RE = re.compile(
     "("
     + "".join(_character("".join(column)) for column in zip(*_PREFIXES, strict=True))

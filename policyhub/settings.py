@@ -6,6 +6,8 @@ Defaults make `make run` work with no services: SQLite and in-process tasks. Pro
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -356,11 +358,18 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# Delivery. Device lookups and release bodies are held in each web process and dropped the
-# moment PostgreSQL announces a change (LISTEN/NOTIFY); on SQLite every fetch reads the database.
+# Delivery. Fetches are answered from the host's delivery index, one SQLite file per host and
+# database that every web process reads and one of them keeps current from PostgreSQL's change
+# announcements (LISTEN/NOTIFY; delivery/cache.py); on SQLite every fetch reads the database.
 DELIVERY_CACHE = env_bool("DELIVERY_CACHE", DATABASES["default"]["ENGINE"].endswith("postgresql"))
-# Even without an announcement, a cached entry is re-read after this long.
+# Where the index lives: a directory private to the server's user, on a local disk.
+DELIVERY_INDEX_DIR = os.environ.get(
+    "DELIVERY_INDEX_DIR", os.path.join(tempfile.gettempdir(), f"policyhub-delivery-{os.getuid()}")
+)
+# How long a process trusts PostgreSQL's word that a credential is no device.
 DELIVERY_CACHE_SECONDS = env_int("DELIVERY_CACHE_SECONDS", 300)
+# Team entries each process keeps decoded (the rest are read from the index when used).
+DELIVERY_TEAM_ENTRIES = env_int("DELIVERY_TEAM_ENTRIES", 500)
 # Fetch counts (last seen, revision served) are written in batches at most this often.
 DELIVERY_FLUSH_SECONDS = env_int("DELIVERY_FLUSH_SECONDS", 2)
 # An agent's status report is a few hundred bytes; anything past this is refused with 413.

@@ -15,12 +15,13 @@ from policyhub_agent import __version__, files, hook, state, sync
 from policyhub_agent.errors import AgentError, NotEnrolled, UsageError
 from policyhub_agent.sync import Output
 
-# Belt and braces: whatever a message says, a device credential never reaches the terminal.
-_CREDENTIAL = re.compile(r"phd_[A-Za-z0-9._~-]+")
+# Belt and braces: whatever a message says, a device credential (or its fetch credential) never
+# reaches the terminal.
+_CREDENTIAL = re.compile(r"(ph[df]_)[A-Za-z0-9._~-]+")
 
 
 def _redact(text: str) -> str:
-    return _CREDENTIAL.sub("phd_<redacted>", text)
+    return _CREDENTIAL.sub(r"\1<redacted>", text)
 
 
 def _printable(text: str) -> str:

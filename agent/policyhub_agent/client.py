@@ -137,6 +137,19 @@ class Client:
         response = self._call("team assignment", "GET", "/api/v1/device/assignment", None, (200,))
         return _json_object("team assignment", response.body)
 
+    def rotate_credential(self, new_credential: str) -> dict[str, Any]:
+        """Replace this device's credential with `new_credential`; the answer names the new
+        fetch credential. From then on this client authenticates with the new credential."""
+        body = {"credential": new_credential}
+        response = self._call(
+            "credential rotation", "POST", "/api/v1/device/credential", body, (200,)
+        )
+        self._credential = new_credential
+        return _json_object("credential rotation", response.body)
+
+    def use_credential(self, credential: str) -> None:
+        self._credential = credential
+
     def post_status(self, body: dict[str, Any]) -> None:
         """Report what this device applied and what went wrong."""
         self._call("status report", "POST", "/api/v1/device/status", body, (204, 200))

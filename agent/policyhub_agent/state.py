@@ -62,6 +62,12 @@ class State:
     # When the newest revocation list this machine verified was issued (None: none yet); an
     # older or equal one is ignored.
     revocations_issued_at: str | None = None
+    # The fetch-only credential the native channel's URL carries in requirements.toml, which
+    # every local user can read (None: a server or an enrolment from before they existed; the
+    # sync then rotates the credential to get one).
+    fetch_credential: str | None = None
+    # A new credential sent to the server, not yet confirmed: taken if the old one is refused.
+    pending_credential: str | None = None
 
 
 def load(path: Path) -> State | None:

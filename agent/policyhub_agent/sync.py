@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
 import os
 import random
 import re
+import secrets
 import time
 import tomllib
 import uuid
@@ -20,6 +23,7 @@ from policyhub_agent.errors import (
     AgentError,
     MalformedAnswer,
     NotEnrolled,
+    ServerError,
     UnknownSigningKey,
     UsageError,
     VerificationError,
@@ -46,6 +50,18 @@ class Output:
 
 def native_channel_url(server: str, credential: str) -> str:
     return f"{server}/config-server/{credential}"
+
+
+def new_credential() -> str:
+    """A device credential as the server makes them: 256 random bits, URL-safe."""
+    return "phd_" + secrets.token_urlsafe(32)
+
+
+def fetch_credential(credential: str) -> str:
+    """The fetch-only credential of a device credential, derived as the server derives it (an
+    HMAC keyed by the credential): it opens the native channel's fetch and nothing else."""
+    mac = hmac.digest(credential.encode(), b"policyhub fetch credential", "sha256")
+    return "phf_" + base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
 
 def _toml_string(value: str) -> str:
@@ -100,7 +116,8 @@ def _targets(
     requirements = requirements_text(
         bundle.files[verify.REQUIREMENTS],
         server=current.server,
-        credential=current.credential,
+        # A server from before fetch credentials knows only the device credential.
+        credential=current.fetch_credential or current.credential,
         native=_native(current, bundle, codex),
     )
     targets = {
@@ -398,6 +415,7 @@ def run_sync(layout: files.Layout, current: State, out: Output) -> str:
     current.last_attempt = state.now()
     try:
         try:
+            _fetch_credential_ensured(layout, current, client, out)
             message, notes = _pull(layout, current, client, codex_version, out)
         except OSError as exc:  # a file the agent must read or replace is out of its reach
             where = f" {exc.filename}" if exc.filename else ""
@@ -420,6 +438,42 @@ def run_sync(layout: files.Layout, current: State, out: Output) -> str:
     state.save(layout.state_file, current)
     _post_status(client, current, codex_version, notes, out)
     return message
+
+
+def _fetch_credential_ensured(
+    layout: files.Layout, current: State, client: Client, out: Output
+) -> None:
+    """A device enrolled before fetch credentials existed carries its credential in the
+    world-readable requirements.toml: replace the credential with a new one (which the server
+    pairs with a fetch credential), so the copy in that file opens nothing from now on.
+
+    The new credential is kept before the server hears of it: if the answer is lost, the old
+    credential is refused at the next sync and the new one is taken."""
+    if current.fetch_credential is not None and current.pending_credential is None:
+        return
+    if current.pending_credential is None:
+        current.pending_credential = new_credential()
+        state.save(layout.state_file, current)
+    new = current.pending_credential
+    try:
+        answer = client.rotate_credential(new)
+    except ServerError as exc:
+        if exc.status == 404:  # a server from before fetch credentials: nothing to do
+            current.pending_credential = None
+            return
+        if exc.status != 401:
+            current.pending_credential = None  # refused (in use, say): another next time
+            raise
+        # The old credential is refused: the server took the new one at an earlier attempt
+        # (or revoked the device, which the bundle download will say).
+        client.use_credential(new)
+    else:
+        if answer.get("fetch_credential") != fetch_credential(new):
+            raise MalformedAnswer("credential rotation: the server's fetch credential is not ours")
+    current.credential, current.fetch_credential = new, fetch_credential(new)
+    current.pending_credential = None
+    state.save(layout.state_file, current)
+    out.info("replaced this device's credential; Codex's native channel now uses a fetch-only one")
 
 
 def sync(layout: files.Layout, jitter: float, out: Output) -> str:
@@ -454,6 +508,17 @@ def _enrolment(answer: dict[str, Any]) -> tuple[str, str, str, str, dict[str, st
     except VerificationError as exc:
         raise AgentError(f"enrolment: the server's signing keys are malformed: {exc}") from exc
     return str(device_id), credential, organization, team, keys
+
+
+def _enrolled_fetch_credential(answer: dict[str, Any], credential: str) -> str | None:
+    """The fetch credential the server paired with the credential (a server from before fetch
+    credentials names none: then the first sync asks for one by rotating the credential)."""
+    fetch = answer.get("fetch_credential")
+    if fetch is None:
+        return None
+    if not isinstance(fetch, str) or fetch != fetch_credential(credential):
+        raise AgentError("enrolment: the server's fetch credential does not match the credential")
+    return fetch
 
 
 def _enrolled_serial(value: object) -> int | None:
@@ -534,6 +599,7 @@ def _enroll_locked(
     )
     device_id, credential, organization, team, keys = _enrolment(answer)
     enrolled = _enrolled_keys(answer, keys, organization, out)
+    fetch = _enrolled_fetch_credential(answer, credential)
     current = State(
         server=server,
         device_id=device_id,
@@ -553,6 +619,7 @@ def _enroll_locked(
         backups=previous.backups if previous else {},
         created_dirs=(previous.created_dirs if previous else []) + created,
         assignment=_enrolled_serial(answer.get("assignment")),
+        fetch_credential=fetch,
     )
     layout.last_good_file.unlink(missing_ok=True)
     state.save(layout.state_file, current)

@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from policyhub import credentials
 from policyhub.apis import MAX_INT, ErrorOut, ResilientScopedRateThrottle, body_too_large
 from policyhub.delivery.assignment import device_assignment
 from policyhub.delivery.authentication import DeviceCredentialAuthentication, calling_device
@@ -121,7 +122,13 @@ class KeysOut(serializers.Serializer[Any]):
 class EnrolledOut(KeysOut):
     device_id = serializers.UUIDField()
     credential = serializers.CharField(
-        help_text="The device credential: shown in this answer only."
+        help_text="The device credential: shown in this answer only. Keep it private: it "
+        "authenticates everything the device API offers."
+    )
+    fetch_credential = serializers.CharField(
+        help_text="The fetch-only credential for Codex's native channel (the config-server URL "
+        "in requirements.toml, which every local user can read): it fetches this device's "
+        "bundle and nothing else. Derived from the credential (an HMAC keyed by it)."
     )
     organization = serializers.CharField()
     team = serializers.CharField()
@@ -171,6 +178,7 @@ class EnrollApi(APIView):
             {
                 "device_id": str(device.pk),
                 "credential": credential,
+                "fetch_credential": credentials.fetch_credential(credential),
                 "organization": device.organization.slug,
                 "team": device.team.path,
                 **_keys_answer(device.organization_id),
@@ -220,6 +228,42 @@ class StatusApi(APIView):
             errors=report["errors"],
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CredentialIn(serializers.Serializer[None]):
+    credential = serializers.CharField(
+        max_length=100, help_text="The new device credential (`phd_` + 43 URL-safe base64)."
+    )
+
+
+class CredentialOut(serializers.Serializer[None]):
+    fetch_credential = serializers.CharField(help_text="The new fetch-only credential.")
+
+
+class CredentialApi(APIView):
+    """Replace this device's credential with a new one its agent made (256 random bits); the
+    old credential and fetch credential stop working at once. Agents move devices enrolled
+    before fetch credentials existed off the credential in requirements.toml this way."""
+
+    authentication_classes = [DeviceCredentialAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="device_credential_rotate",
+        tags=TAGS,
+        request=CredentialIn,
+        responses={200: CredentialOut, 400: BAD_REQUEST, 401: NO_DEVICE, 413: TOO_LARGE},
+    )
+    def post(self, request: Request) -> Response:
+        if too_large := body_too_large(request, ENROLL_MAX_BYTES):
+            return too_large
+        data = CredentialIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        new = data.validated_data["credential"]
+        fleet.device_credential_rotate(
+            device_id=calling_device(request).device_id, new_credential=new
+        )
+        return Response({"fetch_credential": credentials.fetch_credential(new)})
 
 
 class KeysApi(APIView):

@@ -1,51 +1,74 @@
-"""What each web process keeps so that serving a fetch is a dictionary lookup.
+"""How a web process answers a fetch without PostgreSQL: from the host's delivery index.
 
-Maps: device credential hash -> device (team), credential hashes known to be no device, and
-team -> the bodies of its current and previous release. A thread per process LISTENs on
-PostgreSQL: triggers on the device and release tables (delivery migration 0001) announce every
-change that alters an answer, and the thread drops that entry the moment the change commits, so a
-revoked device gets 401 at once from every process.
+The index (delivery/index.py) is one SQLite file per host holding every enrolled device and every
+team's current release, read by all web processes of the host; its pages are shared in the
+kernel's page cache, so no worker holds the fleet in its own memory. One process per host writes
+it: every process runs a thread that tries to take a file lock beside the index, and the one that
+holds it LISTENs on PostgreSQL. Triggers on the device and release tables (delivery migrations
+0001 and 0002) announce every change that alters an answer; the writer reads what changed, a
+batch at a time, and writes it to the index, so a revoked device gets 401 from every process a
+few milliseconds after the commit. When the writer (re)connects it rebuilds the index whole:
+announcements it missed meanwhile are unknown. If it dies, the lock passes to another process.
 
-Entries are trusted only while the thread is listening and only if they were read after it last
-(re)connected: announcements missed in between are unknown, so such entries are re-read on use.
-If PostgreSQL cannot answer, the last known entry is served instead, without retrying the
-database for DATABASE_RETRY_SECONDS: fetches keep working with the last published release through
-a database outage.
+The index is trusted while the writer's heartbeat is fresh. Otherwise each fetch reads
+PostgreSQL; and if PostgreSQL cannot answer, the index's last entry is served without retrying
+the database for DATABASE_RETRY_SECONDS: fetches keep working with the last published release
+through a database outage, also in a process started during it.
 
-A second connection, in the same thread, writes fetch counts (last seen, revision served) in one
-batched UPDATE every DELIVERY_FLUSH_SECONDS, and in the same transaction the release receipts
-(which device fetched which release, first and last) in one batched upsert, so the request path
-never writes.
+Each process keeps only small, bounded things of its own: decoded team entries (checked against
+the index's version of the entry at every use), credentials PostgreSQL said are no device, and
+its fetch counts. A thread writes those counts (last seen, revision served) in one batched UPDATE
+every DELIVERY_FLUSH_SECONDS, and in the same transaction the release receipts (which device
+fetched which release, first and last) in one batched upsert, so the request path never writes
+to PostgreSQL.
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
 import logging
 import multiprocessing.util
 import os
+import re
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from contextlib import suppress
+from typing import Any
 
 import psycopg
 from django.conf import settings
 from django.db import connection, connections, transaction
 
-from policyhub.delivery.entries import DeviceEntry, TeamEntry
-from policyhub.delivery.loaders import delivery_snapshot
+from policyhub.delivery.entries import DeviceEntry, TeamEntry, team_entry_loads
+from policyhub.delivery.index import CAUGHT_UP, HEARTBEAT, HostIndex, TeamKey, index_path
+from policyhub.delivery.loaders import (
+    NO_RELEASE,
+    devices_all,
+    devices_load,
+    teams_all,
+    teams_load,
+)
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "policyhub_delivery"
-# Bounds on memory if someone sprays random credentials: past them a map starts over. Negative
-# answers live apart, so spraying never evicts the real devices' entries.
-MAX_DEVICE_ENTRIES = 1_000_000
+# Bounds on each process's own memory: past them a map starts over. Credentials PostgreSQL said
+# are no device (someone spraying random ones) live apart from the decoded team entries.
 MAX_UNKNOWN_ENTRIES = 20_000
-# After a failed read, the database is left alone this long (answers come from memory).
+# After a failed read, the database is left alone this long (answers come from the index).
 DATABASE_RETRY_SECONDS = 5.0
+# The index is trusted while the writer's heartbeat is younger than this; each process looks
+# at the heartbeat at most every LIVE_CHECK_SECONDS.
+LIVE_SECONDS = 10.0
+LIVE_CHECK_SECONDS = 0.5
+# How often catch_up and clear repeat their announcement while they wait for the writer.
+RESEND_SECONDS = 1.0
+# Announcements the writer applies in one batch (one read per table, one index transaction).
+MAX_BATCH = 2000
 # Dead connections (a failover, a cut network) are noticed within about this many seconds.
 _CONNECTION_OPTIONS = {
     "connect_timeout": 5,
@@ -55,9 +78,7 @@ _CONNECTION_OPTIONS = {
     "keepalives_count": 3,
     "tcp_user_timeout": 20_000,
 }
-
-T = TypeVar("T")
-
+_DEVICE_NOTE = re.compile(r"[0-9a-f]{64}")
 
 Row = tuple[float, int | None, str, int]
 # A device's fetches of one release within a batch: (device id, release id) -> (first seen, its
@@ -113,145 +134,193 @@ class Pending:
 class DeliveryCache:
     """The per-process state; `cache()` returns the one for this process."""
 
-    def __init__(self) -> None:
-        self.devices: dict[str, tuple[float, DeviceEntry | None]] = {}
-        self.unknown: dict[str, tuple[float, DeviceEntry | None]] = {}
-        self.teams: dict[tuple[int, str], tuple[float, TeamEntry]] = {}
+    def __init__(self, index: HostIndex) -> None:
+        self.index = index
+        # credential hash -> when PostgreSQL said it is no device (trusted while the index is).
+        self.unknown: dict[str, float] = {}
+        # team -> when PostgreSQL said it has no release (trusted while the index is).
+        self.no_release: dict[TeamKey, float] = {}
+        # team -> (the index's version of its entry, the entry decoded).
+        self.teams: dict[TeamKey, tuple[int, TeamEntry]] = {}
         self.pending = Pending()
+        # Set while this process is the host's writer and its index is complete.
         self.listening = threading.Event()
-        # Entries read before this moment may have missed an announcement.
-        self._valid_since = float("inf")
+        self._live = False
+        self._live_checked = float("-inf")
         self._database_down_until = 0.0
-        self._generation = 0
-        self._catching_up: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self._lock_fd: int | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
     # Lookups -----------------------------------------------------------------------------------
 
-    def lookup(self, table: dict[Any, tuple[float, T]], key: Any, load: Callable[[], T]) -> T:
-        """The cached value for `key`, loading it when missing, old or unconfirmed."""
-        hit = table.get(key)
+    def live(self) -> bool:
+        """Whether the index is complete and kept current (the writer's heartbeat is fresh)."""
         now = time.monotonic()
-        if hit is not None and (
-            (
-                self.listening.is_set()
-                and hit[0] >= self._valid_since
-                and now - hit[0] < settings.DELIVERY_CACHE_SECONDS
-            )
-            or now < self._database_down_until
-        ):
-            return hit[1]
-        generation = self._generation
-        try:
-            value = load()
-        except Exception:
-            if hit is None:
-                raise
-            if now >= self._database_down_until:
-                log.warning("database unavailable: serving last known delivery answers")
-            self._database_down_until = now + DATABASE_RETRY_SECONDS
-            return hit[1]
-        with self._lock:
-            # An invalidation that arrived while we read may concern what we read: keep nothing.
-            if generation == self._generation:
-                limit = MAX_UNKNOWN_ENTRIES if table is self.unknown else MAX_DEVICE_ENTRIES
-                if len(table) >= limit:
-                    table.clear()
-                table[key] = (now, value)
-        return value
+        if now - self._live_checked >= LIVE_CHECK_SECONDS:
+            beat = self.index.meta(HEARTBEAT) or 0.0
+            self._live = time.time() - beat < LIVE_SECONDS
+            self._live_checked = now
+        return self._live
+
+    def _database_down(self, now: float) -> None:
+        if now >= self._database_down_until:
+            log.warning("database unavailable: serving the delivery index's last answers")
+        self._database_down_until = now + DATABASE_RETRY_SECONDS
 
     def device(
         self, credential_hash: str, load: Callable[[], DeviceEntry | None]
     ) -> DeviceEntry | None:
-        """The device holding this credential (hash); unknown ones are remembered apart."""
-        if credential_hash in self.unknown:
-            return self.lookup(self.unknown, credential_hash, load)
-        found = self.lookup(self.devices, credential_hash, load)
-        if found is None:
+        """The device holding this credential (hash), or None.
+
+        A device the index does not hold yet (enrolled a moment ago) is read from PostgreSQL;
+        credentials it says are no device are remembered, so a sprayer costs one query each."""
+        entry = self.index.device(credential_hash)
+        now = time.monotonic()
+        live = self.live()
+        if entry is not None and (live or now < self._database_down_until):
+            return entry
+        if entry is None and live:
+            seen = self.unknown.get(credential_hash)
+            if seen is not None and now - seen < settings.DELIVERY_CACHE_SECONDS:
+                return None
+        try:
+            found = load()
+        except Exception:
+            if entry is None:
+                raise
+            self._database_down(now)
+            return entry
+        if found is None and live:
             with self._lock:
-                self.devices.pop(credential_hash, None)
                 if len(self.unknown) >= MAX_UNKNOWN_ENTRIES:
                     self.unknown.clear()
-                self.unknown[credential_hash] = (time.monotonic(), None)
+                self.unknown[credential_hash] = now
         return found
 
-    # Invalidation ------------------------------------------------------------------------------
-
-    def invalidate(self, payload: str) -> None:
-        """Apply one announcement: `device:<credential hash>`, `team:<org id>:<path>`,
-        `caught-up:<token>` (see catch_up) or `*`."""
-        kind, _, rest = payload.partition(":")
-        if kind == "caught-up":
+    def team(
+        self, key: TeamKey, load: Callable[[], TeamEntry], version: int | None = None
+    ) -> TeamEntry:
+        """The team's entry: from the index while it is trusted, else from PostgreSQL, else the
+        index's last one. A team the index does not hold is read from PostgreSQL (its first
+        release may be a moment old), and one without a release is remembered as such.
+        `version`: the entry's version in the index as the device's lookup found it."""
+        now = time.monotonic()
+        live = self.live()
+        if version is None:
+            version = self.index.team_version(key)
+        if version is not None and (live or now < self._database_down_until):
+            return self._decoded(key, version)
+        if version is None and live:
+            seen = self.no_release.get(key)
+            if seen is not None and now - seen < settings.DELIVERY_CACHE_SECONDS:
+                return NO_RELEASE
+        try:
+            found = load()
+        except Exception:
+            if version is None:
+                raise
+            self._database_down(now)
+            return self._decoded(key, version)
+        if found.current is None and live:
             with self._lock:
-                waiting = self._catching_up.get(rest)
-            if waiting is not None:
-                waiting.set()
-            return  # another process's marker, or one whose waiter gave up: nothing changed
+                if len(self.no_release) >= MAX_UNKNOWN_ENTRIES:
+                    self.no_release.clear()
+                self.no_release[key] = now
+        return found
+
+    def _decoded(self, key: TeamKey, version: int) -> TeamEntry:
+        hit = self.teams.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        stored = self.index.team(key)
+        if stored is None:  # gone since the version was read
+            return NO_RELEASE
+        version, text = stored
+        entry = team_entry_loads(text)
         with self._lock:
-            self._generation += 1
-            if kind == "device":
-                self.devices.pop(rest, None)
-                self.unknown.pop(rest, None)
-            elif kind == "team":
-                org_id, _, path = rest.partition(":")
-                if org_id.isdigit():
-                    self.teams.pop((int(org_id), path), None)
-            else:
-                self.devices.clear()
-                self.unknown.clear()
+            if len(self.teams) >= settings.DELIVERY_TEAM_ENTRIES:
                 self.teams.clear()
+            self.teams[key] = (version, entry)
+        return entry
 
-    def clear(self) -> None:
-        self.invalidate("*")
-
-    def catch_up(self, timeout: float = 5.0) -> bool:
-        """Wait until this process has applied every announcement of changes committed before
-        the call, so that its answers are the database's (read your own writes).
-
-        PostgreSQL delivers notifications in commit order: a marker sent now arrives after all of
-        them. False when the listener does not run or the marker did not come back in time.
-        """
-        if not self.listening.wait(timeout):
-            return False
-        token, arrived = uuid.uuid4().hex, threading.Event()
+    def forget_device(self, credential_hashes: list[str]) -> None:
+        """A device this process just changed (revoked, moved, rotated): read again at once,
+        before the writer hears of it. The writer's update follows; this only shortens the wait,
+        so a busy index is no reason to fail the change."""
         with self._lock:
-            self._catching_up[token] = arrived
+            for digest in credential_hashes:
+                self.unknown.pop(digest, None)
         try:
-            with self._connect() as sender:
-                sender.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"caught-up:{token}"))
-            return arrived.wait(timeout)
-        finally:
-            with self._lock:
-                self._catching_up.pop(token, None)
+            self.index.forget_devices(credential_hashes)
+        except sqlite3.Error:
+            log.warning("could not drop a changed device from the delivery index", exc_info=True)
 
-    def _listening_from_now(self) -> None:
-        """(Re)connected: older entries stay as a fallback but are re-read before being trusted.
-        Then every device and team is read at once, so that this process can answer any device
-        through a later database outage, not only the devices it happened to serve. Changes made
-        meanwhile are announced on the listening connection and applied right after."""
-        with self._lock:
-            self._generation += 1
-            self._valid_since = time.monotonic()
-        try:
-            devices, teams = delivery_snapshot()
-        finally:
-            connection.close()  # this thread's own; it is not used again until the next warm-up
-        loaded = time.monotonic()
-        with self._lock:
-            for digest, entry in devices.items():
-                self.devices[digest] = (loaded, entry)
-            for key, team in teams.items():
-                self.teams[key] = (loaded, team)
-        self.listening.set()
+    def stats(self) -> dict[str, Any]:
+        """What the index and this process hold (benchmarks and diagnostics)."""
+        devices, teams = self.index.counts()
+        return {
+            "pid": os.getpid(),
+            "live": self.live(),
+            "writer": self.listening.is_set(),
+            "index_devices": devices,
+            "index_teams": teams,
+            "decoded_teams": len(self.teams),
+            "unknown": len(self.unknown),
+            "index": str(self.index.path),
+        }
 
-    # The listening thread ----------------------------------------------------------------------
+    # Waiting for the writer ----------------------------------------------------------------------
+
+    def catch_up(self, timeout: float = 10.0) -> bool:
+        """Wait until the host's index holds every change committed before the call, so that
+        this process's answers are the database's (read your own writes).
+
+        PostgreSQL delivers notifications in commit order: a marker sent now reaches the writer
+        after all of them, and it writes the marker with them. False when no writer wrote it in
+        time (none listens, or the database is out of reach)."""
+        return self._announce([], timeout)
+
+    def clear(self, timeout: float = 10.0) -> bool:
+        """Forget everything and have the writer rebuild the index from the database (tests
+        empty tables without announcing it)."""
+        with self._lock:
+            self.unknown.clear()
+            self.no_release.clear()
+            self.teams.clear()
+        return self._announce(["*"], timeout)
+
+    def _announce(self, payloads: list[str], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.time() - (self.index.meta(HEARTBEAT) or 0.0) >= LIVE_SECONDS:
+            # No writer yet: wait for one while this process's thread may become it.
+            if self._thread is None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        token = uuid.uuid4().hex
+        sent = float("-inf")
+        while self.index.meta(CAUGHT_UP + token) is None:
+            now = time.monotonic()
+            if now > deadline:
+                return False
+            if now - sent > RESEND_SECONDS:
+                # Again after a while: a writer that took over since may not have heard it.
+                with self._connect() as sender, sender.transaction():
+                    for payload in [*payloads, f"caught-up:{token}"]:
+                        sender.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+                sent = now
+            time.sleep(0.002)
+        self._live_checked = float("-inf")
+        return True
+
+    # The thread --------------------------------------------------------------------------------
 
     def start(self) -> None:
         if self._thread is None:
+            self._stopping.clear()
             self._thread = threading.Thread(
-                target=self._run, name="policyhub-delivery-listener", daemon=True
+                target=self._run, name="policyhub-delivery", daemon=True
             )
             self._thread.start()
             atexit.register(self._flush_at_exit)
@@ -260,34 +329,129 @@ class DeliveryCache:
             multiprocessing.util.Finalize(None, self._flush_at_exit, exitpriority=10)
 
     def stop(self) -> None:
-        """Write what is pending and close the connections (tests, shutdown)."""
+        """Write what is pending, let go of the writer's lock and the connections (tests,
+        shutdown)."""
         self._stopping.set()
+        if self.listening.is_set():
+            # Wake the writer now rather than at its next timeout (any note does).
+            with suppress(Exception), self._connect() as sender:
+                sender.execute("SELECT pg_notify(%s, 'wake')", (CHANNEL,))
         if self._thread is not None:
-            self._thread.join(timeout=settings.DELIVERY_FLUSH_SECONDS + 5)
+            self._thread.join(timeout=settings.DELIVERY_FLUSH_SECONDS + 10)
             self._thread = None
-        self.listening.clear()
+        if self.listening.is_set():
+            self.listening.clear()
+            with suppress(sqlite3.Error):
+                self.index.heartbeat(0.0)  # nobody keeps the index current until the next writer
+        self._unlock()
+        self.index.close()
 
     def _connect(self) -> Any:
         params = {**connections["default"].get_connection_params(), **_CONNECTION_OPTIONS}
         return psycopg.connect(**params, autocommit=True)
 
+    def _locked(self) -> bool:
+        """Whether this process holds (or now took) the host's writer lock."""
+        if self._lock_fd is None:
+            fd = os.open(self.index.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            self._lock_fd = fd
+        return True
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the lock
+            self._lock_fd = None
+
     def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                locked = self._locked()
+            except OSError:
+                log.warning("cannot open the delivery index's lock", exc_info=True)
+                locked = False
+            if locked:
+                self._write()
+            else:
+                self._stopping.wait(settings.DELIVERY_FLUSH_SECONDS)
+                self._flush()
+        self._flush()
+
+    def _write(self) -> None:
+        """The writer: rebuild the index, then apply every announcement, until stopped."""
         while not self._stopping.is_set():
             try:
                 with self._connect() as listener:
                     listener.execute(f"LISTEN {CHANNEL}")
-                    self._listening_from_now()
+                    self._rebuild()
                     while not self._stopping.is_set():
-                        for note in listener.notifies(timeout=settings.DELIVERY_FLUSH_SECONDS):
-                            self.invalidate(note.payload)
+                        notes = [
+                            n.payload
+                            for n in listener.notifies(
+                                timeout=settings.DELIVERY_FLUSH_SECONDS, stop_after=1
+                            )
+                        ]
+                        if notes:  # and whatever came with it
+                            notes += [
+                                n.payload
+                                for n in listener.notifies(timeout=0.01, stop_after=MAX_BATCH)
+                            ]
                         # A heartbeat: a silently dead connection fails here, not never.
                         listener.execute("SELECT 1")
+                        # Counts first: whoever waits for a marker (catch_up) finds the fetches
+                        # made before it written too.
                         self._flush()
-                    self._flush()
+                        self._apply(notes)
             except Exception:
                 self.listening.clear()
-                log.warning("delivery listener lost PostgreSQL; retrying", exc_info=True)
+                log.warning("delivery index writer lost PostgreSQL; retrying", exc_info=True)
+                try:
+                    self.index.heartbeat(0.0)  # readers stop trusting the index at once
+                except sqlite3.Error:
+                    log.warning("cannot write the delivery index", exc_info=True)
                 self._stopping.wait(1.0)
+            finally:
+                connection.close()  # this thread's own, for the reads of changed rows
+
+    def _rebuild(self) -> None:
+        started = time.monotonic()
+        self.index.replace_all(devices_all(), teams_all())
+        self.index.heartbeat(time.time())
+        self.listening.set()
+        log.info("delivery index rebuilt in %.1f s", time.monotonic() - started)
+
+    def _apply(self, notes: list[str]) -> None:
+        """Read what the announcements name and write it to the index, with their markers."""
+        hashes: set[str] = set()
+        teams: set[TeamKey] = set()
+        markers: list[str] = []
+        rebuild = False
+        for note in notes:
+            kind, _, rest = note.partition(":")
+            if kind == "device" and _DEVICE_NOTE.fullmatch(rest):
+                hashes.add(rest)
+            elif kind == "team":
+                organization_id, _, path = rest.partition(":")
+                if organization_id.isdigit():
+                    teams.add((int(organization_id), path))
+            elif kind == "caught-up":
+                markers.append(rest)
+            elif note == "*":
+                rebuild = True
+        if rebuild:
+            self._rebuild()
+            hashes, teams = set(), set()
+        devices: dict[str, DeviceEntry | None] = dict.fromkeys(hashes)
+        if hashes:
+            devices.update(devices_load(hashes))
+        entries: dict[TeamKey, TeamEntry | None] = dict.fromkeys(teams)
+        if teams:
+            entries.update(teams_load(teams))
+        self.index.apply(devices, entries, markers, time.time())
 
     def _flush(self) -> None:
         """Write pending fetch counts and receipts on a connection of their own: a failed write
@@ -405,9 +569,18 @@ _cache: DeliveryCache | None = None
 _cache_lock = threading.Lock()
 
 
+# What a forked child inherited: never used there, and never closed there either (SQLite must not
+# touch a connection across fork; closing it in the child could disturb the parent's).
+_inherited: list[DeliveryCache] = []
+
+
 def _forget_after_fork() -> None:
-    """A forked worker starts its own cache and listener: threads do not survive fork."""
+    """A forked worker starts its own cache and thread: threads do not survive fork. The lock
+    descriptor it inherited is closed, or the writer's lock would outlive the writer."""
     global _cache, _cache_lock
+    if _cache is not None:
+        _cache._unlock()
+        _inherited.append(_cache)
     _cache, _cache_lock = None, threading.Lock()
 
 
@@ -422,7 +595,11 @@ def cache() -> DeliveryCache | None:
     if _cache is None:
         with _cache_lock:
             if _cache is None:
-                _cache = DeliveryCache()
+                _cache = DeliveryCache(
+                    HostIndex(
+                        index_path(settings.DELIVERY_INDEX_DIR, settings.DATABASES["default"])
+                    )
+                )
                 _cache.start()
     return _cache
 

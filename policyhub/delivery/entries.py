@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from providers.codex_versions import Span, Version, in_spans
 
@@ -12,6 +14,9 @@ class DeviceEntry:
     device_id: str
     organization_id: int
     team_path: str
+    # The version of the team's entry in the host's index when the device was read there (None:
+    # read elsewhere, or the index holds no entry): saves the fetch a second lookup.
+    team_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +63,69 @@ class TeamEntry:
     current: Served | None
     previous: Served | None
     rollout_percent: int
+
+
+# How a team's entry is stored in the host's delivery index (delivery/index.py): JSON, whose
+# bodies are the release's own JSON text (UTF-8), so no pickle crosses processes.
+
+
+def _span_out(spans: tuple[Span, ...]) -> list[Any]:
+    return [[list(start), list(until) if until else None] for start, until in spans]
+
+
+def _version(raw: list[int]) -> Version:
+    major, minor, patch = raw
+    return (major, minor, patch)
+
+
+def _span_in(raw: list[Any]) -> tuple[Span, ...]:
+    return tuple((_version(start), _version(until) if until else None) for start, until in raw)
+
+
+def _served_out(served: Served | None) -> dict[str, Any] | None:
+    if served is None:
+        return None
+    return {
+        "id": served.release_id,
+        "revision": served.revision,
+        "etag": served.etag,
+        "agent": served.agent_body.decode(),
+        "native": served.native_body.decode(),
+        "spans": _span_out(served.spans),
+        "variants": [
+            {"spans": _span_out(v.spans), "etag": v.etag, "agent": v.agent_body.decode()}
+            for v in served.variants
+        ],
+    }
+
+
+def _served_in(raw: dict[str, Any] | None) -> Served | None:
+    if raw is None:
+        return None
+    return Served(
+        raw["id"],
+        raw["revision"],
+        raw["etag"],
+        raw["agent"].encode(),
+        raw["native"].encode(),
+        _span_in(raw["spans"]),
+        tuple(
+            ServedSet(_span_in(v["spans"]), v["etag"], v["agent"].encode()) for v in raw["variants"]
+        ),
+    )
+
+
+def team_entry_dumps(entry: TeamEntry) -> str:
+    return json.dumps(
+        {
+            "current": _served_out(entry.current),
+            "previous": _served_out(entry.previous),
+            "rollout": entry.rollout_percent,
+        },
+        separators=(",", ":"),
+    )
+
+
+def team_entry_loads(text: str) -> TeamEntry:
+    raw = json.loads(text)
+    return TeamEntry(_served_in(raw["current"]), _served_in(raw["previous"]), raw["rollout"])

@@ -1,24 +1,57 @@
-"""Database reads that fill a web process's delivery cache (and answer fetches without one)."""
+"""Database reads that fill the host's delivery index (and answer fetches without one)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
+
+from django.db.models import Q, QuerySet
 
 from policyhub.delivery.entries import DeviceEntry, Served, ServedSet, TeamEntry
 from policyhub.fleet.models import Device
 from policyhub.releases.models import Release, ReleaseVariant
 from providers.codex_versions import Span, parse_version
 
+TeamKey = tuple[int, str]
+# (credential hash, device) pairs: a device is listed under its credential and, when it has
+# one, under its fetch credential (which only the native channel accepts).
+DeviceRow = tuple[str, DeviceEntry]
+
+_DEVICE_FIELDS = ("credential_hash", "fetch_credential_hash", "pk", "organization_id", "team__path")
+
+
+def _device_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[DeviceRow]:
+    for credential_hash, fetch_hash, pk, organization_id, path in rows:
+        entry = DeviceEntry(str(pk), organization_id, path)
+        yield credential_hash, entry
+        if fetch_hash:
+            yield fetch_hash, entry
+
 
 def device_load(credential_hash: str) -> DeviceEntry | None:
-    row = (
-        Device.objects.filter(credential_hash=credential_hash, revoked_at__isnull=True)
-        .values_list("pk", "organization_id", "team__path")
-        .first()
+    """The unrevoked device holding this credential or fetch credential (by hash)."""
+    found = devices_load([credential_hash])
+    return found.get(credential_hash)
+
+
+def devices_load(hashes: Collection[str]) -> dict[str, DeviceEntry]:
+    """Every unrevoked device holding one of these hashes, under each of its hashes."""
+    rows = Device.objects.filter(
+        Q(credential_hash__in=hashes) | Q(fetch_credential_hash__in=hashes),
+        revoked_at__isnull=True,
+    ).values_list(*_DEVICE_FIELDS)
+    return dict(_device_rows(rows))
+
+
+def devices_all(chunk_size: int = 5000) -> Iterator[DeviceRow]:
+    """Every unrevoked device, streamed (a million devices never sit in memory at once)."""
+    rows = (
+        Device.objects.filter(revoked_at__isnull=True)
+        .values_list(*_DEVICE_FIELDS)
+        .iterator(chunk_size=chunk_size)
     )
-    return DeviceEntry(str(row[0]), row[1], row[2]) if row else None
+    return _device_rows(rows)
 
 
 _SERVED_FIELDS = ("id", "revision", "etag", "agent_body", "native_body", "codex")
@@ -61,32 +94,11 @@ def _served(
     )
 
 
-def team_load(organization_id: int, team_path: str) -> TeamEntry:
-    current = (
-        Release.objects.filter(organization_id=organization_id, team_path=team_path, current=True)
-        .select_related("previous")
-        .only(*_SERVED_FIELDS, "rollout_percent", *(f"previous__{f}" for f in _SERVED_FIELDS))
-        .first()
-    )
-    if current is None:
-        return TeamEntry(None, None, 100)
-    variants = _variants([current.pk, current.previous_id or current.pk])
-    return TeamEntry(
-        _served(current, variants), _served(current.previous, variants), current.rollout_percent
-    )
-
-
-def delivery_snapshot() -> tuple[dict[str, DeviceEntry], dict[tuple[int, str], TeamEntry]]:
-    """Every unrevoked device and every team's current release, as the cache holds them."""
-    devices = {
-        digest: DeviceEntry(str(pk), organization_id, path)
-        for digest, pk, organization_id, path in Device.objects.filter(revoked_at__isnull=True)
-        .values_list("credential_hash", "pk", "organization_id", "team__path")
-        .iterator(chunk_size=5000)
-    }
-    currents = list(
-        Release.objects.filter(current=True)
-        .select_related("previous")
+def _team_entries(currents: QuerySet[Release]) -> Iterator[tuple[TeamKey, TeamEntry]]:
+    """The entries of the teams whose current releases these are, a few hundred at a time."""
+    chunk: list[Release] = []
+    rows = (
+        currents.select_related("previous")
         .only(
             *_SERVED_FIELDS,
             "organization_id",
@@ -94,15 +106,47 @@ def delivery_snapshot() -> tuple[dict[str, DeviceEntry], dict[tuple[int, str], T
             "rollout_percent",
             *(f"previous__{f}" for f in _SERVED_FIELDS),
         )
-        .iterator(chunk_size=500)
+        .iterator(chunk_size=200)
     )
+    for release in rows:
+        chunk.append(release)
+        if len(chunk) == 200:
+            yield from _entries_of(chunk)
+            chunk = []
+    yield from _entries_of(chunk)
+
+
+def _entries_of(currents: list[Release]) -> Iterator[tuple[TeamKey, TeamEntry]]:
     variants = _variants(
         {r.pk for r in currents} | {r.previous_id for r in currents if r.previous_id}
     )
-    teams = {
-        (current.organization_id, current.team_path): TeamEntry(
+    for current in currents:
+        entry = TeamEntry(
             _served(current, variants), _served(current.previous, variants), current.rollout_percent
         )
-        for current in currents
-    }
-    return devices, teams
+        yield (current.organization_id, current.team_path), entry
+
+
+NO_RELEASE = TeamEntry(None, None, 100)
+
+
+def team_load(organization_id: int, team_path: str) -> TeamEntry:
+    return teams_load([(organization_id, team_path)]).get((organization_id, team_path), NO_RELEASE)
+
+
+def teams_load(keys: Collection[TeamKey]) -> dict[TeamKey, TeamEntry]:
+    """The entries of these teams that have a current release (the others have none)."""
+    paths: dict[int, set[str]] = defaultdict(set)
+    for organization_id, path in keys:
+        paths[organization_id].add(path)
+    wanted = Q()
+    for organization_id, team_paths in paths.items():
+        wanted |= Q(organization_id=organization_id, team_path__in=team_paths)
+    if not paths:
+        return {}
+    return dict(_team_entries(Release.objects.filter(wanted, current=True)))
+
+
+def teams_all() -> Iterator[tuple[TeamKey, TeamEntry]]:
+    """Every team's entry, streamed."""
+    return _team_entries(Release.objects.filter(current=True))

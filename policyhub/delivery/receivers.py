@@ -1,10 +1,10 @@
 """Keeping this process's delivery cache right when it changes a device itself.
 
-PostgreSQL announces every change that alters an answer to every listening process (delivery
-migration 0001, delivery/cache.py), this one included, a few milliseconds after the commit. A
-process that saves a device (revokes or moves it; an enrolment, which changes nothing cached,
-costs one dropped entry) and serves fetches too drops the entry at the commit itself, so not even
-its own next fetch can see the old answer.
+PostgreSQL announces every change that alters an answer (delivery migrations 0001 and 0002), and
+the host's index writer applies it a few milliseconds after the commit (delivery/cache.py). A
+process that saves a device (revokes, moves or rotates it; an enrolment, which changes nothing
+indexed, costs one dropped entry) and serves fetches too drops the device from the index at the
+commit itself, so not even its own next fetch can see the old answer.
 """
 
 from __future__ import annotations
@@ -20,5 +20,5 @@ from policyhub.fleet.models import Device
 def device_saved(sender: type[Device], instance: Device, **kwargs: Any) -> None:
     state = cache_running()
     if state is not None:
-        key = f"device:{instance.credential_hash}"
-        transaction.on_commit(lambda: state.invalidate(key))
+        hashes = [h for h in (instance.credential_hash, instance.fetch_credential_hash) if h]
+        transaction.on_commit(lambda: state.forget_device(hashes))

@@ -18,9 +18,15 @@ def bearer_credential(meta: Mapping[str, Any]) -> str | None:
     return credential.strip() if scheme.lower() == "bearer" else None
 
 
-def device_for_credential(credential: object) -> DeviceEntry | None:
-    """The enrolled, unrevoked device holding `credential`; None for anything else."""
-    if not credentials.well_formed(credential, credentials.DEVICE_PREFIX):
+def device_for_credential(credential: object, *, fetch_only: bool = False) -> DeviceEntry | None:
+    """The enrolled, unrevoked device holding `credential`; None for anything else.
+
+    Only a device credential (`phd_`) is accepted, unless `fetch_only`: the native channel's
+    fetch also takes the device's fetch credential (`phf_`), which opens nothing else."""
+    if not (
+        credentials.well_formed(credential, credentials.DEVICE_PREFIX)
+        or (fetch_only and credentials.well_formed(credential, credentials.FETCH_PREFIX))
+    ):
         return None
     digest = credentials.secret_hash(credential)
     state = cache()
@@ -37,7 +43,7 @@ def release_served(device: DeviceEntry) -> Served | None:
     if state is None:
         team = team_load(*key)
     else:
-        team = state.lookup(state.teams, key, lambda: team_load(*key))
+        team = state.team(key, lambda: team_load(*key), device.team_version)
     if team.current is None:
         return None
     serves_current = rollout_serves_current(

@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/v1/device/bundle", views.device_bundle, name="device-bundle"),
     path("api/v1/device/enroll", apis.EnrollApi.as_view(), name="device-enroll"),
     path("api/v1/device/status", apis.StatusApi.as_view(), name="device-status"),
+    path("api/v1/device/credential", apis.CredentialApi.as_view(), name="device-credential"),
     path("api/v1/keys", apis.KeysApi.as_view(), name="signing-keys"),
     path("api/v1/device/assignment", apis.AssignmentApi.as_view(), name="device-assignment"),
     path(

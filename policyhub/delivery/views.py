@@ -68,7 +68,7 @@ def _answer(request: HttpRequest, credential: object, channel: str) -> HttpRespo
         response["Allow"] = "GET, HEAD"
         return response
     try:
-        device = device_for_credential(credential)
+        device = device_for_credential(credential, fetch_only=channel == NATIVE)
         served = release_served(device) if device is not None else None
     except DatabaseError:
         # Nothing known about this device yet and the database cannot tell: try again later.

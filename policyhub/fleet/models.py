@@ -68,6 +68,9 @@ class Device(models.Model):
     # PROTECT: a team cannot be deleted while machines are enrolled in it; move them first.
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="devices")
     credential_hash = models.CharField(max_length=64, unique=True)
+    # The hash of the fetch-only credential the native channel's URL carries (credentials.py);
+    # empty for devices enrolled before there was one, until their agent rotates.
+    fetch_credential_hash = models.CharField(max_length=64, unique=True, null=True, blank=True)
     hostname = models.CharField(max_length=255, blank=True)
     enrolled_with = models.ForeignKey(
         EnrollmentToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="devices"

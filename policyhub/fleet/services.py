@@ -141,7 +141,7 @@ def device_enroll(
     *, token_secret: str, hostname: str, os: str = "", codex_version: str = ""
 ) -> tuple[Device, str]:
     """Enrol a machine with a team's token; returns the device and its credential, which is
-    shown only this once (only its hash is kept)."""
+    shown only this once (only its hash is kept, and the hash of its fetch credential)."""
     token = None
     if credentials.well_formed(token_secret, credentials.ENROLLMENT_PREFIX):
         token = (
@@ -161,6 +161,7 @@ def device_enroll(
         organization=token.organization,
         team=token.team,
         credential_hash=credentials.secret_hash(secret),
+        fetch_credential_hash=credentials.secret_hash(credentials.fetch_credential(secret)),
         hostname=hostname,
         os=os,
         codex_version=codex_version,
@@ -178,6 +179,48 @@ def device_enroll(
         after={"team": token.team.path, "hostname": hostname, "token": token.prefix},
     )
     return device, secret
+
+
+class CredentialRefused(ApplicationError):
+    """A new device credential that is not one (wrong shape, or in use)."""
+
+
+@transaction.atomic
+def device_credential_rotate(*, device_id: Any, new_credential: str) -> Device:
+    """Replace a device's credential with one its agent made, and its fetch credential with the
+    one derived from it: the old ones stop working when this commits.
+
+    The agent makes the secret (256 random bits, like ours) so that a lost answer costs nothing:
+    it keeps the new one before asking, and takes it if the old one is refused afterwards.
+    Devices enrolled before fetch credentials existed carry their credential in the world-
+    readable requirements.toml; this is how their agent moves them off it."""
+    if not credentials.well_formed(new_credential, credentials.DEVICE_PREFIX):
+        raise CredentialRefused(
+            "credential must be phd_ followed by 43 URL-safe base64 characters",
+            [Issue("error", "credential", "malformed")],
+        )
+    device = Device.objects.select_for_update(of=("self",)).get(pk=device_id)
+    new_hash = credentials.secret_hash(new_credential)
+    if Device.objects.filter(credential_hash=new_hash).exclude(pk=device.pk).exists():
+        raise CredentialRefused(
+            "this credential is in use; make another", [Issue("error", "credential", "in use")]
+        )
+    rotated = new_hash != device.credential_hash
+    device.credential_hash = new_hash
+    device.fetch_credential_hash = credentials.secret_hash(
+        credentials.fetch_credential(new_credential)
+    )
+    device.save(update_fields=["credential_hash", "fetch_credential_hash"])
+    if rotated:
+        audit_record(
+            organization_id=device.organization_id,
+            actor=Actor.device(device.hostname or str(device.pk)),
+            action="device.rotate_credential",
+            object_type="device",
+            object_key=str(device.pk),
+            after={"hostname": device.hostname},
+        )
+    return device
 
 
 @transaction.atomic

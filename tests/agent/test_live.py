@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tomllib
@@ -15,9 +16,15 @@ from typing import Any
 
 import pytest
 
+from policyhub.credentials import fetch_credential
 from policyhub.fleet.models import Device
 from policyhub.fleet.selectors import device_statuses
-from policyhub.fleet.services import device_move, device_revoke, enrollment_token_create
+from policyhub.fleet.services import (
+    device_credential_rotate,
+    device_move,
+    device_revoke,
+    enrollment_token_create,
+)
 from policyhub.policies.services import policy_apply
 from policyhub.releases.models import Release
 from policyhub.releases.services.keys import signing_key_rotate
@@ -162,7 +169,7 @@ def test_enrol_sync_publish_and_revoke_against_the_real_server(
     device.refresh_from_db()
     assert (device.applied_revision, device.agent_version, device.errors) == (
         second.revision,
-        "0.3.1",
+        "0.3.2",
         [],
     )
     credential = json.loads((root / STATE / "state.json").read_text())["credential"]
@@ -287,3 +294,66 @@ def test_a_moved_device_takes_its_new_teams_release_on_the_servers_signed_word(
     assert status["team"] == "engineering"
     state = json.loads((agent.root / STATE / "state.json").read_text())
     assert state["assignment"] == 1 and state["high_water"]["engineering"] == there.revision
+
+
+def state_file(agent: Machine) -> Path:
+    return agent.root / STATE / "state.json"
+
+
+def test_a_device_enrolled_before_fetch_credentials_rotates_off_its_exposed_credential(
+    live_server: Any,
+    publish: Callable[..., Release],
+    new_token: Callable[[], str],
+    agent: Machine,
+    client: Any,
+) -> None:
+    first = publish()
+    enrolled = agent(
+        "enroll", "--server", live_server.url, "--token", new_token(), "--codex-bin", MISSING_CODEX
+    )
+    assert enrolled.returncode == 0, enrolled.stderr
+    state = json.loads(state_file(agent).read_text())
+    assert state["fetch_credential"] == fetch_credential(state["credential"])
+    # As an agent before 0.3.2 left it: the device credential was the native channel's.
+    old = state["credential"]
+    state.pop("fetch_credential")
+    state_file(agent).write_text(json.dumps(state))
+    Device.objects.update(fetch_credential_hash=None)
+
+    synced = agent("sync")
+    assert synced.returncode == 0, synced.stderr
+    assert "fetch-only" in synced.stdout
+    assert last_line(synced.stdout) == f"revision {first.revision} unchanged"
+    state = json.loads(state_file(agent).read_text())
+    assert state["credential"] != old and state["pending_credential"] is None
+    assert state["fetch_credential"] == fetch_credential(state["credential"])
+    keys = client.get("/api/v1/keys", headers={"Authorization": f"Bearer {old}"})
+    assert keys.status_code == 401  # the copy an earlier requirements.toml held opens nothing
+    assert Device.objects.get().fetch_credential_hash is not None
+    assert old not in synced.stdout + synced.stderr
+
+
+def test_a_rotation_whose_answer_was_lost_is_completed_at_the_next_sync(
+    live_server: Any,
+    publish: Callable[..., Release],
+    new_token: Callable[[], str],
+    agent: Machine,
+) -> None:
+    first = publish()
+    enrolled = agent(
+        "enroll", "--server", live_server.url, "--token", new_token(), "--codex-bin", MISSING_CODEX
+    )
+    assert enrolled.returncode == 0, enrolled.stderr
+    state = json.loads(state_file(agent).read_text())
+    # The agent kept the new credential and the server took it, but the answer never came.
+    pending = "phd_" + secrets.token_urlsafe(32)
+    device_credential_rotate(device_id=Device.objects.get().pk, new_credential=pending)
+    state.update(pending_credential=pending, fetch_credential=None)
+    state_file(agent).write_text(json.dumps(state))
+
+    synced = agent("sync")
+    assert synced.returncode == 0, synced.stderr
+    assert last_line(synced.stdout) == f"revision {first.revision} unchanged"
+    state = json.loads(state_file(agent).read_text())
+    assert (state["credential"], state["pending_credential"]) == (pending, None)
+    assert state["fetch_credential"] == fetch_credential(pending)

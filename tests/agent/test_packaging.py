@@ -14,7 +14,7 @@ PACKAGE = Path(policyhub_agent.__file__).parent
 
 
 def test_the_distribution_has_the_packages_version_and_only_cryptography_as_dependency() -> None:
-    assert importlib.metadata.version("policyhub-agent") == policyhub_agent.__version__ == "0.3.1"
+    assert importlib.metadata.version("policyhub-agent") == policyhub_agent.__version__ == "0.3.2"
     assert importlib.metadata.requires("policyhub-agent") == ["cryptography==50.0.2"]
     (script,) = importlib.metadata.entry_points(group="console_scripts", name="policyhub-agent")
     assert script.value == "policyhub_agent.cli:main"
@@ -24,7 +24,7 @@ def test_python_dash_m_runs_the_agent() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "policyhub_agent", "--version"], capture_output=True, text=True
     )
-    assert (done.returncode, done.stdout.strip()) == (0, "policyhub-agent 0.3.1")
+    assert (done.returncode, done.stdout.strip()) == (0, "policyhub-agent 0.3.2")
 
 
 def test_the_agent_imports_only_the_standard_library_and_cryptography() -> None:

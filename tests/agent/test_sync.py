@@ -649,7 +649,7 @@ def test_the_status_report_carries_revision_os_agent_version_and_no_errors(
     (report,) = hub.requests(STATUS)
     assert report.headers["Authorization"] == f"Bearer {hub.credential}"
     body = report.body
-    assert (body["applied_revision"], body["agent_version"], body["errors"]) == (1, "0.3.1", [])
+    assert (body["applied_revision"], body["agent_version"], body["errors"]) == (1, "0.3.2", [])
     assert body["codex_version"] is None and 0 < len(body["os"]) <= 128
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from policyhub.celery import app as celery_app
-from policyhub.delivery.cache import cache
+from policyhub.delivery.cache import cache, cache_running
 from policyhub.fleet.models import Device
 from policyhub.fleet.services import device_enroll, enrollment_token_create
 from policyhub.policies.services import policy_apply
@@ -38,6 +38,7 @@ def fresh_cache() -> Iterator[None]:
         state.clear()
     yield
     celery_app.conf.task_always_eager = eager
+    state = cache_running()  # a test may have stopped the one it started with
     if state is not None:
         state.clear()
 

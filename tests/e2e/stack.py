@@ -155,7 +155,7 @@ def _write_tls(work: Path) -> Path:
     return work / "ca.pem"
 
 
-def _database_url(port: int | None = None) -> str:
+def database_url(port: int | None = None) -> str:
     db = connection.settings_dict
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
     return f"postgres://{db['USER']}{password}@{db['HOST']}:{port or db['PORT']}/{db['NAME']}"
@@ -255,7 +255,7 @@ def running_stack(*, database_port: int | None = None) -> Iterator[Stack]:
     ca = _write_tls(work)
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(database_port),
+        "DATABASE_URL": database_url(database_port),
         "DEBUG": "0",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SECURE_SSL_REDIRECT": "1",  # as in production: nginx says the request came over TLS

@@ -116,6 +116,32 @@ class Laptop:
         return sorted(self.codex_home.glob("managed-config-*.json"))
 
 
+def curl_status(stack: Stack, method: str, path: str, credential: str) -> str:
+    """The status of a request from the machine, authenticated with `credential`."""
+    args = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(stack.ca)]
+    args += ["-X", method, "-H", f"Authorization: Bearer {credential}"]
+    if method == "POST":
+        args += ["-H", "Content-Type: application/json", "--data", '{"applied_revision": 1}']
+    return stack.run([*args, f"{stack.url}{path}"]).stdout
+
+
+def assert_fetch_only(stack: Stack, credential: str) -> None:
+    """What any local user can read in requirements.toml opens the native fetch and nothing
+    else: no status report (which would make the device look current), no agent bundle, no
+    keys, no assignment, no rotation."""
+    native = f"/config-server/{credential}/codex/config/bundle"
+    assert curl_status(stack, "GET", native, "none") == "200"
+    for method, path in (
+        ("POST", "/api/v1/device/status"),
+        ("GET", "/api/v1/device/bundle"),
+        ("GET", "/api/v1/keys"),
+        ("GET", "/api/v1/device/assignment"),
+        ("POST", "/api/v1/device/credential"),
+    ):
+        assert curl_status(stack, method, path, credential) == "401", (method, path)
+    assert Device.objects.get(team__path=TEAM).reported_at is not None  # the agent's own report
+
+
 def test_published_policy_reaches_codex_through_the_agent_and_the_native_channel(
     cast: dict[str, Any], stack: Stack, tmp_path: Path
 ) -> None:
@@ -138,7 +164,8 @@ def test_published_policy_reaches_codex_through_the_agent_and_the_native_channel
     assert enrolled.returncode == 0, enrolled.stderr
     requirements = tomllib.loads((laptop.root / "etc/codex/requirements.toml").read_text())
     base_url = requirements["config_server"]["base_url"]
-    assert base_url.startswith(f"{stack.url}/config-server/phd_")
+    assert base_url.startswith(f"{stack.url}/config-server/phf_")
+    assert_fetch_only(stack, base_url.rpartition("/")[2])
     profiles = sorted(p.name for p in laptop.codex_home.glob("*.config.toml"))
     assert profiles == sorted(n.removeprefix("profiles/") for n in first.files if "/" in n)
 
@@ -253,8 +280,11 @@ def test_revoked_device_is_refused_by_both_channels_through_the_real_server(
     )
     requirements = tomllib.loads((laptop.root / "etc/codex/requirements.toml").read_text())
     base_url = requirements["config_server"]["base_url"]
-    credential = base_url.rsplit("/", 1)[1]
+    # The agent's own credential, which the agent channel takes (the URL holds a fetch-only one).
+    state = json.loads(laptop.root.joinpath("var/lib/policyhub-agent/state.json").read_text())
+    credential = state["credential"]
     before = laptop.root.joinpath("etc/codex/requirements.toml").read_bytes()
+    assert curl_status(stack, "GET", "/api/v1/device/bundle", credential) == "200"
 
     device_revoke(device=Device.objects.get(team__path=TEAM), actor=OPERATOR)
     curl = [

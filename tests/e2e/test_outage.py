@@ -4,6 +4,9 @@ reach, and hear of changes again once it is back."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,8 +19,9 @@ from policyhub.policies.services import policy_apply
 from policyhub.releases.models import Release
 from policyhub.releases.services.publishing import publish_run_execute
 from policyhub.releases.services.runs import publish_run_request
+from tests.codex.harness import REPO_ROOT
 from tests.conftest import OPERATOR, make_policy
-from tests.e2e.stack import Stack, TcpProxy, running_stack
+from tests.e2e.stack import Stack, TcpProxy, database_url, running_stack
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -27,6 +31,17 @@ def database() -> Iterator[TcpProxy]:
     proxy = TcpProxy(int(connection.settings_dict["PORT"] or 5432))
     yield proxy
     proxy.close()
+
+
+# What a web process does to answer a fetch, in a new process.
+FRESH_PROCESS = """
+import sys, django
+django.setup()
+from policyhub.delivery.selectors import device_for_credential, release_served
+device = device_for_credential(sys.argv[1])
+served = release_served(device) if device else None
+print(served.revision if served else "none")
+"""
 
 
 def fetch(stack: Stack, path: str, *headers: str) -> tuple[str, str]:
@@ -70,10 +85,25 @@ def test_fetches_survive_a_database_outage(cast: dict[str, Any], database: TcpPr
             etag = f'If-None-Match: "{release.etag}"'
             assert fetch(stack, "/api/v1/device/bundle", bearer, etag)[0] == "304"
 
-        # Every worker read every device when it started listening, so even a device that no
-        # worker has served yet gets its release during the outage.
+        # The host's index holds every device, so even a device that no worker has served yet
+        # gets its release during the outage.
         status, body = fetch(stack, "/api/v1/device/bundle", f"Authorization: Bearer {unseen}")
         assert status == "200", body
+        # And a process started during the outage, which never read the database, answers from
+        # the index too (the index outlives the processes that wrote it).
+        started = subprocess.run(
+            [sys.executable, "-c", FRESH_PROCESS, unseen],
+            env={
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "policyhub.settings",
+                "DATABASE_URL": database_url(database.port),
+            },
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert started.stdout.split() == [str(release.revision)], started.stderr[-2000:]
 
         # Back: the workers listen again, so a revocation takes effect as usual.
         database.mend()

@@ -1,0 +1,239 @@
+"""The host's delivery index: every enrolled device and every team's current release, in one
+SQLite file that all web processes of a host read.
+
+One process per host writes it (delivery/cache.py elects it with a file lock); the others only
+read. SQLite in WAL mode lets them read while it writes, each read sees a committed state, and the
+file's pages live once in the kernel's page cache, shared by every worker, instead of in each
+worker's heap: a worker's own memory no longer grows with the fleet (bench/fetch.py measures it).
+The index outlives the processes, so a worker started during a database outage still answers.
+
+Tables:
+* `devices`: sha256 of a credential (raw bytes) -> device id, organisation, team path. A device
+  is listed under its credential and its fetch credential.
+* `teams`: (organisation, team path) -> the entry fetches are answered from (entries.py), and a
+  version that changes with every write, so processes can keep decoded entries and know when
+  one is stale.
+* `meta`: the writer's heartbeat (when it last confirmed it hears every change) and the markers
+  of `DeliveryCache.catch_up`.
+
+It is a cache of PostgreSQL: nothing in it is the only copy, and it is rebuilt whole each time a
+writer starts listening.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from policyhub.delivery.entries import DeviceEntry, TeamEntry, team_entry_dumps
+
+TeamKey = tuple[int, str]
+
+# The layout of the file: a change of it is a new file name, so an old file is never misread.
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    hash BLOB PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    organization_id INTEGER NOT NULL,
+    team_path TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS teams (
+    organization_id INTEGER NOT NULL,
+    team_path TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    entry TEXT NOT NULL,
+    PRIMARY KEY (organization_id, team_path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL) WITHOUT ROWID;
+"""
+# One statement for both lookups of a fetch (each costs about 5 µs from Python).
+DEVICE_SQL = """
+SELECT d.device_id, d.organization_id, d.team_path, t.version
+FROM devices AS d
+LEFT JOIN teams AS t ON t.organization_id = d.organization_id AND t.team_path = d.team_path
+WHERE d.hash = ?
+"""
+# SQLite's own page cache per connection; the kernel's page cache holds the rest, shared.
+CACHE_KIB = 2048
+BUSY_MS = 5000
+HEARTBEAT = "heartbeat"
+CAUGHT_UP = "caught-up:"
+# Rows a snapshot writes per statement.
+BATCH = 5000
+
+
+def index_path(directory: str, database: Mapping[str, Any]) -> Path:
+    """The index of one database on this host: one file per database, so two deployments (or
+    test runs) on one machine never share one."""
+    where = f"{database.get('HOST') or ''}:{database.get('PORT') or ''}/{database.get('NAME')}"
+    digest = hashlib.sha256(where.encode()).hexdigest()[:16]
+    return Path(directory) / f"delivery-v{SCHEMA_VERSION}-{digest}.sqlite3"
+
+
+def _hash(digest: str) -> bytes:
+    return bytes.fromhex(digest)
+
+
+class HostIndex:
+    """The index file, with one SQLite connection per thread that uses it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.connection().executescript(SCHEMA)
+
+    def connection(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            # Autocommit: every read is its own snapshot, every write an explicit transaction.
+            db = sqlite3.connect(
+                self.path, timeout=BUSY_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+            os.chmod(self.path, 0o600)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")  # a cache: durable enough in WAL mode
+            db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
+    def close(self) -> None:
+        with self._lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    class _Transaction:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, kind: object, *_: object) -> None:
+            self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+    def _write(self) -> HostIndex._Transaction:
+        return HostIndex._Transaction(self.connection())
+
+    # Reads (any process) ------------------------------------------------------------------------
+
+    def device(self, digest: str) -> DeviceEntry | None:
+        """The device with this credential hash, with the version of its team's entry."""
+        row = self.connection().execute(DEVICE_SQL, (_hash(digest),)).fetchone()
+        return DeviceEntry(*row) if row else None
+
+    def team_version(self, key: TeamKey) -> int | None:
+        row = (
+            self.connection()
+            .execute("SELECT version FROM teams WHERE organization_id = ? AND team_path = ?", key)
+            .fetchone()
+        )
+        return row[0] if row else None
+
+    def team(self, key: TeamKey) -> tuple[int, str] | None:
+        """(version, the entry as stored) of a team with a current release; None otherwise."""
+        row: tuple[int, str] | None = (
+            self.connection()
+            .execute(
+                "SELECT version, entry FROM teams WHERE organization_id = ? AND team_path = ?",
+                key,
+            )
+            .fetchone()
+        )
+        return row
+
+    def meta(self, key: str) -> float | None:
+        row = self.connection().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def counts(self) -> tuple[int, int]:
+        db = self.connection()
+        devices = db.execute("SELECT count(*) FROM devices").fetchone()[0]
+        teams = db.execute("SELECT count(*) FROM teams").fetchone()[0]
+        return devices, teams
+
+    # Writes (the host's writer, and a process forgetting a device it just changed) ------------
+
+    def forget_devices(self, digests: Iterable[str]) -> None:
+        with self._write() as db:
+            db.executemany("DELETE FROM devices WHERE hash = ?", [(_hash(d),) for d in digests])
+
+    def heartbeat(self, at: float) -> None:
+        with self._write() as db:
+            _set_meta(db, HEARTBEAT, at)
+
+    def replace_all(
+        self,
+        devices: Iterator[tuple[str, DeviceEntry]],
+        teams: Iterator[tuple[TeamKey, TeamEntry]],
+    ) -> None:
+        """Every device and team anew, in one transaction: readers see the old index until the
+        new one is complete. Streamed in batches, so memory stays flat at any fleet size."""
+        version = time.time_ns()
+        with self._write() as db:
+            db.execute("DELETE FROM devices")
+            db.execute("DELETE FROM teams")
+            while batch := [
+                (_hash(digest), e.device_id, e.organization_id, e.team_path)
+                for digest, e in islice(devices, BATCH)
+            ]:
+                db.executemany("INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?)", batch)
+            while rows := [
+                (*key, version, team_entry_dumps(entry))
+                for key, entry in islice(teams, BATCH // 10)
+            ]:
+                db.executemany("INSERT OR REPLACE INTO teams VALUES (?, ?, ?, ?)", rows)
+
+    def apply(
+        self,
+        devices: dict[str, DeviceEntry | None],
+        teams: dict[TeamKey, TeamEntry | None],
+        markers: Iterable[str],
+        heartbeat: float,
+    ) -> None:
+        """What changed, in one transaction: devices and teams as they are now (None: gone),
+        then the catch-up markers of the announcements applied, and the heartbeat."""
+        version = time.time_ns()
+        with self._write() as db:
+            for digest, entry in devices.items():
+                if entry is None:
+                    db.execute("DELETE FROM devices WHERE hash = ?", (_hash(digest),))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?)",
+                        (_hash(digest), entry.device_id, entry.organization_id, entry.team_path),
+                    )
+            for key, team in teams.items():
+                if team is None:
+                    db.execute("DELETE FROM teams WHERE organization_id = ? AND team_path = ?", key)
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO teams VALUES (?, ?, ?, ?)",
+                        (*key, version, team_entry_dumps(team)),
+                    )
+            for token in markers:
+                _set_meta(db, CAUGHT_UP + token, heartbeat)
+            # Markers are waited for a few seconds at most.
+            db.execute(
+                "DELETE FROM meta WHERE key LIKE ? AND value < ?", (CAUGHT_UP + "%", heartbeat - 60)
+            )
+            _set_meta(db, HEARTBEAT, heartbeat)
+
+
+def _set_meta(db: sqlite3.Connection, key: str, value: float) -> None:
+    db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

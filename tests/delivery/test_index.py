@@ -1,0 +1,81 @@
+"""The host's delivery index: one writer per host, another taking over when it stops, and each
+process's own memory bounded whatever the fleet's size."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from policyhub.credentials import secret_hash
+from policyhub.delivery.cache import DeliveryCache, cache, cache_stop
+from policyhub.delivery.index import HostIndex
+from policyhub.fleet.models import Device
+from policyhub.fleet.services import device_revoke
+from tests.conftest import acting
+from tests.delivery.test_fetch import agent
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+Enrol = Callable[..., tuple[Device, str]]
+
+
+def until(check: Callable[[], bool], timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_one_process_per_host_writes_and_another_takes_over_when_it_stops(
+    cast: dict[str, Any], publish: Callable[..., Any], enrol: Enrol, settings: Any
+) -> None:
+    first = cache()
+    assert first is not None
+    # A second process's cache on the same host and database: the same file, the same lock.
+    second = DeliveryCache(HostIndex(first.index.path))
+    second.start()
+    try:
+        assert until(lambda: first.listening.is_set() or second.listening.is_set())
+        time.sleep(2 * settings.DELIVERY_FLUSH_SECONDS)  # both have tried the lock since
+        assert first.listening.is_set() != second.listening.is_set()
+        writer, reader = (first, second) if first.listening.is_set() else (second, first)
+        publish()
+        device, credential = enrol("platform/ci")
+        assert reader.catch_up()
+        indexed = reader.index.device(secret_hash(credential))
+        assert indexed is not None and indexed.device_id == str(device.pk)
+
+        writer.stop()
+        assert until(reader.listening.is_set), "no process took over the index"
+        assert reader.catch_up() and reader.live()
+        device_revoke(device=device, actor=acting(cast["admin"]))
+        assert reader.catch_up()
+        assert reader.index.device(secret_hash(credential)) is None
+    finally:
+        second.stop()
+        cache_stop()  # this process's next fetch starts its cache afresh
+
+
+def test_each_process_keeps_a_bounded_number_of_decoded_teams(
+    publish: Callable[..., Any], enrol: Enrol, client: Client, settings: Any
+) -> None:
+    settings.DELIVERY_TEAM_ENTRIES = 2
+    publish()
+    devices = [enrol(team)[1] for team in ("platform/ci", "batch", "platform")]
+    for _ in range(3):
+        for credential in devices:
+            response = agent(client, credential)
+            assert response.status_code == 200
+            state = cache()
+            assert state is not None and len(state.teams) <= 2
+    state = cache()
+    assert state is not None
+    stats = state.stats()
+    assert stats["index_devices"] >= 2 * len(devices)  # each under both of its credentials
+    assert stats["index_teams"] >= 3
