@@ -153,6 +153,7 @@ def cmd_status(args: argparse.Namespace, layout: files.Layout, out: Output) -> i
         "team": current.team,
         "device_id": current.device_id,
         "applied_revision": current.applied_revision,
+        "applied_signed_at": current.applied_signed_at,
         "last_sync": current.last_sync,
         "last_attempt": current.last_attempt,
         "last_error": current.last_error,
@@ -173,7 +174,8 @@ def cmd_status(args: argparse.Namespace, layout: files.Layout, out: Output) -> i
         f"organisation:     {current.organization}",
         f"team:             {current.team}",
         f"device id:        {current.device_id}",
-        f"applied revision: {current.applied_revision or 'none'}",
+        f"applied revision: {current.applied_revision or 'none'}"
+        + (f" (signed {current.applied_signed_at})" if current.applied_signed_at else ""),
         f"last sync:        {current.last_sync or never}",
         f"last attempt:     {current.last_attempt or never}",
         f"last error:       {current.last_error or 'none'}",

@@ -66,6 +66,8 @@ class State:
     # every local user can read (None: a server or an enrolment from before they existed; the
     # sync then rotates the credential to get one).
     fetch_credential: str | None = None
+    # When the applied revision was signed, as its signed statement says (None: not said).
+    applied_signed_at: str | None = None
     # A new credential sent to the server, not yet confirmed: taken if the old one is refused.
     pending_credential: str | None = None
 

@@ -296,6 +296,7 @@ def _pull(
     current.keys = pinned
     current.etag = valid_etag(response.headers.get("etag"))
     current.applied_revision = bundle.revision
+    current.applied_signed_at = bundle.signed_at
     current.high_water = {**_high_water(current), bundle.team: bundle.revision}
     if moved is not None:
         current.assignment = moved.serial

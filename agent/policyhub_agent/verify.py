@@ -10,7 +10,7 @@ import re
 import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -39,6 +39,9 @@ LEGACY_VERSION: Version = (0, 169, 0)
 # 0.3.0 refuse a manifest with a field they do not know, and ignore unknown bundle fields).
 MEASUREMENT_FIELDS = {"manifest", "measured_until", "purpose"}
 MEASUREMENT_PURPOSE = "policyhub-codex-measurement"
+# When the manifest was signed, in a statement of its own (servers from agent 0.3.2 on).
+SIGNED_TIME_FIELDS = {"manifest", "purpose", "signed_at"}
+SIGNED_TIME_PURPOSE = "policyhub-signed-time"
 # The server's signed word that this device belongs to a team: what lets a bundle of another
 # team than the one the agent applied last be taken (a move), and only a newer one than it saw.
 ASSIGNMENT_FIELDS = {"purpose", "organization", "device_id", "team", "serial"}
@@ -204,6 +207,9 @@ class Bundle:
     # The newest Codex release measured when the files were made: a later one gets the files
     # made for this one, unmeasured.
     measured_until: Version = LEGACY_VERSION
+    # When the manifest was signed (UTC, ISO 8601), as the server signed it; None from servers
+    # that sign no time.
+    signed_at: str | None = None
 
     def is_for(self, codex: Version) -> bool:
         return any(
@@ -333,31 +339,59 @@ def _codex(manifest: Mapping[str, Any]) -> dict[str, Any]:
     return {"versions": tuple(spans), "native_from": native_from, "window": (low, high)}
 
 
-def _measurement(bundle: Mapping[str, Any], public_key: str) -> dict[str, Any]:
-    """The signed end of measurement, checked: a statement by the manifest's key naming this
-    manifest's sha256 (so it cannot come from another release). None given: {}."""
-    if "measurement" not in bundle and "measurement_signature" not in bundle:
-        return {}
-    text, signature = bundle.get("measurement"), bundle.get("measurement_signature")
+def _statement(
+    bundle: Mapping[str, Any], field: str, what: str, fields: set[str], public_key: str
+) -> dict[str, Any] | None:
+    """A statement signed beside the manifest (`field` and `field_signature`), checked: by the
+    manifest's key, canonical, with exactly `fields`, naming this manifest's sha256 (so it
+    cannot come from another release). None when the bundle has none."""
+    if field not in bundle and f"{field}_signature" not in bundle:
+        return None
+    text, signature = bundle.get(field), bundle.get(f"{field}_signature")
     if not isinstance(text, str) or not isinstance(signature, str):
-        raise VerificationError("the bundle's measurement or its signature is not a string")
+        raise VerificationError(f"the bundle's {what} or its signature is not a string")
     if not signature_valid(public_key, text.encode(), signature):
-        raise VerificationError("the measurement's signature does not verify")
-    problem = VerificationError("the signed measurement is malformed")
+        raise VerificationError(f"the {what}'s signature does not verify")
+    problem = VerificationError(f"the signed {what} is malformed")
     try:
         statement = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise problem from exc
-    if not isinstance(statement, dict) or set(statement) != MEASUREMENT_FIELDS:
+    if not isinstance(statement, dict) or set(statement) != fields:
         raise problem
-    if canonical_json(statement) != text.encode() or statement["purpose"] != MEASUREMENT_PURPOSE:
+    if canonical_json(statement) != text.encode():
         raise problem
     if statement["manifest"] != hashlib.sha256(bundle["manifest"].encode()).hexdigest():
-        raise VerificationError("the signed measurement is for another manifest")
+        raise VerificationError(f"the signed {what} is for another manifest")
+    return statement
+
+
+def _measurement(bundle: Mapping[str, Any], public_key: str) -> dict[str, Any]:
+    """The signed end of measurement; none given: {}."""
+    statement = _statement(bundle, "measurement", "measurement", MEASUREMENT_FIELDS, public_key)
+    if statement is None:
+        return {}
     measured = parse_version(statement["measured_until"])
-    if measured is None:
-        raise problem
+    if statement["purpose"] != MEASUREMENT_PURPOSE or measured is None:
+        raise VerificationError("the signed measurement is malformed")
     return {"measured_until": measured}
+
+
+def _signed_time(bundle: Mapping[str, Any], public_key: str, now: datetime) -> dict[str, Any]:
+    """When the manifest was signed (servers before this statement give none: {}). A time
+    more than a day ahead of this machine's clock is refused: no genuine release has it."""
+    statement = _statement(bundle, "signed_time", "signing time", SIGNED_TIME_FIELDS, public_key)
+    if statement is None:
+        return {}
+    at = parse_timestamp(statement["signed_at"])
+    if statement["purpose"] != SIGNED_TIME_PURPOSE or at is None:
+        raise VerificationError("the signed signing time is malformed")
+    if at > now + MAX_CLOCK_SKEW:
+        raise VerificationError(
+            f"the bundle says it was signed at {statement['signed_at']}, more than a day ahead "
+            "of this machine's clock"
+        )
+    return {"signed_at": statement["signed_at"]}
 
 
 def _contents(files: dict[str, str], hashes: dict[str, str]) -> None:
@@ -407,6 +441,7 @@ def verify_bundle(raw: bytes, pinned: Mapping[str, str], organization: str) -> B
     manifest = _manifest(bundle, organization)
     codex = _codex(manifest)
     measured = _measurement(bundle, pinned[key_id])
+    signed = _signed_time(bundle, pinned[key_id], datetime.now(UTC))
     _contents(bundle["files"], bundle["hashes"])
     return Bundle(
         organization=bundle["organization"],
@@ -416,6 +451,7 @@ def verify_bundle(raw: bytes, pinned: Mapping[str, str], organization: str) -> B
         key_id=key_id,
         **codex,
         **measured,
+        **signed,
     )
 
 

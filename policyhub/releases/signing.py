@@ -106,6 +106,19 @@ def measurement_message(manifest: str, measured_until: str) -> bytes:
     )
 
 
+def signed_time_message(manifest: str, signed_at: datetime) -> bytes:
+    """When a release's key signed a manifest, bound to it by its sha256: with the manifest's
+    organisation, team and revision, the time the release was made. Apart from the manifest for
+    the reason measurement_message gives."""
+    return canonical_json(
+        {
+            "manifest": hashlib.sha256(manifest.encode()).hexdigest(),
+            "purpose": "policyhub-signed-time",
+            "signed_at": timestamp(signed_at),
+        }
+    )
+
+
 def assignment_message(organization: str, device_id: str, team: str, serial: int) -> bytes:
     """What the organisation's key signs when it tells a device which team it belongs to: the
     agent takes another team's release only with this, numbered higher than any it saw (a move

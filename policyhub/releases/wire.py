@@ -41,9 +41,11 @@ def agent_body(
     signature: str,
     key_id: str,
     measurement: tuple[str, str] | None = None,
+    signed_time: tuple[str, str] | None = None,
 ) -> str:
     """The agent's bundle; with `measurement` (statement, signature) also where measurement of
-    Codex ended when the set was made (agents before 0.3.0 ignore both fields)."""
+    Codex ended when the set was made (agents before 0.3.0 ignore both fields), and with
+    `signed_time` when it was signed (agents before 0.3.2 ignore it)."""
     body: dict[str, object] = {
         "organization": organization,
         "team": team_path,
@@ -56,6 +58,8 @@ def agent_body(
     }
     if measurement is not None:
         body["measurement"], body["measurement_signature"] = measurement
+    if signed_time is not None:
+        body["signed_time"], body["signed_time_signature"] = signed_time
     return _json(body)
 
 

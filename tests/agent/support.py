@@ -29,7 +29,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from policyhub_agent import cli
 
-from policyhub.releases.signing import canonical_json, endorsement_message, measurement_message
+from policyhub.releases.signing import (
+    canonical_json,
+    endorsement_message,
+    measurement_message,
+    signed_time_message,
+)
 
 HOME = "/home/dev"
 MISSING_CODEX = "/nonexistent/codex"
@@ -99,12 +104,14 @@ def bundle(
     team: str = "engineering/web",
     codex: dict[str, Any] | None = None,
     measured_until: str | None = None,
+    signed_at: datetime.datetime | None = None,
 ) -> dict[str, Any]:
     """A bundle exactly as the server builds one: hashes, canonical manifest, signature.
 
     `codex`: the signed Codex versions the files are for (None: a release made before them);
     `measured_until`: the newest Codex release measured then, signed beside the manifest (None:
-    a release made before that was signed)."""
+    a release made before that was signed); `signed_at`: when it was signed, signed beside the
+    manifest too (None: a server that signs no time)."""
     files = default_files() if files is None else files
     hashes = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in files.items()}
     digest = hashlib.sha256("".join(sorted(hashes.values())).encode()).hexdigest()
@@ -131,6 +138,9 @@ def bundle(
         statement = measurement_message(manifest.decode(), measured_until)
         made["measurement"] = statement.decode()
         made["measurement_signature"] = signer.sign(statement)
+    if signed_at is not None:
+        stamp = signed_time_message(manifest.decode(), signed_at)
+        made["signed_time"], made["signed_time_signature"] = stamp.decode(), signer.sign(stamp)
     return made
 
 

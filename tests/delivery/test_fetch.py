@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -83,6 +85,16 @@ def test_agent_bundle_is_the_signed_release_and_verifies(
         release.signing_key.public_key, body["manifest"].encode(), body["signature"]
     )
     assert json.loads(body["manifest"])["files"] == body["hashes"]
+    # When it was signed, bound to this manifest and signed by the same key.
+    assert signing.verify(
+        release.signing_key.public_key,
+        body["signed_time"].encode(),
+        body["signed_time_signature"],
+    )
+    stamp = json.loads(body["signed_time"])
+    assert stamp["manifest"] == hashlib.sha256(body["manifest"].encode()).hexdigest()
+    signed_at = datetime.fromisoformat(stamp["signed_at"])
+    assert abs(signed_at - release.created_at) < timedelta(seconds=30)
 
 
 @pytest.mark.parametrize("channel", [native, agent])

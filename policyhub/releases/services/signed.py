@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.utils import timezone
 
 from policyhub.accounts.models import Organization
 from policyhub.releases import signing, wire
@@ -62,6 +63,8 @@ def _signed_set(
     if measured is not None:
         statement = signing.measurement_message(manifest, measured)
         measurement = statement.decode(), signing.sign(key.private_key_encrypted, statement)
+    stamp = signing.signed_time_message(manifest, timezone.now())
+    signed_time = stamp.decode(), signing.sign(key.private_key_encrypted, stamp)
     return {
         "codex": file_set.codex,
         "files": texts,
@@ -79,6 +82,7 @@ def _signed_set(
             signature=signature,
             key_id=key.key_id,
             measurement=measurement,
+            signed_time=signed_time,
         ),
     }
 
