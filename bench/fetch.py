@@ -1,17 +1,23 @@
-"""Benchmark: device fetches under load, against the framework floor and nginx.
+"""Benchmark: device fetches under load, against the framework floor and nginx; per-worker memory.
 
-    .venv/bin/python bench/fetch.py [--devices 10000] [--duration 10] [--connections 64]
-                                    [--server gunicorn|granian|both] [--rounds 1]
+    .venv/bin/python bench/fetch.py [--devices 10000] [--sample 100000] [--duration 10]
+                                    [--connections 64] [--server gunicorn|granian|both]
+                                    [--rounds 1] [--memory|--no-memory] [--seed-only]
                                     [--gunicorn-workers 4] [--granian-workers 2]
                                     [--granian-threads 2] [--nginx-workers 1]
 
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres), wrk and nginx; granian for --server granian
 or both (`.venv/bin/pip install granian`). Recreates the database `policyhub_bench`, seeds the
-demo organisation (first release of its 9 teams) and enrols the devices through `device_enroll`,
-spread over the teams. Starts the servers on loopback with the production settings plus the
-floor views of bench/fetch_urls.py (gunicorn with sync workers and/or granian in WSGI mode, and
-nginx), fills every worker's delivery cache, then runs wrk (2 threads, a random device per
-request) against:
+demo organisation (first release of its 9 teams) and its devices, spread over the teams: the
+first 10,000 enrolled through `device_enroll` (about 80 a second), the rest written meanwhile
+with COPY, in a process of its own and with enrolment tokens of their own, as `device_enroll`
+writes fleet_device (a column the bench does not know gets the model's default, NULL when
+nullable; a device of each kind is compared afterwards and any other difference is printed).
+A million devices take about two minutes; --seed-only stops there. Starts the servers on loopback with the
+production settings plus the floor views of bench/fetch_urls.py (gunicorn with sync workers
+and/or granian in WSGI mode, and nginx), has every worker look up the devices wrk will use, then
+runs wrk (2 threads, a random device per request, drawn from a random sample of --sample
+enrolled devices, or all of them when there are fewer) against:
 
 * the native channel (credential in the path) and the agent channel (Bearer header), each as a
   revalidation (If-None-Match with the team's ETag -> 304) and as a full fetch (200);
@@ -28,6 +34,19 @@ Targets (a MISS is a measurement, exit status 0): an authenticated 304 at >= 0.9
 and >= 3,000 req/s. Afterwards the fetch counts the servers wrote behind (fleet_device.fetch_count)
 are compared with the fetches made, including a few made right before each server's SIGTERM.
 
+Memory (--memory; on by default from 100,000 devices, where the delivery cache's size shows,
+off below, which saves a server start per server): before each server is started for the runs,
+the same server is started with DELIVERY_CACHE=0 (a fetch then reads PostgreSQL and nothing is
+kept), a few requests reach each of its workers, and their memory is the idle worker's. The
+workers of the real server are measured after every one of them has looked up the sample and
+again after all the runs. A worker is a child of the server's main process (gunicorn's arbiter,
+granian's main process); its RSS comes from /proc/<pid>/status, its PSS (each shared page
+divided among the processes that map it) and USS (its private pages, Private_Clean +
+Private_Dirty) from /proc/<pid>/smaps_rollup. Printed in MB (2^20 bytes) per worker, with the
+delta: the larger of after fill and after runs, minus the mean of the idle workers. Target (a
+MISS is a measurement): each worker's USS < 100 MB above an idle worker's, USS because it is
+what every further worker adds (pages shared among the workers count in their RSS and PSS).
+
 Worker counts, for 2 cores: gunicorn 4 sync workers, as docker/Dockerfile runs it (2 to 4 measure
 alike: a sync worker serves one connection at a time and closes it, so the kernel's handshakes,
 not the worker count, bound it); granian 2 workers (one per core) with 2 blocking threads each,
@@ -43,7 +62,9 @@ import io
 import json
 import logging
 import math
+import multiprocessing
 import os
+import random
 import re
 import resource
 import shutil
@@ -55,7 +76,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +94,15 @@ PORTS = {"gunicorn": 18401, "granian": 18402, "nginx": 18403}
 ORGANIZATION = "acme"
 WRK_THREADS = 2
 WARMUP_SECONDS = 2
+# Devices enrolled through device_enroll, the real path (about 80 a second); the rest are written
+# with COPY, as device_enroll would write them.
+ENROLLED_THROUGH_SERVICE = 10_000
+# From this many devices on, per-worker memory is measured unless --no-memory says otherwise.
+MEMORY_DEVICES = 100_000
+# The target: a loaded worker's USS at most this many MB above an idle worker's.
+MEMORY_TARGET_MB = 100
+# How long every worker may take to look up the sample (the first fill may wait for the cache).
+FILL_TIMEOUT = 900
 # Fetches made right before each server is stopped, to see their counts written at its exit.
 STOP_FETCHES = 200
 # A run during which other processes took more of the machine than this is flagged as noisy.
@@ -100,7 +130,10 @@ class BenchError(Exception):
 
 @dataclass
 class Fleet:
-    credentials: list[str]
+    """The enrolled devices wrk draws from: a random sample of them, with their credentials."""
+
+    devices: int  # enrolled in all
+    credentials: list[str]  # the sample's
     etags: list[str]  # quoted, as the ETag header carries it
     teams: list[str]
     agent_bodies: dict[str, bytes]  # team path -> agent body of its current release
@@ -114,14 +147,16 @@ def database_recreate() -> None:
         subprocess.run(command, check=True)
 
 
-def seed(devices: int) -> Fleet:
+def seed(devices: int, sample: int) -> Fleet:
+    """The demo organisation and `devices` devices spread over its teams: the first
+    ENROLLED_THROUGH_SERVICE through device_enroll, the rest written with COPY."""
     started = time.perf_counter()
     database_recreate()
     django.setup()
     logging.getLogger("celery").setLevel(logging.WARNING)
     logging.getLogger("kombu").setLevel(logging.ERROR)
     from django.core.management import call_command
-    from django.db import transaction
+    from django.db import connections, transaction
 
     from policyhub.accounts.models import Organization
     from policyhub.actors import Actor
@@ -141,33 +176,172 @@ def seed(devices: int) -> Fleet:
         f"{time.perf_counter() - started:.1f} s"
     )
 
-    # One process: device_enroll's SELECT ... FOR UPDATE also locks the organisation's row (it
-    # joins it), so enrolments in one organisation run one at a time anyway.
-    started = time.perf_counter()
-    secrets = {
+    seeding = started = time.perf_counter()
+    tokens = {
         path: enrollment_token_create(
             organization=org, team_path=path, actor=Actor.operator("bench")
-        )[1]
+        )
         for path in paths
     }
-    credentials = {}
-    for batch in range(0, devices, 1000):
-        with transaction.atomic():
-            for i in range(batch, min(batch + 1000, devices)):
-                path = paths[i % len(paths)]
-                credentials[i] = device_enroll(token_secret=secrets[path], hostname=f"bench-{i}")[1]
-    fleet = Fleet([], [], [], {p: r.agent_body.encode() for p, r in releases.items()})
-    for i in range(devices):
+    kept = set(random.sample(range(devices), min(sample, devices)))
+    credentials: dict[int, str] = {}
+    enrolled = min(devices, ENROLLED_THROUGH_SERVICE)
+    copying = None
+    # The COPY runs in a process of its own alongside the enrolments (each keeps about a core
+    # busy), with tokens of its own: device_enroll locks its token's row (FOR UPDATE), which the
+    # COPY's foreign key checks would wait for.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        if devices > enrolled:
+            bulk = [
+                enrollment_token_create(
+                    organization=org, team_path=path, note="bulk", actor=Actor.operator("bench")
+                )[0]
+                for path in paths
+            ]
+            connections.close_all()  # the forked process opens its own
+            teams = [(token.team_id, token.pk) for token in bulk]
+            bulk_kept = {i for i in kept if i >= enrolled}
+            copying = pool.submit(devices_copy, org.pk, teams, enrolled, devices, bulk_kept)
+        # One process enrols: device_enroll holds the organisation's audit chain head until it
+        # commits, so enrolments in one organisation run one at a time anyway.
+        for batch in range(0, enrolled, 1000):
+            with transaction.atomic():
+                for i in range(batch, min(batch + 1000, enrolled)):
+                    secret = tokens[paths[i % len(paths)]][1]
+                    credential = device_enroll(token_secret=secret, hostname=f"bench-{i}")[1]
+                    if i in kept:
+                        credentials[i] = credential
+        took = time.perf_counter() - started
+        print(
+            f"setup: {enrolled:,} devices enrolled through device_enroll over {len(paths)} teams "
+            f"in {took:.1f} s ({enrolled / took:,.0f}/s, 1,000 a transaction"
+            f"{', alongside the COPY' if copying else ''})"
+        )
+        if copying is not None:
+            found, took = copying.result()
+            credentials.update(found)
+            print(
+                f"setup: {devices - enrolled:,} more devices written with COPY in {took:.1f} s "
+                f"({(devices - enrolled) / took:,.0f}/s, one transaction, then VACUUM)"
+            )
+            bulk_check("bench-0", f"bench-{enrolled}")
+    print(f"setup: {devices:,} devices seeded in {time.perf_counter() - seeding:.1f} s")
+
+    etags = {path: f'"{release.etag}"' for path, release in releases.items()}
+    fleet = Fleet(devices, [], [], [], {p: r.agent_body.encode() for p, r in releases.items()})
+    for i in sorted(credentials):
         path = paths[i % len(paths)]
         fleet.credentials.append(credentials[i])
-        fleet.etags.append(f'"{releases[path].etag}"')
+        fleet.etags.append(etags[path])
         fleet.teams.append(path)
-    enrolled = time.perf_counter() - started
-    print(
-        f"setup: {devices:,} devices enrolled through device_enroll over {len(paths)} teams in "
-        f"{enrolled:.1f} s ({devices / enrolled:,.0f}/s, 1,000 a transaction)"
-    )
     return fleet
+
+
+# What device_enroll writes besides the model's defaults, the same for every device it enrols
+# without an os or codex_version (the bench's); enrolled_at is set on writing.
+ENROLL_GIVES = {"os": "", "codex_version": ""}
+# Written per device by devices_copy.
+PER_DEVICE = ("team", "credential_hash", "fetch_credential_hash", "hostname", "enrolled_with")
+
+
+def devices_copy(
+    organization_id: int, teams: list[tuple[int, int]], start: int, stop: int, kept: set[int]
+) -> tuple[dict[int, str], float]:
+    """Devices start..stop-1, as device_enroll would write them, with COPY in one transaction:
+    device i in team i % len(teams) (a (team id, enrolment token id) pair), named bench-<i>.
+    Returns the credentials of the devices in `kept`, and the seconds it took. The columns are
+    the model's concrete fields: one this does not know gets the model's default (NULL for a
+    nullable one without a default), as in device_enroll's Device(...) when it does not set it
+    either."""
+    from django.db import connection, transaction
+    from django.db.models import F
+    from django.utils import timezone
+    from psycopg import sql
+
+    from policyhub import credentials
+    from policyhub.fleet.models import Device, EnrollmentToken, codex_sort_key
+
+    started = time.perf_counter()
+    now = timezone.now()
+    given: dict[str, Any] = {
+        **ENROLL_GIVES,
+        "organization": organization_id,
+        "codex_sort_key": codex_sort_key(ENROLL_GIVES["codex_version"]),
+    }
+    per_row = []  # a unique column with a default (the primary key): a fresh value per device
+    constant = []
+    for model_field in Device._meta.concrete_fields:
+        if model_field.name in PER_DEVICE:
+            continue
+        if model_field.name in given:
+            value = given[model_field.name]
+        elif getattr(model_field, "auto_now", False) or getattr(model_field, "auto_now_add", False):
+            value = now
+        elif model_field.unique and model_field.has_default():
+            per_row.append(model_field)
+            continue
+        else:
+            value = model_field.get_default()
+        constant.append((model_field, model_field.get_db_prep_save(value, connection)))
+    by_name = {f.name: f for f in Device._meta.concrete_fields}
+    columns = [
+        *(f.column for f in per_row),
+        *(by_name[name].column for name in PER_DEVICE),
+        *(f.column for f, _ in constant),
+    ]
+    values = tuple(value for _, value in constant)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(Device._meta.db_table),
+        sql.SQL(", ").join(sql.Identifier(str(c)) for c in columns),
+    )
+    found: dict[int, str] = {}
+    with transaction.atomic(), connection.cursor() as cursor:
+        with cursor.cursor.copy(statement) as copy:
+            for i in range(start, stop):
+                team, token = teams[i % len(teams)]
+                secret = credentials.new_secret(credentials.DEVICE_PREFIX)
+                defaults = (f.get_db_prep_save(f.get_default(), connection) for f in per_row)
+                fetch_hash = credentials.secret_hash(credentials.fetch_credential(secret))
+                row = (team, credentials.secret_hash(secret), fetch_hash, f"bench-{i}", token)
+                copy.write_row((*defaults, *row, *values))
+                if i in kept:
+                    found[i] = secret
+        # device_enroll counts each use of a token.
+        for k, (_team, token) in enumerate(teams):
+            uses = len(range(k, stop, len(teams))) - len(range(k, start, len(teams)))
+            EnrollmentToken.objects.filter(pk=token).update(uses=F("uses") + uses)
+    # Outside the transaction: what autovacuum would otherwise do to the new rows during the runs.
+    with connection.cursor() as cursor:
+        cursor.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(Device._meta.db_table)))
+    return found, time.perf_counter() - started
+
+
+def bulk_check(enrolled: str, copied: str) -> None:
+    """Compare a device device_enroll wrote with one devices_copy wrote (by hostname): a column
+    that is not per device yet differs is one devices_copy does not know (a column added since,
+    which device_enroll fills in, say): warn."""
+    from policyhub.fleet.models import Device
+
+    per_device = {
+        f.attname
+        for f in Device._meta.concrete_fields
+        if f.primary_key
+        or f.name in PER_DEVICE
+        or getattr(f, "auto_now", False)
+        or getattr(f, "auto_now_add", False)
+    }
+    found = Device.objects.filter(hostname__in=[enrolled, copied]).values()
+    rows: dict[str, dict[str, Any]] = {row["hostname"]: dict(row) for row in found}
+    differ = [
+        f"{name} ({repr(value)[:24]} vs {repr(rows[copied][name])[:24]})"
+        for name, value in rows[enrolled].items()
+        if name not in per_device and rows[copied][name] != value
+    ]
+    if differ:
+        print(
+            "warning: devices written with COPY differ from device_enroll's (its value vs "
+            f"COPY's) in {', '.join(differ)}"
+        )
 
 
 def fetch_count_total() -> int:
@@ -275,7 +449,7 @@ def django_env(body_file: Path) -> dict[str, str]:
     env.update(SERVER_ENV)
     env["DJANGO_SETTINGS_MODULE"] = "bench.fetch_settings"
     env["POLICYHUB_BENCH_FLOOR_BODY"] = str(body_file)
-    env["POLICYHUB_BENCH_CREDENTIALS"] = str(body_file.parent / "credentials.txt")
+    env["POLICYHUB_BENCH_DEVICES"] = str(body_file.parent / "devices.txt")
     env["PYTHONPATH"] = str(ROOT)
     return env
 
@@ -350,45 +524,199 @@ http {{
     return server
 
 
-def caches_fill(server: Server, devices: int) -> str:
-    """Have every worker load every device and team: concurrent requests, so that a worker busy
-    filling leaves the next connection to another, until all of them report full."""
-    full: dict[int, tuple[int, int]] = {}
+def cache_answer(server: Server, path: str) -> dict[str, Any] | None:
+    """A worker's answer on /floor/cache; None while its listener is not connected yet."""
+    status, _headers, body = http_get(server.port, path)
+    if status == 503:
+        return None
+    if status != 200:
+        raise BenchError(f"{server.name} {path} answered {status}: {body[:200]!r}")
+    answer: dict[str, Any] = json.loads(body)
+    return answer
+
+
+def cache_stats(stats: dict[str, Any]) -> str:
+    def shown(key: str, value: Any) -> str:
+        if isinstance(value, int) and not isinstance(value, bool) and key != "pid":
+            return f"{value:,}"
+        return json.dumps(value)
+
+    return ", ".join(f"{key} {shown(key, value)}" for key, value in stats.items())
+
+
+def caches_fill(server: Server, sample: int) -> dict[int, dict[str, Any]]:
+    """Have every worker look up every device of the sample and its team: concurrent requests,
+    so that a worker busy filling leaves the next connection to another, until every worker
+    has answered the fill for the whole sample. Returns what each worker's cache then says of
+    itself (worker pid -> its stats)."""
+    answers: dict[int, dict[str, Any]] = {}
     started = time.perf_counter()
-
-    def fill(_: int) -> dict[str, Any]:
-        status, _headers, body = http_get(server.port, "/floor/cache?fill=1")
-        if status != 200:
-            raise BenchError(f"{server.name} cache fill answered {status}: {body[:200]!r}")
-        answer: dict[str, Any] = json.loads(body)
-        return answer
-
+    deadline = time.monotonic() + FILL_TIMEOUT
     with ThreadPoolExecutor(server.workers * 2) as pool:
-        for _ in range(100):
-            for answer in pool.map(fill, range(server.workers * 2)):
-                full[answer["pid"]] = (answer["devices"], answer["teams"])
-            if len(full) >= server.workers and all(d >= devices for d, _ in full.values()):
+        while True:
+            found = list(
+                pool.map(
+                    lambda _: cache_answer(server, "/floor/cache?fill=1"), range(server.workers * 2)
+                )
+            )
+            for answer in found:
+                if answer is not None:
+                    answers[answer["pid"]] = answer
+            workers = worker_pids(server)
+            if len(workers) >= server.workers and all(
+                answers.get(pid, {}).get("complete") for pid in workers
+            ):
                 break
-        else:
-            raise BenchError(f"could not fill every {server.name} worker's cache: {full}")
-    sizes = {f"{d:,} devices and {t} teams" for d, t in full.values()}
-    return (
-        f"{len(full)} worker caches hold {', '.join(sorted(sizes))} "
-        f"(filled in {time.perf_counter() - started:.1f} s)"
+            if time.monotonic() > deadline:
+                progress = {pid: answers.get(pid, {}).get("filled") for pid in workers}
+                raise BenchError(
+                    f"{server.name} workers did not look up the {sample:,} sampled devices in "
+                    f"{FILL_TIMEOUT} s: {progress} (pid: devices looked up)"
+                )
+            if None in found:
+                time.sleep(1)  # a listener still connecting
+    stats = {pid: answers[pid]["cache"] for pid in workers}
+    print(
+        f"  {len(workers)} workers looked up the {sample:,} sampled devices and their teams in "
+        f"{time.perf_counter() - started:.1f} s; what their caches say of themselves:"
+    )
+    for pid, said in stats.items():
+        print(f"    worker {pid}: {cache_stats(said)}")
+    return stats
+
+
+def caches_check(server: Server, filled: dict[int, dict[str, Any]]) -> None:
+    """After the runs every worker should hold what it held after the fill (no invalidation, no
+    expiry meanwhile): warn of a count that went down, or of a worker that was replaced."""
+    seen: dict[int, dict[str, Any]] = {}
+    workers = set(worker_pids(server))
+    for _ in range(server.workers * 20):
+        answer = cache_answer(server, "/floor/cache")
+        if answer is not None:
+            seen[answer["pid"]] = answer["cache"]
+        if workers <= seen.keys():
+            break
+    for pid in sorted(workers):
+        before, after = filled.get(pid), seen.get(pid)
+        if before is None:
+            print(f"warning: {server.name} worker {pid} was not there after the fill")
+            continue
+        if after is None:
+            continue  # not reached: nothing to say
+        lower = {
+            key: f"{value:,} -> {after.get(key)}"
+            for key, value in before.items()
+            if isinstance(value, int) and isinstance(after.get(key), int) and after[key] < value
+        }
+        if lower:
+            print(f"warning: {server.name} worker {pid} holds less after the runs: {lower}")
+
+
+# Memory -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One process's memory, in kB: resident (RSS), proportional (PSS: each shared page divided
+    among the processes that map it) and unique (USS: its private pages)."""
+
+    rss: int
+    pss: int
+    uss: int
+
+
+@dataclass
+class ServerMemory:
+    idle: list[Memory]  # the workers of the same server started with DELIVERY_CACHE=0
+    after_fill: dict[int, Memory] = field(default_factory=dict)  # worker pid -> its memory
+    after_runs: dict[int, Memory] = field(default_factory=dict)
+
+
+def memory_of(pid: int) -> Memory | None:
+    """None when the process is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+
+    def kb(text: str, name: str) -> int:
+        match = re.search(rf"^{name}:\s+(\d+) kB$", text, re.MULTILINE)
+        if match is None:
+            raise BenchError(f"no {name} in /proc/{pid}")
+        return int(match.group(1))
+
+    return Memory(
+        kb(status, "VmRSS"),
+        kb(rollup, "Pss"),
+        kb(rollup, "Private_Clean") + kb(rollup, "Private_Dirty"),
     )
 
 
-def caches_check(server: Server, devices: int) -> None:
-    """After the runs the caches must still be full (no invalidation, no expiry meanwhile)."""
-    seen: dict[int, int] = {}
-    for _ in range(server.workers * 20):
-        answer = json.loads(http_get(server.port, "/floor/cache")[2])
-        seen[answer["pid"]] = answer["devices"]
-        if len(seen) >= server.workers:
-            break
-    short = {pid: n for pid, n in seen.items() if n < devices}
-    if short:
-        print(f"warning: {server.name} caches lost entries during the runs: {short} (pid: size)")
+def worker_pids(server: Server) -> list[int]:
+    """The server's workers: the children of its main process (gunicorn's arbiter, granian's
+    main process)."""
+    return sorted(
+        pid for pid, (_command, parent, _fields) in processes().items() if parent == server.session
+    )
+
+
+def workers_memory(server: Server) -> dict[int, Memory]:
+    found = {pid: memory_of(pid) for pid in worker_pids(server)}
+    return {pid: memory for pid, memory in found.items() if memory is not None}
+
+
+def idle_memory(server: Server, env: dict[str, str]) -> list[Memory]:
+    """The memory of an idle worker: the same server, started with DELIVERY_CACHE=0 (a fetch
+    then reads PostgreSQL and nothing is kept), after a few requests have reached every worker
+    (its first request imports the views); stopped afterwards."""
+    idle = Server(
+        server.name,
+        server.argv,
+        server.port,
+        server.log.with_name(f"{server.name}-idle.log"),
+        server.probe,
+    )
+    idle.workers = server.workers
+    with running(idle, {**env, "DELIVERY_CACHE": "0"}):
+        answered: set[int] = set()
+        deadline = time.monotonic() + 60
+        with ThreadPoolExecutor(idle.workers * 2) as pool:
+            while True:
+                for status, _headers, _body in pool.map(
+                    lambda _: http_get(idle.port, "/floor/304"), range(idle.workers * 2)
+                ):
+                    if status != 304:
+                        raise BenchError(f"idle {idle.name}: /floor/304 answered {status}")
+                for answer in pool.map(
+                    lambda _: cache_answer(idle, "/floor/cache"), range(idle.workers * 2)
+                ):
+                    if answer is not None:
+                        answered.add(answer["pid"])
+                workers = worker_pids(idle)
+                if len(workers) >= idle.workers and answered >= set(workers):
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchError(
+                        f"idle {idle.name}: requests reached workers {sorted(answered)} of "
+                        f"{workers} within 60 s"
+                    )
+        found = workers_memory(idle)
+    if not found:
+        raise BenchError(f"idle {idle.name}: no worker to measure")
+    print(
+        f"{idle.name}: idle workers (same server, DELIVERY_CACHE=0): "
+        + "; ".join(f"{pid} {memory_text(m)}" for pid, m in found.items())
+    )
+    return list(found.values())
+
+
+def memory_text(memory: Memory) -> str:
+    return f"RSS {mb(memory.rss)} PSS {mb(memory.pss)} USS {mb(memory.uss)} MB"
+
+
+def mb(kb: float) -> str:
+    return f"{kb / 1024:,.1f}"
 
 
 # CPU accounting ---------------------------------------------------------------------------------
@@ -401,19 +729,26 @@ def machine_cpu() -> tuple[int, int]:
     return sum(ticks) - sum(ticks[3:7]), sum(ticks)  # minus idle, iowait, irq, softirq
 
 
-def processes_cpu(session: int) -> tuple[int, int]:
-    """CPU time so far, in clock ticks, of the live processes of `session` and of PostgreSQL
-    (live processes, plus what its exited backends used, which the postmaster collected)."""
-    ours = postgres = 0
-    commands: dict[int, tuple[str, int, list[str]]] = {}
+def processes() -> dict[int, tuple[str, int, list[str]]]:
+    """Every live process: pid -> (command, parent pid, the fields of /proc/<pid>/stat after
+    the command: fields[0] is stat(5)'s field 3, the state)."""
+    found: dict[int, tuple[str, int, list[str]]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
         except OSError:
             continue
         command, _, rest = text.partition(" (")[2].rpartition(") ")
-        fields = rest.split()  # fields[0] is stat(5)'s field 3, the state
-        commands[int(stat.parent.name)] = (command, int(fields[1]), fields)
+        fields = rest.split()
+        found[int(stat.parent.name)] = (command, int(fields[1]), fields)
+    return found
+
+
+def processes_cpu(session: int) -> tuple[int, int]:
+    """CPU time so far, in clock ticks, of the live processes of `session` and of PostgreSQL
+    (live processes, plus what its exited backends used, which the postmaster collected)."""
+    ours = postgres = 0
+    commands = processes()
     for command, parent, fields in commands.values():
         used = int(fields[11]) + int(fields[12])  # utime + stime
         if int(fields[3]) == session:
@@ -434,7 +769,13 @@ def children_cpu() -> float:
 
 
 LUA = """-- generated by bench/fetch.py
-local devices = dofile(%(devices)s)  -- { {credential, quoted etag}, ... }
+-- { {credential, quoted etag, fetch credential}, ... }, from lines of the three: a table literal
+-- of a large sample would hold more constants than LuaJIT allows in one chunk.
+local devices = {}
+for line in io.lines(%(devices)s) do
+  local credential, etag, fetch = line:match("^(%%S+) (%%S+) (%%S+)$")
+  table.insert(devices, {credential, etag, fetch})
+end
 local mode, path, conditional = %(mode)s, %(path)s, %(conditional)s
 local fixed_etag = %(etag)s
 statuses = {}
@@ -446,10 +787,10 @@ function setup(thread)
   thread:set("thread_number", #threads)
 end
 
-local function prepare(credential, etag)
+local function prepare(credential, etag, fetch)
   local headers, target = {}, path
-  if mode == "native" then
-    target = "/config-server/" .. credential .. "/codex/config/bundle"
+  if mode == "native" then  -- Codex's URL carries the fetch-only credential
+    target = "/config-server/" .. fetch .. "/codex/config/bundle"
   elseif mode == "agent" or mode == "floor" then
     headers["Authorization"] = "Bearer " .. credential
   end
@@ -462,7 +803,7 @@ function init(args)
   if mode == "nginx" then
     prepared[1] = prepare(nil, nil)
   else
-    for i, device in ipairs(devices) do prepared[i] = prepare(device[1], device[2]) end
+    for i, device in ipairs(devices) do prepared[i] = prepare(device[1], device[2], device[3]) end
   end
   count = #prepared
 end
@@ -526,12 +867,18 @@ def lua_string(value: str | None) -> str:
     return "nil" if value is None else json.dumps(value)  # ASCII only: a Lua literal too
 
 
-def devices_lua(fleet: Fleet, path: Path) -> None:
-    rows = ",\n".join(
-        f"{{{lua_string(c)}, {lua_string(e)}}}"
-        for c, e in zip(fleet.credentials, fleet.etags, strict=True)
+def devices_file(fleet: Fleet, path: Path) -> None:
+    """The sample, a device a line: its credential, its team's quoted ETag and its fetch
+    credential (wrk's script reads all three, the fill of bench/fetch_urls.py the first)."""
+    from policyhub.credentials import fetch_credential
+
+    path.write_text(
+        "".join(
+            f"{c} {e} {fetch_credential(c)}\n"
+            for c, e in zip(fleet.credentials, fleet.etags, strict=True)
+        )
     )
-    path.write_text(f"return {{\n{rows}\n}}\n")
+    path.chmod(0o600)
 
 
 def wrk_run(server: Server, target: Target, seconds: int, connections: int, work: Path) -> Result:
@@ -539,7 +886,7 @@ def wrk_run(server: Server, target: Target, seconds: int, connections: int, work
     script.write_text(
         LUA
         % {
-            "devices": lua_string(str(work / "devices.lua")),
+            "devices": lua_string(str(work / "devices.txt")),
             "mode": lua_string(target.mode),
             "path": lua_string(target.path),
             "conditional": "true" if target.expected == 304 else "false",
@@ -572,7 +919,7 @@ def wrk_run(server: Server, target: Target, seconds: int, connections: int, work
     if set(statuses) != {target.expected} or non_2xx_3xx:
         raise BenchError(
             f"{where}: expected only {target.expected}, got {statuses or 'no response'}"
-            f"{' (' + non_2xx_3xx.group(0) + ')' if non_2xx_3xx else ''}:\n{out}"
+            f"{' (' + non_2xx_3xx.group(0) + ')' if non_2xx_3xx else ''}:\n{out}{done.stderr}"
         )
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     socket_errors = (
@@ -617,8 +964,10 @@ DJANGO_TARGETS = [
 
 def probe_endpoints(server: Server, fleet: Fleet) -> int:
     """One request of each kind by hand, status and ETag checked; returns how many."""
+    from policyhub.credentials import fetch_credential
+
     credential, etag = fleet.credentials[0], fleet.etags[0]
-    native = f"/config-server/{credential}/codex/config/bundle"
+    native = f"/config-server/{fetch_credential(credential)}/codex/config/bundle"
     bearer = {"Authorization": f"Bearer {credential}"}
     checks = [
         (native, {}, 200),
@@ -630,7 +979,7 @@ def probe_endpoints(server: Server, fleet: Fleet) -> int:
         status, answer, _ = http_get(server.port, path, headers)
         if status != expected or answer["ETag"] != etag:
             raise BenchError(
-                f"{server.name} {path.replace(credential, 'phd_…')}: {status} with ETag "
+                f"{server.name} {path.split('/')[1]}: {status} with ETag "
                 f"{answer['ETag']}, expected {expected} with {etag}"
             )
     return len(checks)
@@ -644,6 +993,7 @@ class Measured:
     recorded: int  # fetch counts in the database after the runs and a wait, servers still up
     # server -> (fetches made right before its SIGTERM, how many of them reached the database)
     at_stop: dict[str, tuple[int, int]]
+    memory: dict[str, ServerMemory]  # server -> its workers' memory; empty without --memory
 
 
 @dataclass
@@ -684,6 +1034,8 @@ def measure(fleet: Fleet, args: argparse.Namespace, work: Path) -> Measured:
         servers.append(granian(args.granian_workers, args.granian_threads, work))
     results: dict[tuple[str, str], list[Result]] = {}
     counted = slack = 0
+    filled: dict[str, dict[int, dict[str, Any]]] = {}
+    memory: dict[str, ServerMemory] = {}
 
     def run(server: Server, target: Target) -> None:
         nonlocal counted, slack
@@ -706,9 +1058,13 @@ def measure(fleet: Fleet, args: argparse.Namespace, work: Path) -> Measured:
             raise BenchError(f"nginx answered {status} with {len(content)} bytes")
         print(f"nginx: {web.setup} on {HOST}:{web.port}")
         for server in servers:
+            if args.memory:
+                memory[server.name] = ServerMemory(idle_memory(server, django_env(body)))
             stack.enter_context(running(server, django_env(body)))
             print(f"{server.name}: {server.setup} on {HOST}:{server.port}")
-            print(f"  {caches_fill(server, len(fleet.credentials))}")
+            filled[server.name] = caches_fill(server, len(fleet.credentials))
+            if args.memory:
+                memory[server.name].after_fill = workers_memory(server)
             counted += probe_endpoints(server, fleet)
         nginx_targets = [
             Target("file 304", "nginx", "/bundle.json", 304, etag=headers["ETag"]),
@@ -725,7 +1081,9 @@ def measure(fleet: Fleet, args: argparse.Namespace, work: Path) -> Measured:
             for target in nginx_targets:
                 run(web, target)
         for server in servers:
-            caches_check(server, len(fleet.credentials))
+            if args.memory:
+                memory[server.name].after_runs = workers_memory(server)
+            caches_check(server, filled[server.name])
         from django.conf import settings
 
         time.sleep(settings.DELIVERY_FLUSH_SECONDS + 2)  # the listeners' last batched writes
@@ -741,7 +1099,7 @@ def measure(fleet: Fleet, args: argparse.Namespace, work: Path) -> Measured:
                     raise BenchError(f"{server.name} refused a fetch before its stop")
             server.stop()
             at_stop[server.name] = (STOP_FETCHES, fetch_count_total() - before)
-    return Measured(results, counted, slack, recorded, at_stop)
+    return Measured(results, counted, slack, recorded, at_stop, memory)
 
 
 def cpu_shares(result: Result) -> str:
@@ -758,9 +1116,11 @@ def verdict(ok: bool) -> str:
 def report(measured: Measured, servers: list[str], args: argparse.Namespace) -> None:
     results = {key: Summary.of(runs) for key, runs in measured.results.items()}
     rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
+    sample = min(args.sample, args.devices)
+    drawn = f"of a random sample of {sample:,} " if sample < args.devices else ""
     print(
         f"\nwrk -t{WRK_THREADS} -c{args.connections} -d{args.duration}s --latency, "
-        f"{args.devices:,} devices, one at random per request{rounds}; "
+        f"{args.devices:,} devices, one {drawn}at random per request{rounds}; "
         f"CPU: shares of the machine's {os.cpu_count()} cores during the run"
     )
     header = (
@@ -788,6 +1148,8 @@ def report(measured: Measured, servers: list[str], args: argparse.Namespace) -> 
             f"noisy: other processes took up to {noisy:.0%} of the CPU during a run; "
             "compare the numbers within this run only"
         )
+    if measured.memory:
+        memory_table(measured.memory)
     note = (
         ""
         if args.connections == 64
@@ -810,6 +1172,14 @@ def report(measured: Measured, servers: list[str], args: argparse.Namespace) -> 
                     f"{result.rps:,.0f} req/s >= 3,000 {verdict(result.rps >= 3000)}",
                 ]
             print(f"  {label:<11} " + "   ".join(checks))
+        if name in measured.memory:
+            usage = measured.memory[name]
+            workers = usage.after_fill.keys() | usage.after_runs.keys()
+            worst = max(memory_delta(usage, pid, "uss") for pid in workers) / 1024
+            print(
+                f"  {'memory':<11} USS {worst:+,.1f} MB above an idle worker (the largest of "
+                f"{len(workers)} workers) < {MEMORY_TARGET_MB} {verdict(worst < MEMORY_TARGET_MB)}"
+            )
     if len(servers) == 2:
         first, second = servers
         print(f"\n{second} vs {first}: req/s ratio, p99 ms")
@@ -836,6 +1206,43 @@ def report(measured: Measured, servers: list[str], args: argparse.Namespace) -> 
         print(
             f"  {name}: of {made} fetches made right before its SIGTERM, {written} were counted{lost}"
         )
+
+
+MEMORY_KINDS = ("rss", "pss", "uss")
+
+
+def memory_delta(usage: ServerMemory, pid: int, kind: str) -> float:
+    """kB a worker holds above an idle worker (the mean of the idle ones): the larger of what it
+    held after the fill and after the runs."""
+    idle = statistics.fmean(getattr(m, kind) for m in usage.idle)
+    loaded = (usage.after_fill.get(pid), usage.after_runs.get(pid))
+    return float(max(getattr(m, kind) for m in loaded if m is not None)) - idle
+
+
+def memory_table(memory: dict[str, ServerMemory]) -> None:
+    print(
+        "\nmemory per worker, MB: idle is the mean of the workers of the same server started with "
+        "DELIVERY_CACHE=0;\ndelta is the larger of after fill and after runs, minus idle"
+    )
+    header = (
+        f"{'server':<9} {'worker':>7} {'':<3} {'idle':>7} {'after fill':>10} {'after runs':>10} "
+        f"{'delta':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, usage in memory.items():
+        for pid in sorted(usage.after_fill.keys() | usage.after_runs.keys()):
+            for line, kind in enumerate(MEMORY_KINDS):
+                idle = statistics.fmean(getattr(m, kind) for m in usage.idle)
+                fill, runs = (
+                    "-" if m is None else mb(getattr(m, kind))
+                    for m in (usage.after_fill.get(pid), usage.after_runs.get(pid))
+                )
+                who = f"{name:<9} {pid:>7}" if line == 0 else " " * 17
+                print(
+                    f"{who} {kind.upper():<3} {mb(idle):>7} {fill:>10} {runs:>10} "
+                    f"{memory_delta(usage, pid, kind) / 1024:>+8,.1f}"
+                )
 
 
 def versions() -> str:
@@ -865,9 +1272,22 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=1, help="measure every endpoint this many times (medians)"
     )
+    parser.add_argument(
+        "--sample", type=int, default=100_000, help="wrk draws from this many enrolled devices"
+    )
+    parser.add_argument(
+        "--memory",
+        action=argparse.BooleanOptionalAction,
+        help=f"measure per-worker memory (default: with --devices >= {MEMORY_DEVICES:,})",
+    )
+    parser.add_argument("--seed-only", action="store_true", help="seed the database, then stop")
     args = parser.parse_args()
-    if min(args.devices, args.duration, args.rounds) < 1 or args.connections < WRK_THREADS:
-        parser.error("need at least 1 device, 1 second, 1 round and 2 connections")
+    if min(args.devices, args.duration, args.rounds, args.sample) < 1:
+        parser.error("need at least 1 device, 1 second, 1 round and a sample of 1")
+    if args.connections < WRK_THREADS:
+        parser.error("need at least 2 connections")
+    if args.memory is None:
+        args.memory = args.devices >= MEMORY_DEVICES
 
     for tool in ("wrk", "nginx", *(["granian"] if args.server != "gunicorn" else [])):
         if not (shutil.which(tool) or (Path(sys.executable).parent / tool).exists()):
@@ -879,11 +1299,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="policyhub-fetch-bench-"))
     try:
         print(versions())
-        fleet = seed(args.devices)
-        devices_lua(fleet, work / "devices.lua")
-        (work / "credentials.txt").write_text("\n".join(fleet.credentials) + "\n")
-        for secret in ("devices.lua", "credentials.txt"):
-            (work / secret).chmod(0o600)
+        fleet = seed(args.devices, args.sample)
+        if args.seed_only:
+            return
+        sampled = "all of them" if fleet.devices == len(fleet.credentials) else "a random sample"
+        print(
+            f"wrk draws from {len(fleet.credentials):,} of the {fleet.devices:,} devices "
+            f"({sampled})"
+        )
+        devices_file(fleet, work / "devices.txt")
         sizes = [len(fleet.agent_bodies[t]) for t in fleet.teams]
         mean = statistics.fmean(sizes)
         team = min(fleet.agent_bodies, key=lambda t: abs(len(fleet.agent_bodies[t]) - mean))
