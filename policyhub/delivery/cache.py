@@ -176,9 +176,13 @@ class DeliveryCache:
 
         A device the index does not hold yet (enrolled a moment ago) is read from PostgreSQL;
         credentials it says are no device are remembered, so a sprayer costs one query each."""
-        entry = self.index.device(credential_hash)
+        try:
+            entry = self.index.device(credential_hash)
+            live = self.live()
+        except sqlite3.Error:
+            self._index_failed()
+            return load()
         now = time.monotonic()
-        live = self.live()
         if entry is not None and (live or now < self._database_down_until):
             return entry
         if entry is None and live:
@@ -207,9 +211,13 @@ class DeliveryCache:
         release may be a moment old), and one without a release is remembered as such.
         `version`: the entry's version in the index as the device's lookup found it."""
         now = time.monotonic()
-        live = self.live()
-        if version is None:
-            version = self.index.team_version(key)
+        try:
+            live = self.live()
+            if version is None:
+                version = self.index.team_version(key)
+        except sqlite3.Error:
+            self._index_failed()
+            return load()
         if version is not None and (live or now < self._database_down_until):
             return self._decoded(key, version)
         if version is None and live:
@@ -229,6 +237,12 @@ class DeliveryCache:
                     self.no_release.clear()
                 self.no_release[key] = now
         return found
+
+    def _index_failed(self) -> None:
+        """The index cannot be read (a damaged or vanished file): PostgreSQL answers instead,
+        and the writer rebuilds the index when it next (re)connects."""
+        log.warning("cannot read the delivery index; reading PostgreSQL", exc_info=True)
+        self._live, self._live_checked = False, time.monotonic()
 
     def _decoded(self, key: TeamKey, version: int) -> TeamEntry:
         hit = self.teams.get(key)

@@ -64,6 +64,7 @@ WHERE d.hash = ?
 # SQLite's own page cache per connection; the kernel's page cache holds the rest, shared.
 CACHE_KIB = 2048
 BUSY_MS = 5000
+FORGET_BUSY_MS = 200
 HEARTBEAT = "heartbeat"
 CAUGHT_UP = "caught-up:"
 # Rows a snapshot writes per statement.
@@ -170,8 +171,15 @@ class HostIndex:
     # Writes (the host's writer, and a process forgetting a device it just changed) ------------
 
     def forget_devices(self, digests: Iterable[str]) -> None:
-        with self._write() as db:
-            db.executemany("DELETE FROM devices WHERE hash = ?", [(_hash(d),) for d in digests])
+        """Drop devices at once, or fail fast: while the writer rebuilds the index (seconds at a
+        million devices) a request must not wait for it; the writer applies the change anyway."""
+        db = self.connection()
+        db.execute(f"PRAGMA busy_timeout = {FORGET_BUSY_MS}")
+        try:
+            with self._write():
+                db.executemany("DELETE FROM devices WHERE hash = ?", [(_hash(d),) for d in digests])
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
 
     def heartbeat(self, at: float) -> None:
         with self._write() as db:

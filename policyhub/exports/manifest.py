@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -86,7 +87,8 @@ class ExportCheck:
 
 def export_verify(file: Path, manifest_file: Path, public_key: str | None = None) -> ExportCheck:
     """Check `file` against `manifest_file`. The public key is the one given (base64, as the
-    key list shows it) or, on the server, the key the manifest names, retired or not."""
+    key list shows it) or, on the server, the key the manifest names, retired or not; a key the
+    server knows as revoked fails the check whichever way it is given."""
     check = ExportCheck()
     try:
         manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
@@ -98,6 +100,13 @@ def export_verify(file: Path, manifest_file: Path, public_key: str | None = None
     except (OSError, ValueError) as exc:
         check.problems.append(f"manifest: {exc}")
         return check
+    revoked_at = _revoked_at(manifest.get("key_id"))
+    if revoked_at is not None:
+        # Whoever holds a revoked key can sign anything, dated as they like.
+        check.problems.append(
+            f"manifest: key {manifest.get('key_id')} was revoked at {revoked_at.isoformat()}: "
+            "its signature proves nothing; export again to have the active key sign it"
+        )
     key = public_key or _server_key(manifest.get("key_id"))
     if key is None:
         check.problems.append(
@@ -131,6 +140,17 @@ def _check_rows(check: ExportCheck, stream: TextIO, manifest: dict[str, Any]) ->
         return
     if check.rows != manifest.get("rows"):
         check.problems.append(f"file: {check.rows} rows, the manifest says {manifest.get('rows')}")
+
+
+def _revoked_at(key_id: Any) -> datetime | None:
+    """When the organisation revoked this key, if this server knows it and it was."""
+    if not isinstance(key_id, str):
+        return None
+    return (
+        SigningKey.objects.filter(key_id=key_id, revoked_at__isnull=False)
+        .values_list("revoked_at", flat=True)
+        .first()
+    )
 
 
 def _server_key(key_id: Any) -> str | None:

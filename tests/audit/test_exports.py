@@ -350,3 +350,28 @@ def test_a_manifest_that_is_not_one_fails_without_a_traceback(
             call_command("audit", "verify-export", str(path), str(manifest_path))
     manifest_path.write_text("{not json")
     assert export_verify(path, manifest_path).problems[0].startswith("manifest: ")
+
+
+def test_an_export_signed_by_a_key_revoked_since_does_not_verify(
+    trail: dict[str, Any], tmp_path: Path
+) -> None:
+    path, manifest_path = _export(tmp_path, "ndjson")
+    key = SigningKey.objects.get(organization=trail["acme"], status="active")
+    assert export_verify(path, manifest_path).ok
+    call_command(
+        "signing_key",
+        "revoke",
+        "--org",
+        "acme",
+        key.key_id,
+        "--reason",
+        "leaked",
+        stdout=StringIO(),
+    )
+    for given in (None, key.public_key):  # the server's word, or the key passed by hand
+        problems = export_verify(path, manifest_path, public_key=given).problems
+        assert len(problems) == 1 and f"key {key.key_id} was revoked at" in problems[0]
+    # Exported again, the active key signs it.
+    (tmp_path / "again").mkdir()
+    again, again_manifest = _export(tmp_path / "again", "ndjson")
+    assert export_verify(again, again_manifest).ok
