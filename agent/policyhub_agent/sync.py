@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import os
 import random
@@ -263,6 +264,12 @@ def _pull(
     codex_home = layout.codex_home(current.codex_home)
     codex = verify.parse_version(codex_version)
     last_good = files.read_bytes(layout.last_good_file)
+    if _fetch_credential_ensured(layout, current, client, out) and last_good is not None:
+        # The old credential in requirements.toml stopped working: write the fetch credential
+        # there now, before anything else can fail, so Codex's own fetch keeps working.
+        with contextlib.suppress(VerificationError):
+            bundle = verify.verify_bundle(last_good, current.keys, current.organization)
+            _apply(layout, current, bundle, codex_home, codex, out)
     etag = current.etag if last_good is not None else None
     response = client.bundle(etag=etag, codex_version=codex_version)
     if response.status == 304 and last_good is not None:
@@ -275,6 +282,7 @@ def _pull(
             warnings = _check_versions(current, bundle, codex, out)
             restored = _apply(layout, current, bundle, codex_home, codex, out)
             current.warnings = warnings
+            current.applied_signed_at = bundle.signed_at
             current.codex_home = str(codex_home)
             notes = [
                 f"restored {path}: it differed from revision {bundle.revision}" for path in restored
@@ -416,7 +424,6 @@ def run_sync(layout: files.Layout, current: State, out: Output) -> str:
     current.last_attempt = state.now()
     try:
         try:
-            _fetch_credential_ensured(layout, current, client, out)
             message, notes = _pull(layout, current, client, codex_version, out)
         except OSError as exc:  # a file the agent must read or replace is out of its reach
             where = f" {exc.filename}" if exc.filename else ""
@@ -443,15 +450,18 @@ def run_sync(layout: files.Layout, current: State, out: Output) -> str:
 
 def _fetch_credential_ensured(
     layout: files.Layout, current: State, client: Client, out: Output
-) -> None:
+) -> bool:
     """A device enrolled before fetch credentials existed carries its credential in the
     world-readable requirements.toml: replace the credential with a new one (which the server
-    pairs with a fetch credential), so the copy in that file opens nothing from now on.
+    pairs with a fetch credential), so the copy in that file opens nothing from now on. True
+    when the credential changed.
 
-    The new credential is kept before the server hears of it: if the answer is lost, the old
-    credential is refused at the next sync and the new one is taken."""
+    The new credential is kept until the server has either taken it or refused it for good: if
+    the answer is lost (a broken connection, a proxy's 502 after the commit), the old credential
+    is refused at a later sync and the kept one is taken. Only a refusal of the credential
+    itself (400) drops it. Nothing here stops the sync: the bundle is fetched either way."""
     if current.fetch_credential is not None and current.pending_credential is None:
-        return
+        return False
     if current.pending_credential is None:
         current.pending_credential = new_credential()
         state.save(layout.state_file, current)
@@ -459,15 +469,20 @@ def _fetch_credential_ensured(
     try:
         answer = client.rotate_credential(new)
     except ServerError as exc:
-        if exc.status == 404:  # a server from before fetch credentials: nothing to do
-            current.pending_credential = None
-            return
-        if exc.status != 401:
-            current.pending_credential = None  # refused (in use, say): another next time
-            raise
-        # The old credential is refused: the server took the new one at an earlier attempt
-        # (or revoked the device, which the bundle download will say).
-        client.use_credential(new)
+        if exc.status == 401:
+            # The old credential is refused: the server took the new one at an earlier attempt
+            # (or revoked the device, which the bundle download will say).
+            client.use_credential(new)
+        else:
+            if exc.status == 400:
+                current.pending_credential = None
+                state.save(layout.state_file, current)
+            if exc.status != 404:  # a server from before fetch credentials: nothing to say
+                out.warn(f"warning: the credential could not be replaced yet: {exc}")
+            return False
+    except AgentError as exc:  # the network: the kept credential is tried again next time
+        out.warn(f"warning: the credential could not be replaced yet: {exc}")
+        return False
     else:
         if answer.get("fetch_credential") != fetch_credential(new):
             raise MalformedAnswer("credential rotation: the server's fetch credential is not ours")
@@ -475,6 +490,7 @@ def _fetch_credential_ensured(
     current.pending_credential = None
     state.save(layout.state_file, current)
     out.info("replaced this device's credential; Codex's native channel now uses a fetch-only one")
+    return True
 
 
 def sync(layout: files.Layout, jitter: float, out: Output) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import AuthenticationFailed, NotFound, PermissionDenied
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -241,9 +241,10 @@ class CredentialOut(serializers.Serializer[None]):
 
 
 class CredentialApi(APIView):
-    """Replace this device's credential with a new one its agent made (256 random bits); the
-    old credential and fetch credential stop working at once. Agents move devices enrolled
-    before fetch credentials existed off the credential in requirements.toml this way."""
+    """Replace the credential of a device enrolled before fetch credentials existed with a new
+    one its agent made (256 random bits), paired with a fetch credential; the old credential
+    stops working at once. Agents move such devices off the credential their requirements.toml
+    exposed this way; a device that has a fetch credential is refused (400)."""
 
     authentication_classes = [DeviceCredentialAuthentication]
     permission_classes = [IsAuthenticated]
@@ -260,9 +261,11 @@ class CredentialApi(APIView):
         data = CredentialIn(data=request.data)
         data.is_valid(raise_exception=True)
         new = data.validated_data["credential"]
-        fleet.device_credential_rotate(
+        rotated = fleet.device_credential_rotate(
             device_id=calling_device(request).device_id, new_credential=new
         )
+        if rotated is None:
+            raise AuthenticationFailed("unknown or revoked device credential")
         return Response({"fetch_credential": credentials.fetch_credential(new)})
 
 

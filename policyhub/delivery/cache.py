@@ -61,10 +61,14 @@ CHANNEL = "policyhub_delivery"
 MAX_UNKNOWN_ENTRIES = 20_000
 # After a failed read, the database is left alone this long (answers come from the index).
 DATABASE_RETRY_SECONDS = 5.0
-# The index is trusted while the writer's heartbeat is younger than this; each process looks
-# at the heartbeat at most every LIVE_CHECK_SECONDS.
+# The index is trusted while the writer's heartbeat is younger than this (the writer beats at
+# least every DELIVERY_FLUSH_SECONDS; see _live_seconds); each process looks at the heartbeat at
+# most every LIVE_CHECK_SECONDS.
 LIVE_SECONDS = 10.0
 LIVE_CHECK_SECONDS = 0.5
+# How long a process reads a device it changed itself from PostgreSQL, not the index: the
+# writer applies the change within milliseconds.
+CHANGED_SECONDS = 5.0
 # How often catch_up and clear repeat their announcement while they wait for the writer.
 RESEND_SECONDS = 1.0
 # Announcements the writer applies in one batch (one read per table, one index transaction).
@@ -79,6 +83,11 @@ _CONNECTION_OPTIONS = {
     "tcp_user_timeout": 20_000,
 }
 _DEVICE_NOTE = re.compile(r"[0-9a-f]{64}")
+
+
+def _live_seconds() -> float:
+    return max(LIVE_SECONDS, 3.0 * settings.DELIVERY_FLUSH_SECONDS + 4.0)
+
 
 Row = tuple[float, int | None, str, int]
 # A device's fetches of one release within a batch: (device id, release id) -> (first seen, its
@@ -138,6 +147,8 @@ class DeliveryCache:
         self.index = index
         # credential hash -> when PostgreSQL said it is no device (trusted while the index is).
         self.unknown: dict[str, float] = {}
+        # credential hash -> when this process changed the device (see forget_device).
+        self.changed: dict[str, float] = {}
         # team -> when PostgreSQL said it has no release (trusted while the index is).
         self.no_release: dict[TeamKey, float] = {}
         # team -> (the index's version of its entry, the entry decoded).
@@ -159,8 +170,9 @@ class DeliveryCache:
         """Whether the index is complete and kept current (the writer's heartbeat is fresh)."""
         now = time.monotonic()
         if now - self._live_checked >= LIVE_CHECK_SECONDS:
-            beat = self.index.meta(HEARTBEAT) or 0.0
-            self._live = time.time() - beat < LIVE_SECONDS
+            age = time.time() - (self.index.meta(HEARTBEAT) or 0.0)
+            # A heartbeat from the future (a clock stepped back) proves nothing either.
+            self._live = -1.0 <= age < _live_seconds()
             self._live_checked = now
         return self._live
 
@@ -176,13 +188,16 @@ class DeliveryCache:
 
         A device the index does not hold yet (enrolled a moment ago) is read from PostgreSQL;
         credentials it says are no device are remembered, so a sprayer costs one query each."""
+        now = time.monotonic()
+        changed = self.changed.get(credential_hash)
+        if changed is not None and now - changed < CHANGED_SECONDS:
+            return load()  # this process changed it a moment ago: the database's word
         try:
             entry = self.index.device(credential_hash)
             live = self.live()
         except sqlite3.Error:
             self._index_failed()
             return load()
-        now = time.monotonic()
         if entry is not None and (live or now < self._database_down_until):
             return entry
         if entry is None and live:
@@ -215,11 +230,11 @@ class DeliveryCache:
             live = self.live()
             if version is None:
                 version = self.index.team_version(key)
-        except sqlite3.Error:
+            if version is not None and (live or now < self._database_down_until):
+                return self._decoded(key, version)
+        except (sqlite3.Error, ValueError, KeyError):  # unreadable file or entry
             self._index_failed()
             return load()
-        if version is not None and (live or now < self._database_down_until):
-            return self._decoded(key, version)
         if version is None and live:
             seen = self.no_release.get(key)
             if seen is not None and now - seen < settings.DELIVERY_CACHE_SECONDS:
@@ -230,7 +245,10 @@ class DeliveryCache:
             if version is None:
                 raise
             self._database_down(now)
-            return self._decoded(key, version)
+            try:
+                return self._decoded(key, version)
+            except (sqlite3.Error, ValueError, KeyError):
+                raise RuntimeError("neither PostgreSQL nor the delivery index answers") from None
         if found.current is None and live:
             with self._lock:
                 if len(self.no_release) >= MAX_UNKNOWN_ENTRIES:
@@ -259,17 +277,27 @@ class DeliveryCache:
             self.teams[key] = (version, entry)
         return entry
 
-    def forget_device(self, credential_hashes: list[str]) -> None:
-        """A device this process just changed (revoked, moved, rotated): read again at once,
-        before the writer hears of it. The writer's update follows; this only shortens the wait,
-        so a busy index is no reason to fail the change."""
+    def forget_device(self, credential_hashes: list[str], *, revoked: bool) -> None:
+        """A device this process just changed (revoked, moved, rotated): for a few seconds it
+        is read from PostgreSQL here, so not even this process's next fetch sees the old answer
+        before the writer has put the change in the index. A revoked device also leaves the
+        index at once, for every process (never wrong for a revoked one; any other change only
+        the writer writes, which also orders it after what it already applied)."""
+        now = time.monotonic()
         with self._lock:
+            if len(self.changed) >= MAX_UNKNOWN_ENTRIES:
+                self.changed.clear()
             for digest in credential_hashes:
                 self.unknown.pop(digest, None)
-        try:
-            self.index.forget_devices(credential_hashes)
-        except sqlite3.Error:
-            log.warning("could not drop a changed device from the delivery index", exc_info=True)
+                self.changed[digest] = now
+        if revoked:
+            try:
+                self.index.forget_devices(credential_hashes)
+            except sqlite3.Error:
+                log.warning(
+                    "could not drop a revoked device from the delivery index now; the writer will",
+                    exc_info=True,
+                )
 
     def stats(self) -> dict[str, Any]:
         """What the index and this process hold (benchmarks and diagnostics)."""
@@ -303,11 +331,12 @@ class DeliveryCache:
             self.unknown.clear()
             self.no_release.clear()
             self.teams.clear()
+            self.changed.clear()
         return self._announce(["*"], timeout)
 
     def _announce(self, payloads: list[str], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        while time.time() - (self.index.meta(HEARTBEAT) or 0.0) >= LIVE_SECONDS:
+        while time.time() - (self.index.meta(HEARTBEAT) or 0.0) >= _live_seconds():
             # No writer yet: wait for one while this process's thread may become it.
             if self._thread is None or time.monotonic() > deadline:
                 return False
@@ -352,11 +381,12 @@ class DeliveryCache:
                 sender.execute("SELECT pg_notify(%s, 'wake')", (CHANNEL,))
         if self._thread is not None:
             self._thread.join(timeout=settings.DELIVERY_FLUSH_SECONDS + 10)
+            if self._thread.is_alive():
+                # Still writing (a long rebuild): it lets go of the lock itself when it ends;
+                # taking the lock and connections from under it would make two writers.
+                log.warning("the delivery thread did not stop in time; leaving it to end")
+                return
             self._thread = None
-        if self.listening.is_set():
-            self.listening.clear()
-            with suppress(sqlite3.Error):
-                self.index.heartbeat(0.0)  # nobody keeps the index current until the next writer
         self._unlock()
         self.index.close()
 
@@ -394,6 +424,11 @@ class DeliveryCache:
                 self._stopping.wait(settings.DELIVERY_FLUSH_SECONDS)
                 self._flush()
         self._flush()
+        if self.listening.is_set():
+            self.listening.clear()
+            with suppress(sqlite3.Error):
+                self.index.heartbeat(0.0)  # nobody keeps the index current until the next writer
+        self._unlock()
 
     def _write(self) -> None:
         """The writer: rebuild the index, then apply every announcement, until stopped."""
@@ -416,10 +451,14 @@ class DeliveryCache:
                             ]
                         # A heartbeat: a silently dead connection fails here, not never.
                         listener.execute("SELECT 1")
-                        # Counts first: whoever waits for a marker (catch_up) finds the fetches
-                        # made before it written too.
-                        self._flush()
-                        self._apply(notes)
+                        if any(n.startswith("caught-up:") for n in notes):
+                            # Counts first: whoever waits for a marker (catch_up) finds the
+                            # fetches made before it written too.
+                            self._flush()
+                            self._apply(notes)
+                        else:  # changes first: a slow write of counts never delays a revocation
+                            self._apply(notes)
+                            self._flush()
             except Exception:
                 self.listening.clear()
                 log.warning("delivery index writer lost PostgreSQL; retrying", exc_info=True)
@@ -581,6 +620,9 @@ def _receipts_params(receipts: Mapping[ReceiptKey, Receipt]) -> list[str]:
 
 _cache: DeliveryCache | None = None
 _cache_lock = threading.Lock()
+# An index that cannot be opened is tried again after this long.
+UNUSABLE_RETRY_SECONDS = 60.0
+_unusable_until = 0.0
 
 
 # What a forked child inherited: never used there, and never closed there either (SQLite must not
@@ -603,17 +645,23 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 def cache() -> DeliveryCache | None:
     """This process's cache, its listener started; None when caching is off (SQLite)."""
-    global _cache
+    global _cache, _unusable_until
     if not settings.DELIVERY_CACHE:
         return None
     if _cache is None:
+        if time.monotonic() < _unusable_until:
+            return None
         with _cache_lock:
             if _cache is None:
-                _cache = DeliveryCache(
-                    HostIndex(
-                        index_path(settings.DELIVERY_INDEX_DIR, settings.DATABASES["default"])
-                    )
-                )
+                path = index_path(settings.DELIVERY_INDEX_DIR, settings.DATABASES["default"])
+                try:
+                    index = HostIndex(path)
+                except (OSError, sqlite3.Error):
+                    # Fetches read PostgreSQL meanwhile: slower, never wrong.
+                    log.error("cannot use the delivery index %s", path, exc_info=True)
+                    _unusable_until = time.monotonic() + UNUSABLE_RETRY_SECONDS
+                    return None
+                _cache = DeliveryCache(index)
                 _cache.start()
     return _cache
 

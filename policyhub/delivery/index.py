@@ -25,9 +25,11 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -83,15 +85,35 @@ def _hash(digest: str) -> bytes:
     return bytes.fromhex(digest)
 
 
+def _alive(thread: weakref.ref[threading.Thread]) -> bool:
+    found = thread()
+    return found is not None and found.is_alive()
+
+
+def _private(path: Path, kind: Callable[[int], bool]) -> None:
+    """The index answers who a credential belongs to: its directory and file must be this
+    user's own, not a link, and closed to everyone else (a directory in a shared temporary
+    directory could have been made by another user first)."""
+    info = os.lstat(path)
+    if not kind(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise PermissionError(
+            f"{path} must be owned by this user (uid {os.geteuid()}), not a link, and closed "
+            "to group and others; remove it or set DELIVERY_INDEX_DIR elsewhere"
+        )
+
+
 class HostIndex:
     """The index file, with one SQLite connection per thread that uses it."""
 
     def __init__(self, path: Path) -> None:
+        """Open (or create) the index; OSError or sqlite3.Error when it cannot be trusted."""
         self.path = path
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # (the thread, its connection): a connection whose thread ended is closed.
+        self._connections: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
         self._lock = threading.Lock()
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _private(path.parent, stat.S_ISDIR)
         self.connection().executescript(SCHEMA)
 
     def connection(self) -> sqlite3.Connection:
@@ -101,18 +123,28 @@ class HostIndex:
             db = sqlite3.connect(
                 self.path, timeout=BUSY_MS / 1000, isolation_level=None, check_same_thread=False
             )
-            os.chmod(self.path, 0o600)
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = NORMAL")  # a cache: durable enough in WAL mode
-            db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            try:
+                os.chmod(self.path, 0o600)
+                _private(self.path, stat.S_ISREG)
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = NORMAL")  # a cache: durable enough in WAL mode
+                db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            except BaseException:
+                db.close()
+                raise
             self._local.db = db
             with self._lock:
-                self._connections.append(db)
+                ended = [(t, c) for t, c in self._connections if not _alive(t)]
+                for _, old in ended:
+                    old.close()
+                self._connections = [(t, c) for t, c in self._connections if _alive(t)] + [
+                    (weakref.ref(threading.current_thread()), db)
+                ]
         return db
 
     def close(self) -> None:
         with self._lock:
-            for db in self._connections:
+            for _, db in self._connections:
                 db.close()
             self._connections.clear()
         self._local = threading.local()
@@ -126,7 +158,17 @@ class HostIndex:
             return self.db
 
         def __exit__(self, kind: object, *_: object) -> None:
-            self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+            if kind is None:
+                try:
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    # A failed COMMIT (a full disk) leaves the transaction open: end it, or every
+                    # later write on this connection fails.
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
+                    raise
+            elif self.db.in_transaction:  # SQLite may have rolled it back already
+                self.db.execute("ROLLBACK")
 
     def _write(self) -> HostIndex._Transaction:
         return HostIndex._Transaction(self.connection())
@@ -171,8 +213,9 @@ class HostIndex:
     # Writes (the host's writer, and a process forgetting a device it just changed) ------------
 
     def forget_devices(self, digests: Iterable[str]) -> None:
-        """Drop devices at once, or fail fast: while the writer rebuilds the index (seconds at a
-        million devices) a request must not wait for it; the writer applies the change anyway."""
+        """Drop revoked devices at once, or fail fast: while the writer rebuilds the index
+        (seconds at a million devices) a request must not wait for it, and the writer drops
+        them anyway."""
         db = self.connection()
         db.execute(f"PRAGMA busy_timeout = {FORGET_BUSY_MS}")
         try:

@@ -11,10 +11,11 @@ the chain that each row links to the one before it, and reports the first row th
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
-from datetime import datetime
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -100,11 +101,13 @@ def export_verify(file: Path, manifest_file: Path, public_key: str | None = None
     except (OSError, ValueError) as exc:
         check.problems.append(f"manifest: {exc}")
         return check
-    revoked_at = _revoked_at(manifest.get("key_id"))
+    # The key that really signs: the one given (whatever id the manifest claims), else the named
+    # one. Whoever holds a revoked key can sign anything, dated as they like.
+    signer = _key_id_of(public_key) if public_key else manifest.get("key_id")
+    revoked_at = _revoked_at(signer)
     if revoked_at is not None:
-        # Whoever holds a revoked key can sign anything, dated as they like.
         check.problems.append(
-            f"manifest: key {manifest.get('key_id')} was revoked at {revoked_at.isoformat()}: "
+            f"manifest: key {signer} was revoked at {revoked_at.isoformat()}: "
             "its signature proves nothing; export again to have the active key sign it"
         )
     key = public_key or _server_key(manifest.get("key_id"))
@@ -140,6 +143,15 @@ def _check_rows(check: ExportCheck, stream: TextIO, manifest: dict[str, Any]) ->
         return
     if check.rows != manifest.get("rows"):
         check.problems.append(f"file: {check.rows} rows, the manifest says {manifest.get('rows')}")
+
+
+def _key_id_of(public_key: str) -> str | None:
+    """A key's id as the server names keys: the first 16 hex digits of its raw key's sha256."""
+    try:
+        raw = base64.b64decode(public_key, validate=True)
+    except ValueError:
+        return None
+    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def _revoked_at(key_id: Any) -> datetime | None:

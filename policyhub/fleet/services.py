@@ -186,40 +186,54 @@ class CredentialRefused(ApplicationError):
 
 
 @transaction.atomic
-def device_credential_rotate(*, device_id: Any, new_credential: str) -> Device:
-    """Replace a device's credential with one its agent made, and its fetch credential with the
-    one derived from it: the old ones stop working when this commits.
+def device_credential_rotate(*, device_id: Any, new_credential: str) -> Device | None:
+    """Move a device enrolled before fetch credentials existed off its credential, which its
+    world-readable requirements.toml exposed: the credential becomes one its agent made, and the
+    fetch credential the one derived from it; the old ones stop working when this commits.
+    None when the device is gone or revoked.
 
     The agent makes the secret (256 random bits, like ours) so that a lost answer costs nothing:
-    it keeps the new one before asking, and takes it if the old one is refused afterwards.
-    Devices enrolled before fetch credentials existed carry their credential in the world-
-    readable requirements.toml; this is how their agent moves them off it."""
+    it keeps the new one before asking, and takes it if the old one is refused afterwards. Only
+    a device without a fetch credential may rotate (asking again with the credential it already
+    has changes nothing): once its credential was never exposed, whoever held the old file's
+    copy cannot use this to take the device over."""
     if not credentials.well_formed(new_credential, credentials.DEVICE_PREFIX):
         raise CredentialRefused(
             "credential must be phd_ followed by 43 URL-safe base64 characters",
             [Issue("error", "credential", "malformed")],
         )
-    device = Device.objects.select_for_update(of=("self",)).get(pk=device_id)
+    device = (
+        Device.objects.select_for_update(of=("self",))
+        .filter(pk=device_id, revoked_at__isnull=True)
+        .first()
+    )
+    if device is None:
+        return None
     new_hash = credentials.secret_hash(new_credential)
-    if Device.objects.filter(credential_hash=new_hash).exclude(pk=device.pk).exists():
+    if new_hash == device.credential_hash:
+        return device
+    if device.fetch_credential_hash is not None:
+        raise CredentialRefused(
+            "this device has a fetch credential already; its credential never left the agent",
+            [Issue("error", "credential", "the device has a fetch credential")],
+        )
+    if Device.objects.filter(credential_hash=new_hash).exists():
         raise CredentialRefused(
             "this credential is in use; make another", [Issue("error", "credential", "in use")]
         )
-    rotated = new_hash != device.credential_hash
     device.credential_hash = new_hash
     device.fetch_credential_hash = credentials.secret_hash(
         credentials.fetch_credential(new_credential)
     )
     device.save(update_fields=["credential_hash", "fetch_credential_hash"])
-    if rotated:
-        audit_record(
-            organization_id=device.organization_id,
-            actor=Actor.device(device.hostname or str(device.pk)),
-            action="device.rotate_credential",
-            object_type="device",
-            object_key=str(device.pk),
-            after={"hostname": device.hostname},
-        )
+    audit_record(
+        organization_id=device.organization_id,
+        actor=Actor.device(device.hostname or str(device.pk)),
+        action="device.rotate_credential",
+        object_type="device",
+        object_key=str(device.pk),
+        after={"hostname": device.hostname},
+    )
     return device
 
 

@@ -347,7 +347,8 @@ def test_a_rotation_whose_answer_was_lost_is_completed_at_the_next_sync(
     state = json.loads(state_file(agent).read_text())
     # The agent kept the new credential and the server took it, but the answer never came.
     pending = "phd_" + secrets.token_urlsafe(32)
-    device_credential_rotate(device_id=Device.objects.get().pk, new_credential=pending)
+    Device.objects.update(fetch_credential_hash=None)  # enrolled before fetch credentials
+    assert device_credential_rotate(device_id=Device.objects.get().pk, new_credential=pending)
     state.update(pending_credential=pending, fetch_credential=None)
     state_file(agent).write_text(json.dumps(state))
 

@@ -371,6 +371,12 @@ def test_an_export_signed_by_a_key_revoked_since_does_not_verify(
     for given in (None, key.public_key):  # the server's word, or the key passed by hand
         problems = export_verify(path, manifest_path, public_key=given).problems
         assert len(problems) == 1 and f"key {key.key_id} was revoked at" in problems[0]
+    # A manifest naming another key, checked with the revoked key by hand: still refused.
+    claimed = json.loads(manifest_path.read_text())
+    claimed["key_id"] = "0" * 16
+    manifest_path.write_text(json.dumps(claimed))
+    problems = export_verify(path, manifest_path, public_key=key.public_key).problems
+    assert any(f"key {key.key_id} was revoked at" in p for p in problems)
     # Exported again, the active key signs it.
     (tmp_path / "again").mkdir()
     again, again_manifest = _export(tmp_path / "again", "ndjson")

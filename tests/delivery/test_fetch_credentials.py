@@ -93,18 +93,24 @@ def test_a_fetch_credential_stops_with_its_device(
     assert native(client, fetch).status_code == 401
 
 
-def test_rotation_replaces_both_credentials_at_once(
+def legacy(enrol: Enrol, hostname: str = "laptop-1") -> tuple[Device, str]:
+    """A device as one enrolled before fetch credentials existed has it (as migrated)."""
+    device, credential = enrol("platform/ci", hostname=hostname)
+    Device.objects.filter(pk=device.pk).update(fetch_credential_hash=None)
+    device.refresh_from_db()
+    return device, credential
+
+
+def test_rotation_replaces_the_exposed_credential_at_once(
     cast: dict[str, Any], publish: Callable[..., Any], enrol: Enrol, client: Client
 ) -> None:
     publish()
-    device, old = enrol("platform/ci")
-    old_fetch = credentials.fetch_credential(old)
+    device, old = legacy(enrol)
     new = credentials.new_secret(credentials.DEVICE_PREFIX)
     answer = rotate(client, old, new)
     assert answer.status_code == 200, answer.content
     assert answer.json() == {"fetch_credential": credentials.fetch_credential(new)}
-    for gone in (old, old_fetch):
-        assert native(client, gone).status_code == 401
+    assert native(client, old).status_code == 401
     assert agent(client, old).status_code == 401
     assert report(client, old).status_code == 401
     assert native(client, credentials.fetch_credential(new)).status_code == 200
@@ -114,6 +120,22 @@ def test_rotation_replaces_both_credentials_at_once(
     assert event.object_key == str(device.pk) and event.actor_kind == "device"
     # Neither secret is in the trail.
     assert old not in json.dumps(event.after) and new not in json.dumps(event.after)
+    # Asked again with the credential it now has (an answer lost on the way): nothing changes.
+    assert rotate(client, new, new).status_code == 200
+    assert AuditEvent.objects.filter(action="device.rotate_credential").count() == 1
+
+
+def test_a_device_with_a_fetch_credential_cannot_be_taken_over_by_rotation(
+    publish: Callable[..., Any], enrol: Enrol, client: Client
+) -> None:
+    """Its credential never left the agent; and whoever read an old requirements.toml of a
+    device that rotated holds nothing that works."""
+    publish()
+    device, credential = enrol("platform/ci")
+    answer = rotate(client, credential, credentials.new_secret(credentials.DEVICE_PREFIX))
+    assert answer.status_code == 400 and "credential" in answer.json()["errors"]
+    assert Device.objects.get(pk=device.pk).credential_hash == device.credential_hash
+    assert agent(client, credential).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -144,7 +166,7 @@ def test_another_devices_credential_cannot_be_taken(
     publish: Callable[..., Any], enrol: Enrol, client: Client
 ) -> None:
     publish()
-    _, mine = enrol("platform/ci", hostname="mine")
+    _, mine = legacy(enrol, "mine")
     _, theirs = enrol("platform/ci", hostname="theirs")
     answer = rotate(client, mine, theirs)
     assert answer.status_code == 400 and "credential" in answer.json()["errors"]
@@ -155,8 +177,7 @@ def test_a_device_enrolled_before_fetch_credentials_keeps_its_native_channel_unt
     publish: Callable[..., Any], enrol: Enrol, client: Client
 ) -> None:
     publish()
-    device, credential = enrol("platform/ci")
-    Device.objects.filter(pk=device.pk).update(fetch_credential_hash=None)  # as migrated
+    _, credential = legacy(enrol)
     # Its requirements.toml holds the device credential: Codex keeps fetching with it.
     assert native(client, credential).status_code == 200
     new = credentials.new_secret(credentials.DEVICE_PREFIX)
