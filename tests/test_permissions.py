@@ -530,6 +530,7 @@ NOT_CHECKED_HERE = {
     f"{REL}.signed.release_state": "a building block of rollback and rollouts",
     "policyhub.fleet.services.device_enroll": "a machine holding an enrolment token",
     "policyhub.fleet.services.device_report_record": "a device's own status report",
+    "policyhub.fleet.services.device_credential_rotate": "a device replacing its own credential",
     "policyhub.delivery.services.fetch_record": "a device's own fetch, counted",
 }
 

@@ -140,6 +140,7 @@ ROUTES: dict[str, Route] = {
     "device-status": Route(DEVICE, {"POST": None}),
     "signing-keys": Route(DEVICE, {"GET": None}),
     "device-assignment": Route(DEVICE, {"GET": None}),
+    "device-credential": Route(DEVICE, {"POST": None}),
     # The organisation API.
     "org-list": Route(API, {"GET": None}),
     "org-detail": Route(API, {"GET": VIEW, "PATCH": SETTINGS}, org()),

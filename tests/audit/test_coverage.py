@@ -67,10 +67,13 @@ from policyhub.changes.services import (
     change_set_submit,
     change_sets_publish_due,
 )
+from policyhub.credentials import DEVICE_PREFIX, new_secret
 from policyhub.errors import ApplicationError, NotPermitted
 from policyhub.fleet.attachment import FleetOnTeams
+from policyhub.fleet.models import Device
 from policyhub.fleet.services import (
     EnrollmentRefused,
+    device_credential_rotate,
     device_enroll,
     device_move,
     device_revoke,
@@ -773,6 +776,15 @@ def device_move_scenario(w: World, probe: Probe) -> None:
     probe.run(token, lambda: device_move(device=w.device, team_path="platform", actor=token))
 
 
+def device_credential_rotate_scenario(w: World, probe: Probe) -> None:
+    # A device enrolled before fetch credentials existed: the one kind that may rotate.
+    Device.objects.filter(pk=w.device.pk).update(fetch_credential_hash=None)
+    w.device.refresh_from_db()
+    machine = Actor.device(w.device.hostname or str(w.device.pk))
+    new = new_secret(DEVICE_PREFIX)
+    probe.run(machine, lambda: device_credential_rotate(device_id=w.device.pk, new_credential=new))
+
+
 def fleet_delete_with_scenario(w: World, probe: Probe) -> None:
     device_revoke(device=w.device, actor=OPERATOR)
     subtree = team_subtrees(w.acme, ["batch"])
@@ -834,6 +846,7 @@ SCENARIOS: dict[str, Scenario] = {
     f"{FLEET}.device_enroll": device_enroll_scenario,
     f"{FLEET}.device_revoke": device_revoke_scenario,
     f"{FLEET}.device_move": device_move_scenario,
+    f"{FLEET}.device_credential_rotate": device_credential_rotate_scenario,
     "policyhub.fleet.attachment.FleetOnTeams.delete_with": fleet_delete_with_scenario,
 }
 
