@@ -339,6 +339,23 @@ def _codex(manifest: Mapping[str, Any]) -> dict[str, Any]:
     return {"versions": tuple(spans), "native_from": native_from, "window": (low, high)}
 
 
+def _canonical(text: str, fields: set[str], purpose: str | None, malformed: str) -> dict[str, Any]:
+    """A signed statement's JSON: canonical, exactly `fields`, and (when given) this `purpose`;
+    VerificationError(`malformed`) otherwise."""
+    problem = VerificationError(malformed)
+    try:
+        statement = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise problem from exc
+    if not isinstance(statement, dict) or set(statement) != fields:
+        raise problem
+    if canonical_json(statement) != text.encode():
+        raise problem
+    if purpose is not None and statement["purpose"] != purpose:
+        raise problem
+    return statement
+
+
 def _statement(
     bundle: Mapping[str, Any], field: str, what: str, fields: set[str], public_key: str
 ) -> dict[str, Any] | None:
@@ -352,15 +369,7 @@ def _statement(
         raise VerificationError(f"the bundle's {what} or its signature is not a string")
     if not signature_valid(public_key, text.encode(), signature):
         raise VerificationError(f"the {what}'s signature does not verify")
-    problem = VerificationError(f"the signed {what} is malformed")
-    try:
-        statement = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise problem from exc
-    if not isinstance(statement, dict) or set(statement) != fields:
-        raise problem
-    if canonical_json(statement) != text.encode():
-        raise problem
+    statement = _canonical(text, fields, None, f"the signed {what} is malformed")
     if statement["manifest"] != hashlib.sha256(bundle["manifest"].encode()).hexdigest():
         raise VerificationError(f"the signed {what} is for another manifest")
     return statement
@@ -480,14 +489,7 @@ def verify_assignment(
     if not signature_valid(pinned[key_id], text.encode(), signature):
         raise VerificationError("the team assignment's signature does not verify")
     problem = VerificationError("the signed team assignment is malformed")
-    try:
-        statement = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise problem from exc
-    if not isinstance(statement, dict) or set(statement) != ASSIGNMENT_FIELDS:
-        raise problem
-    if canonical_json(statement) != text.encode() or statement["purpose"] != ASSIGNMENT_PURPOSE:
-        raise problem
+    statement = _canonical(text, ASSIGNMENT_FIELDS, ASSIGNMENT_PURPOSE, str(problem))
     if statement["organization"] != organization or statement["device_id"] != device_id:
         raise VerificationError("the signed team assignment is for another device")
     team, serial = statement["team"], statement["serial"]
@@ -579,14 +581,7 @@ class RevocationList:
 def _revocation_statement(text: str, organization: str) -> tuple[dict[str, str], str]:
     """The list's revoked keys and issue time, from its canonical JSON statement."""
     problem = VerificationError("the revocation list is malformed")
-    try:
-        statement = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise problem from exc
-    if not isinstance(statement, dict) or set(statement) != REVOCATIONS_FIELDS:
-        raise problem
-    if canonical_json(statement) != text.encode() or statement["purpose"] != REVOCATIONS_PURPOSE:
-        raise problem
+    statement = _canonical(text, REVOCATIONS_FIELDS, REVOCATIONS_PURPOSE, str(problem))
     if statement["organization"] != organization:
         raise VerificationError(
             f"the revocation list is for organisation {statement['organization']!r}, this device "
