@@ -15,9 +15,10 @@ PostgreSQL; and if PostgreSQL cannot answer, the index's last entry is served wi
 the database for DATABASE_RETRY_SECONDS: fetches keep working with the last published release
 through a database outage, also in a process started during it.
 
-Each process keeps only small, bounded things of its own: decoded team entries (checked against
-the index's version of the entry at every use), credentials PostgreSQL said are no device, and
-its fetch counts. A thread writes those counts (last seen, revision served) in one batched UPDATE
+Each process keeps only small, bounded things of its own: the devices it looked up lately (valid
+while the index's generation is unchanged, so a steady fleet's fetches skip SQLite), decoded
+team entries (checked against the index's version of the entry at every use), credentials
+PostgreSQL said are no device, and its fetch counts. A thread writes those counts (last seen, revision served) in one batched UPDATE
 every DELIVERY_FLUSH_SECONDS, and in the same transaction the release receipts (which device
 fetched which release, first and last) in one batched upsert, so the request path never writes
 to PostgreSQL.
@@ -153,6 +154,8 @@ class DeliveryCache:
         self.no_release: dict[TeamKey, float] = {}
         # team -> (the index's version of its entry, the entry decoded).
         self.teams: dict[TeamKey, tuple[int, TeamEntry]] = {}
+        # credential hash -> (the index's generation before the lookup, the device it found).
+        self.devices: dict[str, tuple[bytes, DeviceEntry]] = {}
         self.pending = Pending()
         # Set while this process is the host's writer and its index is complete.
         self.listening = threading.Event()
@@ -193,7 +196,7 @@ class DeliveryCache:
         if changed is not None and now - changed < CHANGED_SECONDS:
             return load()  # this process changed it a moment ago: the database's word
         try:
-            entry = self.index.device(credential_hash)
+            entry = self._indexed(credential_hash)
             live = self.live()
         except sqlite3.Error:
             self._index_failed()
@@ -217,6 +220,19 @@ class DeliveryCache:
                     self.unknown.clear()
                 self.unknown[credential_hash] = now
         return found
+
+    def _indexed(self, credential_hash: str) -> DeviceEntry | None:
+        generation = self.index.generation()  # before the lookup: a change after it is seen
+        hit = self.devices.get(credential_hash)
+        if hit is not None and hit[0] == generation:
+            return hit[1]
+        entry = self.index.device(credential_hash)
+        if entry is not None:
+            with self._lock:
+                if len(self.devices) >= settings.DELIVERY_DEVICE_ENTRIES:
+                    self.devices.clear()
+                self.devices[credential_hash] = (generation, entry)
+        return entry
 
     def team(
         self, key: TeamKey, load: Callable[[], TeamEntry], version: int | None = None
@@ -309,6 +325,7 @@ class DeliveryCache:
             "index_devices": devices,
             "index_teams": teams,
             "decoded_teams": len(self.teams),
+            "recent_devices": len(self.devices),
             "unknown": len(self.unknown),
             "index": str(self.index.path),
         }
@@ -331,6 +348,7 @@ class DeliveryCache:
             self.unknown.clear()
             self.no_release.clear()
             self.teams.clear()
+            self.devices.clear()
             self.changed.clear()
         return self._announce(["*"], timeout)
 

@@ -14,7 +14,7 @@ from policyhub.credentials import secret_hash
 from policyhub.delivery.cache import DeliveryCache, cache, cache_stop
 from policyhub.delivery.index import HostIndex
 from policyhub.fleet.models import Device
-from policyhub.fleet.services import device_revoke
+from policyhub.fleet.services import device_move, device_revoke
 from tests.conftest import acting
 from tests.delivery.test_fetch import agent
 
@@ -79,3 +79,43 @@ def test_each_process_keeps_a_bounded_number_of_decoded_teams(
     stats = state.stats()
     assert stats["index_devices"] >= 2 * len(devices)  # each under both of its credentials
     assert stats["index_teams"] >= 3
+
+
+def test_a_process_answers_from_its_recent_devices_only_while_the_index_is_unchanged(
+    cast: dict[str, Any], publish: Callable[..., Any], enrol: Enrol
+) -> None:
+    writer = cache()
+    assert writer is not None
+    publish()
+    device, credential = enrol("platform/ci")
+    other, _ = enrol("batch", hostname="laptop-2")
+    assert writer.catch_up()
+    # Another process on the host: it only reads the index the writer keeps.
+    reader = DeliveryCache(HostIndex(writer.index.path))
+    lookups: list[str] = []
+    reader.index.connection().set_trace_callback(lookups.append)
+    digest = secret_hash(credential)
+
+    def database() -> None:
+        raise AssertionError("the index holds this device")
+
+    def team_of() -> str | None:
+        found = reader.device(digest, database)
+        return found.team_path if found else None
+
+    assert team_of() == "platform/ci"
+    read = len(lookups)
+    assert team_of() == "platform/ci" and len(lookups) == read  # unchanged index: no SQLite
+
+    device_move(device=device, team_path="batch", actor=acting(cast["admin"]))
+    assert writer.catch_up()
+    assert team_of() == "batch"  # the writer's change reached the other process
+    # A change to any device or team changes the generation, and so every answer is read anew.
+    device_revoke(device=other, actor=acting(cast["admin"]))
+    assert writer.catch_up()
+    read = len(lookups)
+    assert team_of() == "batch" and len(lookups) > read
+
+    device_revoke(device=device, actor=acting(cast["admin"]))
+    assert writer.catch_up()
+    assert reader.device(digest, lambda: None) is None
