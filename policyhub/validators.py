@@ -11,24 +11,35 @@ from django.core.exceptions import ValidationError
 
 from policyhub.errors import ApplicationError
 from providers.base import Issue
+from providers.fields import BIDI_CONTROLS, DIRECTION_MARKS, JOINERS, char_name
 
 _DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
+# What names, descriptions and reasons may hold beyond visible text: tabs and line breaks, and
+# what right-to-left and other scripts need (joiners, direction marks).
+_PROSE = frozenset("\t\n") | JOINERS | DIRECTION_MARKS
+
+
+def _refused(char: str) -> bool:
+    if char in _PROSE:
+        return False
+    return unicodedata.category(char) in ("Cc", "Cs", "Cf") or char in BIDI_CONTROLS
+
+
 def is_plain_text(value: str) -> bool:
-    """No control characters but tab and newline, no lone surrogates."""
-    return all(char in "\t\n" or unicodedata.category(char) not in ("Cc", "Cs") for char in value)
+    """Nothing `plain_text` refuses."""
+    return not any(_refused(char) for char in value)
 
 
 def plain_text(value: str) -> None:
-    """Refuse control characters (other than tab and newline) and lone surrogates: PostgreSQL
-    cannot store NUL or surrogates, and the others hide text from whoever reads it later."""
+    """Refuse control characters (other than tab and newline), lone surrogates and invisible
+    format characters other than those scripts need: PostgreSQL cannot store NUL or surrogates,
+    the others hide or reorder text for whoever reads it later ("Trojan source")."""
     for char in value:
-        if char in "\t\n":
-            continue
-        if unicodedata.category(char) in ("Cc", "Cs"):
-            raise ValidationError(f"contains the control character U+{ord(char):04X}")
+        if _refused(char):
+            raise ValidationError(f"contains the control or invisible character {char_name(char)}")
 
 
 def duration_parse(

@@ -32,9 +32,19 @@ MAX_TOML_INT = 2**63 - 1
 
 # RFC 9110 field-name token.
 _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-# Characters that render invisibly or reorder text; in a policy file they hide what it says.
-_INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff\u202a\u202b\u202c\u202d\u202e")
-_INVISIBLE |= frozenset("\u2066\u2067\u2068\u2069\u200e\u200f")
+# Characters that render invisibly or reorder text hide what a policy file says. Unicode's
+# format characters (category Cf: zero-width spaces, joiners, byte-order marks, direction marks,
+# embeddings, overrides, isolates, tags) with controls and lone surrogates are refused in every
+# field Codex interprets; free text may hold the few that a script needs.
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+# The joiners Persian script and emoji sequences need.
+JOINERS = frozenset("\u200c\u200d")
+# The marks right-to-left scripts need in names and prose (left-to-right, right-to-left and
+# Arabic letter marks): they only set the direction of the neutral characters around them.
+DIRECTION_MARKS = frozenset("\u200e\u200f\u061c")
+# Embeddings, overrides and isolates make text display in another order than it reads
+# ("Trojan source"): refused everywhere, names and descriptions included.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 NEVER_STORE_SECRETS = (
     "PolicyHub never stores secrets; reference the credential by environment variable name "
@@ -317,24 +327,37 @@ def _checked(path: str, value: Any, check: Callable[[Any], str | None] | None) -
     return [error(path, message)] if message else []
 
 
-def text_issues(path: str, value: str, *, multiline: bool = False) -> list[Issue]:
+def text_issues(
+    path: str, value: str, *, multiline: bool = False, prose: bool = False
+) -> list[Issue]:
     """Invisible or control characters, and literal secrets, in any string an admin typed.
 
     `multiline` free text (model names, instructions) may also hold tabs, line breaks and the
-    zero-width joiners that Persian script and emoji sequences need.
+    zero-width joiners that Persian script and emoji sequences need; `prose` (names that only
+    people read) the joiners and the direction marks of right-to-left scripts.
     """
-    allowed = "\t\n\u200c\u200d" if multiline else ""
-    hidden = [c for c in value if _is_hidden_char(c) and c not in allowed]
+    allowed: frozenset[str] = frozenset()
+    if multiline:
+        allowed |= {"\t", "\n"} | JOINERS
+    if prose:
+        allowed |= JOINERS | DIRECTION_MARKS
+    hidden = [c for c in value if is_hidden_char(c) and c not in allowed]
     if hidden:
-        return [error(path, f"contains the control or invisible character U+{ord(hidden[0]):04X}")]
+        return [error(path, f"contains the control or invisible character {char_name(hidden[0])}")]
     reason = find_literal_secret(value)
     if reason:
         return [error(path, f"{reason}: {NEVER_STORE_SECRETS}")]
     return []
 
 
-def _is_hidden_char(char: str) -> bool:
-    return char in _INVISIBLE or unicodedata.category(char) in ("Cc", "Cs")
+def is_hidden_char(char: str) -> bool:
+    return unicodedata.category(char) in HIDDEN_CATEGORIES
+
+
+def char_name(char: str) -> str:
+    """`U+200F RIGHT-TO-LEFT MARK`: how a refusal or a page names a character it cannot show."""
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X} {name}" if name else f"U+{ord(char):04X}"
 
 
 def _string_issues(

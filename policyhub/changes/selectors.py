@@ -23,7 +23,7 @@ from policyhub.errors import ApplicationError
 from policyhub.policies import document
 from policyhub.policies.domain import Endpoint, OrgPolicy
 from policyhub.policies.selectors import org_policy, team_paths, teams_policy
-from policyhub.policies.validation import errors_of, validate_policy
+from policyhub.policies.validation import errors_of, flat_findings, validate_policy
 from policyhub.policies.window import window_issues
 from policyhub.rendering.render import render_team
 from policyhub.teams.services import team_delete_check
@@ -256,8 +256,7 @@ def policy_plan_report(organization: Organization, wanted: OrgPolicy) -> PlanRep
     cannot be deleted yet: everything an apply would refuse for, found without writing. Who may
     apply it is not judged here (a reader may plan what only an editor may apply)."""
     current = org_policy(organization)
-    # A finding inherited from an ancestor shows under every team below it: list it once.
-    issues = list(dict.fromkeys(i for found in validate_policy(wanted).values() for i in found))
+    issues = flat_findings(validate_policy(wanted))
     try:
         team_delete_check(organization=organization, paths=set(current.teams) - set(wanted.teams))
     except ApplicationError as refused:

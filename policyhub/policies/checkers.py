@@ -23,7 +23,11 @@ FEATURE_RE = re.compile(r"^[a-z0-9_]{1,80}$")
 Checker = Callable[[Any, str], list[Issue]]
 
 
-def check_str(*, non_empty: bool = True, max_len: int = 4096, multiline: bool = True) -> Checker:
+def check_str(
+    *, non_empty: bool = True, max_len: int = 4096, multiline: bool = True, prose: bool = False
+) -> Checker:
+    """A string; `prose` for names only people read (they may hold direction marks)."""
+
     def check(value: Any, path: str) -> list[Issue]:
         if not isinstance(value, str):
             return [error(path, f"must be a string, not {type_name(value)}")]
@@ -31,7 +35,7 @@ def check_str(*, non_empty: bool = True, max_len: int = 4096, multiline: bool = 
             return [error(path, "must not be empty")]
         if len(value) > max_len:
             return [error(path, f"is longer than {max_len} characters")]
-        return text_issues(path, value, multiline=multiline)
+        return text_issues(path, value, multiline=multiline, prose=prose)
 
     return check
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policyhub.errors import ApplicationError
+from policyhub.policies import limits
 from policyhub.policies.checkers import NAME_RE, check_str
 from policyhub.policies.domain import CodexWindow, Endpoint, Json, Node, OrgPolicy, TeamSpec
 from policyhub.policies.tomlio import canonical, toml_text
@@ -69,16 +70,66 @@ def in_document_paths() -> Iterator[None]:
 
 def parse(text: str) -> OrgPolicy:
     """Parse a policy document; raises DocumentInvalid naming every structural problem."""
+    return from_dict(toml_loads(text))
+
+
+def toml_loads(text: str) -> dict[str, Any]:
+    """TOML text as data, within the document's size and nesting bounds; DocumentInvalid with
+    the line, column and table of a syntax error."""
+    if len(text) > limits.DOCUMENT_CHARS:
+        raise DocumentInvalid(
+            [
+                Issue(
+                    "error",
+                    "document",
+                    f"is {len(text):,} characters long; at most {limits.DOCUMENT_CHARS:,}",
+                )
+            ]
+        )
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise DocumentInvalid([Issue("error", "", f"is not valid TOML: {exc}")]) from None
-    return from_dict(raw)
+        raise DocumentInvalid([_syntax_error(text, str(exc))]) from None
+    except RecursionError:  # the parser recurses once per nested array or inline table
+        raise DocumentInvalid(
+            [
+                Issue(
+                    "error", "document", f"nests arrays or tables deeper than {limits.DEPTH} levels"
+                )
+            ]
+        ) from None
+
+
+_AT_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]#]+?)\s*\]\]?\s*(?:#.*)?$")
+
+
+def _syntax_error(text: str, message: str) -> Issue:
+    """A TOML syntax error at its line and column, and the table it is in: the field path is
+    that table's, and the message says where in it."""
+    found = _AT_LINE.search(message)
+    if found is None:  # at the end of the document
+        return Issue("error", "document", f"is not valid TOML: {message}")
+    line = int(found.group(1))
+    table = ""
+    for previous in reversed(text.splitlines()[: line - 1]):
+        if header := _HEADER.match(previous):
+            table = header.group(1).replace('"', "").replace("'", "")
+            break
+    where = f"in [{table}]" if table else "before the first table"
+    reason = _AT_LINE.sub("", message).strip()
+    return Issue(
+        "error",
+        table or "document",
+        f"is not valid TOML: {reason} at line {line}, column {found.group(2)} ({where})",
+    )
 
 
 def from_dict(raw: Mapping[str, Any]) -> OrgPolicy:
     """A policy from the document's tables as data (TOML parsed, or the API's JSON): the same
     checks and field paths whichever way it came."""
+    if too_much := limits.document_issues(raw):
+        raise DocumentInvalid(too_much)
     issues: list[Issue] = []
     known = {"organization", "providers", "teams", "codex", *NODE_SECTIONS}
     issues += [Issue("error", k, "is not a known section") for k in raw if k not in known]
@@ -89,7 +140,7 @@ def from_dict(raw: Mapping[str, Any]) -> OrgPolicy:
         issues.append(
             Issue("error", "organization.slug", "must be lowercase letters, digits and '-'")
         )
-    issues += check_str(max_len=200)(name, "organization.name")
+    issues += check_str(max_len=200, prose=True)(name, "organization.name")
     issues += [
         Issue("error", f"organization.{k}", "is not a known key")
         for k in org
@@ -142,7 +193,7 @@ def from_dict(raw: Mapping[str, Any]) -> OrgPolicy:
             if k not in ("name", *NODE_SECTIONS)
         ]
         team_name = team.get("name", parts[-1])
-        issues += check_str(max_len=200)(team_name, f"{where}.name")
+        issues += check_str(max_len=200, prose=True)(team_name, f"{where}.name")
         teams[path] = TeamSpec(path, team_name, _node(team, where, issues))
     for path in teams:
         parent = path.rsplit("/", 1)[0] if "/" in path else None

@@ -29,7 +29,12 @@ from policyhub.policies.models import (
     TeamEndpointUse,
 )
 from policyhub.policies.selectors import org_policy
-from policyhub.policies.validation import TeamValidation, errors_of, validate_policy
+from policyhub.policies.validation import (
+    TeamValidation,
+    errors_of,
+    flat_findings,
+    validate_policy,
+)
 from policyhub.teams.attachments import team_attachments
 from policyhub.teams.models import Team
 from policyhub.teams.selectors import team_subtrees
@@ -50,11 +55,10 @@ def policy_check(
     `teams` with each team's validation when given. Returns what `validate_policy` found.
 
     A finding inherited from an ancestor (same node, field and sentence) shows under every team
-    below it; the flat list names it once.
+    below it; the flat list names it once, with the teams it breaks (`flat_findings`).
     """
     found = validate_policy(policy, teams)
-    issues = dict.fromkeys(i for node in found.values() for i in node)
-    errors = errors_of(issues)
+    errors = errors_of(flat_findings(found))
     if errors:
         raise ApplicationError(f"the policy of {policy.slug} has {len(errors)} error(s)", errors)
     return found

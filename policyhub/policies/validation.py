@@ -10,10 +10,10 @@ Errors block, warnings are shown. Three layers, each naming node, field path and
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from policyhub.policies import areas, checkers, schema, window
+from policyhub.policies import areas, checkers, limits, schema, window
 from policyhub.policies.domain import Endpoint, Json, Node, OrgPolicy
 from policyhub.policies.resolution import Provenance, Resolved, allowed_values, resolve
 from policyhub.policies.window import Segment
@@ -30,6 +30,8 @@ CONSTRAINED = {
 }
 # Requirement pins that are also config keys: Codex warns at every start ("overridden by the
 # required value") unless config.toml holds the same value, so the pin is written there too.
+# Teams an inherited finding names in a flat list before "and N more".
+SHOWN_TEAMS = 3
 PINNED_IN_CONFIG = ("model_provider", "cli_auth_credentials_store", "chatgpt_base_url")
 # Values each config key may take in config.toml (a requirement may allow more, e.g. `untrusted`).
 CONFIG_VALUES = {
@@ -417,6 +419,17 @@ def validate_team(
         issues = []
     resolved = resolve(chain)
     issues += resolved.issues
+    rules = resolved.requirements.get("rules", {}).get("prefix_rules", [])
+    if len(rules) > limits.PREFIX_RULES:
+        issues.append(
+            Issue(
+                "error",
+                "requirements.rules.prefix_rules",
+                f"the team's own and inherited prefix rules are {len(rules):,}; at most "
+                f"{limits.PREFIX_RULES:,}",
+                path or policy.root_label,
+            )
+        )
     if errors_of(issues):
         return TeamValidation(path, resolved, issues)
     _derive_pins(resolved)
@@ -494,6 +507,26 @@ def validate_policy(
         if teams is not None:
             teams[path] = team_validation  # its resolution, for a caller that renders next
     return {k: _dedupe(v) for k, v in found.items() if v}
+
+
+def flat_findings(found: Mapping[str, list[Issue]]) -> list[Issue]:
+    """`validate_policy`'s findings as one list, each once. A finding inherited from an ancestor
+    shows under every team below it; listed once, it names the node that set the value (its
+    `node`) and the teams it breaks: the first few and how many more."""
+    teams: dict[Issue, list[str]] = {}
+    for team, issues in found.items():
+        for issue in issues:
+            teams.setdefault(issue, []).append(team)
+    flat = []
+    for issue, where in teams.items():
+        below = [team for team in where if team and team != issue.node]
+        if below:
+            more = f" and {len(below) - SHOWN_TEAMS:,} more" if len(below) > SHOWN_TEAMS else ""
+            named = ", ".join(below[:SHOWN_TEAMS])
+            teams_word = "team" if len(below) == 1 else "teams"
+            issue = replace(issue, message=f"{issue.message} (in {teams_word} {named}{more})")
+        flat.append(issue)
+    return flat
 
 
 def _dedupe(issues: list[Issue]) -> list[Issue]:

@@ -13,7 +13,6 @@ names the field a finding at a node-relative path belongs beside.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Any, cast
 
 from django import forms
 
-from policyhub.policies import areas, schema
+from policyhub.policies import areas, document, schema
 from policyhub.policies.document import NODE_SECTIONS
 from policyhub.policies.domain import Json, Node
 from policyhub.policies.tomlio import canonical, toml_text
@@ -759,9 +758,9 @@ class TomlForm(forms.Form):
 
     def clean_toml(self) -> Json:
         try:
-            raw = tomllib.loads(self.cleaned_data["toml"])
-        except tomllib.TOMLDecodeError as exc:
-            raise forms.ValidationError(f"is not valid TOML: {exc}") from None
+            raw = document.toml_loads(self.cleaned_data["toml"])
+        except document.DocumentInvalid as refused:
+            raise forms.ValidationError([issue.message for issue in refused.issues]) from None
         problems = [
             f"{key}: is not a section of a node (known: {', '.join(NODE_SECTIONS)})"
             for key in raw

@@ -156,7 +156,9 @@ def test_newline_in_a_header_value_is_refused():
 
 def test_bidi_override_in_a_display_name_is_refused():
     errors = _errors(_validate("custom", _custom(name="Corp \u202egateway")))
-    assert errors == {"name": "contains the control or invisible character U+202E"}
+    assert errors == {
+        "name": "contains the control or invisible character U+202E RIGHT-TO-LEFT OVERRIDE"
+    }
 
 
 def test_header_name_must_be_an_http_token():
