@@ -370,9 +370,9 @@ DELIVERY_INDEX_DIR = os.environ.get(
 DELIVERY_CACHE_SECONDS = env_int("DELIVERY_CACHE_SECONDS", 300)
 # Team entries each process keeps decoded (the rest are read from the index when used).
 DELIVERY_TEAM_ENTRIES = env_int("DELIVERY_TEAM_ENTRIES", 500)
-# Devices each process keeps as it last found them in the index (about 400 bytes each, 20 MB at
+# Devices each process keeps as it last found them in the index (about 400 bytes each, 8 MB at
 # the default), used while the index has not changed since: a steady fleet's fetches skip SQLite.
-DELIVERY_DEVICE_ENTRIES = env_int("DELIVERY_DEVICE_ENTRIES", 50_000)
+DELIVERY_DEVICE_ENTRIES = env_int("DELIVERY_DEVICE_ENTRIES", 20_000)
 # Fetch counts (last seen, revision served) are written in batches at most this often.
 DELIVERY_FLUSH_SECONDS = env_int("DELIVERY_FLUSH_SECONDS", 2)
 # An agent's status report is a few hundred bytes; anything past this is refused with 413.
