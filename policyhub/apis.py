@@ -157,21 +157,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-def body_too_large(request: Any, limit: int) -> Response | None:
-    """413 when the declared body exceeds `limit` (an unreadable length counts as too large).
-    DRF's parsers read the stream themselves, past Django's DATA_UPLOAD_MAX_MEMORY_SIZE."""
-    try:
-        size = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        size = limit + 1
-    if size <= limit:
-        return None
-    return Response(
-        {"detail": f"the request body may be at most {limit} bytes"},
-        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-    )
-
-
 class ResilientScopedRateThrottle(ScopedRateThrottle):
     """Rate limits kept in the cache (Redis); when the cache is unreachable the request passes
     rather than failing: a limit on abuse must not become an outage."""

@@ -82,6 +82,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Request bodies bounded per endpoint before they are read.
+    "policyhub.bodies.BodyLimit",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -380,8 +382,14 @@ DEVICE_STATUS_MAX_BYTES = env_int("DEVICE_STATUS_MAX_BYTES", 64 * 1024)
 # A device with no fetch or report for this long counts as stale in fleet status.
 FLEET_STALE_AFTER_HOURS = env_int("FLEET_STALE_AFTER_HOURS", 24)
 
-# Policy documents arrive as request bodies later; bound them.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Request bodies (policyhub/bodies.py; docs/limits.md lists every endpoint's): a form post and
+# an API request may be this large unless the endpoint says otherwise; none may be larger than
+# the largest endpoint's (a whole policy document, JSON-escaped).
+FORM_BODY_MAX_BYTES = API_BODY_MAX_BYTES = 2 * 1024 * 1024
+# A whole document (policies/limits.py: 4,000,000 characters) JSON-escaped: a quote or line
+# break takes two bytes, other text up to six.
+DOCUMENT_BODY_MAX_BYTES = 16_000_000
+DATA_UPLOAD_MAX_MEMORY_SIZE = DOCUMENT_BODY_MAX_BYTES
 
 LOGGING = {
     "version": 1,

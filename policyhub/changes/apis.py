@@ -40,7 +40,6 @@ from policyhub.apis import (
     WRITE_ERRORS,
     CursorPage,
     ErrorOut,
-    body_too_large,
     etag_of,
     require_if_match,
     with_etag,
@@ -66,7 +65,7 @@ from policyhub.changes.services import (
     change_set_submit,
 )
 from policyhub.errors import ApplicationError
-from policyhub.policies import document
+from policyhub.policies import document, limits
 from policyhub.policies.services import policy_apply
 from policyhub.validators import plain_text
 from providers.base import Issue
@@ -74,10 +73,6 @@ from providers.codex_versions import parse_version
 
 POLICY_TAGS = ["policy document"]
 CHANGE_SET_TAGS = ["change sets"]
-# A whole organisation's document: ten thousand teams with their settings fit with room to spare.
-DOCUMENT_MAX_CHARS = 4_000_000
-# The body around it, JSON-escaped (a quote or line break takes two bytes, other text up to six).
-DOCUMENT_BODY_MAX_BYTES = 16_000_000
 TOO_LARGE = {413: OpenApiResponse(ErrorOut, description="The body is too large.")}
 # Teams rendered for one page of a diff (each twice: live and proposed).
 DIFF_PAGE_SIZE = 50
@@ -103,7 +98,7 @@ class PolicyDocumentOut(serializers.Serializer[PolicyExport]):
 
 
 class PolicyDocumentIn(serializers.Serializer[None]):
-    document = _text(DOCUMENT_MAX_CHARS, help_text="A whole policy document (TOML).")
+    document = _text(limits.DOCUMENT_CHARS, help_text="A whole policy document (TOML).")
 
 
 class PolicyApplyIn(PolicyDocumentIn):
@@ -167,6 +162,8 @@ class PolicyPlanApi(OrgApiView):
     read the policy may plan: a reviewer or an auditor can check a proposal before anyone
     applies it, and learns nothing the export does not show."""
 
+    max_body_bytes = "DOCUMENT_BODY_MAX_BYTES"
+
     required = {"POST": Permission.ORG_VIEW}
     doing = "plan a policy"
     serializer_class = PolicyDocumentIn
@@ -178,8 +175,6 @@ class PolicyPlanApi(OrgApiView):
         tags=POLICY_TAGS,
     )
     def post(self, request: Request, slug: str) -> Response:
-        if too_large := body_too_large(request, DOCUMENT_BODY_MAX_BYTES):
-            return too_large
         given = PolicyDocumentIn(data=request.data)
         given.is_valid(raise_exception=True)
         with document.in_document_paths():
@@ -198,6 +193,8 @@ class PolicyApplyApi(OrgApiView):
     edited from (If-Match: the export's ETag). An organisation that requires approval takes
     change sets instead."""
 
+    max_body_bytes = "DOCUMENT_BODY_MAX_BYTES"
+
     required = {"POST": Permission.POLICY_EDIT}
     doing = "change the policy"
     serializer_class = PolicyApplyIn
@@ -210,8 +207,6 @@ class PolicyApplyApi(OrgApiView):
         tags=POLICY_TAGS,
     )
     def post(self, request: Request, slug: str) -> Response:
-        if too_large := body_too_large(request, DOCUMENT_BODY_MAX_BYTES):
-            return too_large
         given = PolicyApplyIn(data=request.data)
         given.is_valid(raise_exception=True)
         with transaction.atomic(), document.in_document_paths():
@@ -337,6 +332,8 @@ class ChangeSetIn(PolicyDocumentIn):
 class ChangeSetsApi(ListModelMixin, OrgApiView):
     """The organisation's change sets, newest first; proposing one."""
 
+    max_body_bytes = "DOCUMENT_BODY_MAX_BYTES"
+
     required = {"POST": Permission.POLICY_EDIT}
     doing = "propose policy changes"
     serializer_class = ChangeSetSummaryOut
@@ -365,8 +362,6 @@ class ChangeSetsApi(ListModelMixin, OrgApiView):
     def post(self, request: Request, slug: str) -> Response:
         """A draft planned against the live policy, submitted at once with `submit`. All or
         nothing: a submit that is refused leaves no draft behind."""
-        if too_large := body_too_large(request, DOCUMENT_BODY_MAX_BYTES):
-            return too_large
         given = ChangeSetIn(data=request.data)
         given.is_valid(raise_exception=True)
         data = given.validated_data

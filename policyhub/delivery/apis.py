@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import AuthenticationFailed, NotFound, PermissionDenied
@@ -16,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from policyhub import credentials
-from policyhub.apis import MAX_INT, ErrorOut, ResilientScopedRateThrottle, body_too_large
+from policyhub.apis import MAX_INT, ErrorOut, ResilientScopedRateThrottle
 from policyhub.delivery.assignment import device_assignment
 from policyhub.delivery.authentication import DeviceCredentialAuthentication, calling_device
 from policyhub.fleet import services as fleet
@@ -145,6 +144,7 @@ class EnrollApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [ResilientScopedRateThrottle]
     throttle_scope = "enroll"
+    max_body_bytes = ENROLL_MAX_BYTES
 
     @extend_schema(
         operation_id="device_enroll",
@@ -161,8 +161,6 @@ class EnrollApi(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        if too_large := body_too_large(request, ENROLL_MAX_BYTES):
-            return too_large
         data = EnrollIn(data=request.data)
         data.is_valid(raise_exception=True)
         try:
@@ -207,6 +205,8 @@ class StatusApi(APIView):
     authentication_classes = [DeviceCredentialAuthentication]
     permission_classes = [IsAuthenticated]
 
+    max_body_bytes = "DEVICE_STATUS_MAX_BYTES"
+
     @extend_schema(
         operation_id="device_status_report",
         tags=TAGS,
@@ -214,8 +214,6 @@ class StatusApi(APIView):
         responses={204: None, 400: BAD_REQUEST, 401: NO_DEVICE, 413: TOO_LARGE},
     )
     def post(self, request: Request) -> Response:
-        if too_large := body_too_large(request, settings.DEVICE_STATUS_MAX_BYTES):
-            return too_large
         data = StatusIn(data=request.data)
         data.is_valid(raise_exception=True)
         report = data.validated_data
@@ -248,6 +246,7 @@ class CredentialApi(APIView):
 
     authentication_classes = [DeviceCredentialAuthentication]
     permission_classes = [IsAuthenticated]
+    max_body_bytes = ENROLL_MAX_BYTES
 
     @extend_schema(
         operation_id="device_credential_rotate",
@@ -256,8 +255,6 @@ class CredentialApi(APIView):
         responses={200: CredentialOut, 400: BAD_REQUEST, 401: NO_DEVICE, 413: TOO_LARGE},
     )
     def post(self, request: Request) -> Response:
-        if too_large := body_too_large(request, ENROLL_MAX_BYTES):
-            return too_large
         data = CredentialIn(data=request.data)
         data.is_valid(raise_exception=True)
         new = data.validated_data["credential"]

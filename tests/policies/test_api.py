@@ -266,3 +266,41 @@ def test_malformed_bodies_are_400(acme: dict[str, Any], body: bytes) -> None:
     answer = acme["admin_api"].post(f"{ORG}/teams", body, content_type="application/json")
     assert answer.status_code == 400
     assert "detail" in answer.json()
+
+
+def test_a_body_past_its_endpoints_bound_is_refused_unread_and_changes_nothing(
+    acme: dict[str, Any], settings: Any
+) -> None:
+    api = acme["admin_api"]
+    root = api.get(f"{ORG}/node")
+    body = {"config": {"model": "m" * (settings.API_BODY_MAX_BYTES + 1)}}
+    put = api.put(f"{ORG}/node", body, format="json", HTTP_IF_MATCH=root["ETag"])
+    assert put.status_code == 413, put.content
+    assert put.json() == {
+        "detail": f"the request body may be at most {settings.API_BODY_MAX_BYTES:,} bytes"
+    }
+    assert api.get(f"{ORG}/node")["ETag"] == root["ETag"]
+    # The whole-document endpoints take a whole organisation's document.
+    document = (
+        '[organization]\nslug = "acme"\nname = "Acme"\n[config]\nnotify = ["'
+        + ("n" * 60_000 + '", "') * 40
+        + 'x"]\n'
+    )
+    planned = api.post(f"{ORG}/policy/plan", {"document": document}, format="json")
+    assert planned.status_code == 200, planned.content  # read whole, and judged for what it says
+    assert {e["path"] for e in planned.json()["errors"]} == {
+        f"config.notify[{n}]" for n in range(40)
+    }
+
+
+def test_the_node_api_refuses_past_a_bound_by_field_path(acme: dict[str, Any]) -> None:
+    from policyhub.policies import limits
+
+    api = acme["admin_api"]
+    root = api.get(f"{ORG}/node")
+    rule = {"pattern": [{"token": "ls"}], "decision": "allow"}
+    body = {"requirements": {"rules": {"prefix_rules": [rule] * (limits.PREFIX_RULES + 1)}}}
+    patch = api.patch(f"{ORG}/node", body, format="json", HTTP_IF_MATCH=root["ETag"])
+    assert patch.status_code == 400, patch.content
+    assert list(patch.json()["errors"]) == ["requirements.rules.prefix_rules"]
+    assert api.get(f"{ORG}/node")["ETag"] == root["ETag"]
