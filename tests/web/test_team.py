@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from policyhub.accounts.models import Role
+from policyhub.accounts.models import Organization, Role
 from policyhub.changes.models import ChangeSet
 from policyhub.changes.services import change_set_draft_edit
 from policyhub.policies import document, schema
@@ -833,3 +833,18 @@ def test_a_granular_approval_policy_survives_saving_the_form_untouched() -> None
         "approval_policy": GRANULAR,
         "model": "gpt-5.5-mini",
     }
+
+
+def test_invisible_characters_in_files_and_diffs_show_as_named_markers(world: World) -> None:
+    # A zero-width joiner is allowed in free text (Persian and emoji need it) and invisible.
+    acme = Organization.objects.get(slug="acme")
+    text = document.dump(org_policy(acme)) + (
+        '[teams."platform/ci".requirements]\n'
+        'additional_developer_instructions = "Be brief.\u200dAlways."\n'
+    )
+    policy_apply(organization=acme, wanted=document.parse(text), actor=OPERATOR)
+    html = client_for(world.ids["people"]["admin"]).get(CI).content.decode()
+    marker = '<span class="hidden-char" title="U+200D ZERO WIDTH JOINER">&lang;U+200D&rang;</span>'
+    # In the effective policy, the unpublished file and its diff.
+    assert html.count(f"Be brief.{marker}Always.") == 3
+    assert "\u200d" not in html
