@@ -154,8 +154,9 @@ class DeliveryCache:
         self.no_release: dict[TeamKey, float] = {}
         # team -> (the index's version of its entry, the entry decoded).
         self.teams: dict[TeamKey, tuple[int, TeamEntry]] = {}
-        # credential hash -> (the index's generation before the lookup, the device it found).
-        self.devices: dict[str, tuple[bytes, DeviceEntry]] = {}
+        # credential hash -> (the index's generation before the lookup, when, the device found);
+        # kept at most DELIVERY_CACHE_SECONDS even while the generation holds.
+        self.devices: dict[str, tuple[bytes, float, DeviceEntry]] = {}
         self.pending = Pending()
         # Set while this process is the host's writer and its index is complete.
         self.listening = threading.Event()
@@ -173,6 +174,7 @@ class DeliveryCache:
         """Whether the index is complete and kept current (the writer's heartbeat is fresh)."""
         now = time.monotonic()
         if now - self._live_checked >= LIVE_CHECK_SECONDS:
+            self.index.check_generation()
             age = time.time() - (self.index.meta(HEARTBEAT) or 0.0)
             # A heartbeat from the future (a clock stepped back) proves nothing either.
             self._live = -1.0 <= age < _live_seconds()
@@ -196,8 +198,8 @@ class DeliveryCache:
         if changed is not None and now - changed < CHANGED_SECONDS:
             return load()  # this process changed it a moment ago: the database's word
         try:
-            entry = self._indexed(credential_hash)
-            live = self.live()
+            live = self.live()  # first: it maps the generation file again if it was replaced
+            entry = self._indexed(credential_hash, now)
         except sqlite3.Error:
             self._index_failed()
             return load()
@@ -221,17 +223,21 @@ class DeliveryCache:
                 self.unknown[credential_hash] = now
         return found
 
-    def _indexed(self, credential_hash: str) -> DeviceEntry | None:
+    def _indexed(self, credential_hash: str, now: float) -> DeviceEntry | None:
         generation = self.index.generation()  # before the lookup: a change after it is seen
         hit = self.devices.get(credential_hash)
-        if hit is not None and hit[0] == generation:
-            return hit[1]
+        if (
+            hit is not None
+            and hit[0] == generation
+            and now - hit[1] < settings.DELIVERY_CACHE_SECONDS
+        ):
+            return hit[2]
         entry = self.index.device(credential_hash)
         if entry is not None:
             with self._lock:
                 if len(self.devices) >= settings.DELIVERY_DEVICE_ENTRIES:
                     self.devices.clear()
-                self.devices[credential_hash] = (generation, entry)
+                self.devices[credential_hash] = (generation, now, entry)
         return entry
 
     def team(

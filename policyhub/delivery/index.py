@@ -28,6 +28,7 @@ writer starts listening.
 from __future__ import annotations
 
 import hashlib
+import logging
 import mmap
 import os
 import sqlite3
@@ -43,6 +44,7 @@ from typing import Any
 from policyhub.delivery.entries import DeviceEntry, TeamEntry, team_entry_dumps
 
 TeamKey = tuple[int, str]
+log = logging.getLogger(__name__)
 
 # The layout of the file: a change of it is a new file name, so an old file is never misread.
 SCHEMA_VERSION = 1
@@ -109,13 +111,21 @@ def _private(path: Path, kind: Callable[[int], bool]) -> None:
         )
 
 
-def _map_generation(path: Path) -> mmap.mmap:
+FileId = tuple[int, int]
+
+
+def _map_generation(path: Path) -> tuple[mmap.mmap, FileId]:
+    """The generation file mapped, and which file it is (device, inode)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         _private(path, stat.S_ISREG)
-        if os.fstat(fd).st_size < GENERATION_BYTES:
+        info = os.fstat(fd)
+        if info.st_size < GENERATION_BYTES:
             os.ftruncate(fd, GENERATION_BYTES)
-        return mmap.mmap(fd, GENERATION_BYTES)
+        mapped = mmap.mmap(fd, GENERATION_BYTES)
+        if info.st_size < GENERATION_BYTES:  # a new file: a value no process has read before
+            mapped[:GENERATION_BYTES] = os.urandom(GENERATION_BYTES)
+        return mapped, (info.st_dev, info.st_ino)
     finally:
         os.close(fd)  # the mapping keeps the file
 
@@ -133,16 +143,34 @@ class HostIndex:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         _private(path.parent, stat.S_ISDIR)
         self.connection().executescript(SCHEMA)
-        self._generation = _map_generation(path.with_suffix(".gen"))
+        self.generation_path = path.with_suffix(".gen")
+        self._generation: mmap.mmap | None
+        self._generation, self._generation_id = _map_generation(self.generation_path)
 
     def generation(self) -> bytes:
         """A value that changes whenever a device or team changes in the index; read it before
-        the lookup whose answer it vouches for."""
-        return self._generation[:GENERATION_BYTES]
+        the lookup whose answer it vouches for. Without a generation file, a new value each time
+        (nothing read before is ever reused)."""
+        mapped = self._generation
+        return mapped[:GENERATION_BYTES] if mapped is not None else os.urandom(GENERATION_BYTES)
+
+    def check_generation(self) -> None:
+        """Map the generation file again if it is no longer the one mapped (removed, replaced):
+        writes to another file would never reach this process. Called every half second."""
+        try:
+            info = os.lstat(self.generation_path)
+            if (info.st_dev, info.st_ino) == self._generation_id and self._generation is not None:
+                return
+            self._generation, self._generation_id = _map_generation(self.generation_path)
+        except OSError:
+            log.warning("cannot map the delivery index's generation file", exc_info=True)
+            self._generation = None
 
     def _changed(self) -> None:
         """After the commit: whoever read the old generation reads the index again."""
-        self._generation[:GENERATION_BYTES] = os.urandom(GENERATION_BYTES)
+        self.check_generation()
+        if self._generation is not None:
+            self._generation[:GENERATION_BYTES] = os.urandom(GENERATION_BYTES)
 
     def connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 
 from policyhub.credentials import secret_hash
-from policyhub.delivery.cache import DeliveryCache, cache, cache_stop
+from policyhub.delivery.cache import LIVE_CHECK_SECONDS, DeliveryCache, cache, cache_stop
 from policyhub.delivery.index import HostIndex
 from policyhub.fleet.models import Device
 from policyhub.fleet.services import device_move, device_revoke
@@ -115,6 +115,17 @@ def test_a_process_answers_from_its_recent_devices_only_while_the_index_is_uncha
     assert writer.catch_up()
     read = len(lookups)
     assert team_of() == "batch" and len(lookups) > read
+
+    # The generation file removed (a temporary-file cleaner, an operator) and a new writer
+    # started, which makes a new one: the reader maps it again before it trusts what it kept.
+    reader.index.generation_path.unlink()
+    cache_stop()
+    writer = cache()
+    assert writer is not None and until(writer.listening.is_set)
+    device_move(device=device, team_path="platform/ci", actor=acting(cast["admin"]))
+    assert writer.catch_up()
+    time.sleep(LIVE_CHECK_SECONDS + 0.1)
+    assert team_of() == "platform/ci"
 
     device_revoke(device=device, actor=acting(cast["admin"]))
     assert writer.catch_up()
