@@ -19,13 +19,13 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 def body_limit(view_func: Callable[..., Any]) -> int:
     """The most bytes this view reads from a request body."""
-    view_class = getattr(view_func, "cls", None) or getattr(view_func, "view_class", None)
-    limit = getattr(view_class, "max_body_bytes", None)
+    api_view = getattr(view_func, "cls", None)  # DRF's as_view() names the class there
+    limit = getattr(api_view or getattr(view_func, "view_class", None), "max_body_bytes", None)
     if isinstance(limit, str):
         return int(getattr(settings, limit))
     if isinstance(limit, int):
         return limit
-    return int(getattr(settings, "API_BODY_MAX_BYTES" if view_class else "FORM_BODY_MAX_BYTES"))
+    return int(settings.API_BODY_MAX_BYTES if api_view else settings.FORM_BODY_MAX_BYTES)
 
 
 class BodyLimit:

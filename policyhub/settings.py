@@ -386,8 +386,9 @@ FLEET_STALE_AFTER_HOURS = env_int("FLEET_STALE_AFTER_HOURS", 24)
 # an API request may be this large unless the endpoint says otherwise; none may be larger than
 # the largest endpoint's (a whole policy document, JSON-escaped).
 FORM_BODY_MAX_BYTES = API_BODY_MAX_BYTES = 2 * 1024 * 1024
-# A whole document (policies/limits.py: 4,000,000 characters) JSON-escaped: a quote or line
-# break takes two bytes, other text up to six.
+# A whole document (policies/limits.py: 8,000,000 characters) sent as UTF-8 JSON: escaping takes
+# a line break or a quote to two bytes. A client escaping all non-ASCII text (\uXXXX, six bytes
+# a character) fits a smaller document.
 DOCUMENT_BODY_MAX_BYTES = 16_000_000
 DATA_UPLOAD_MAX_MEMORY_SIZE = DOCUMENT_BODY_MAX_BYTES
 

@@ -4,41 +4,30 @@ lifetimes people give tokens and invitations."""
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 
 from policyhub.errors import ApplicationError
 from providers.base import Issue
-from providers.fields import BIDI_CONTROLS, DIRECTION_MARKS, JOINERS, char_name
+from providers.fields import char_name, prose_refused
 
 _DURATION_RE = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
-# What names, descriptions and reasons may hold beyond visible text: tabs and line breaks, and
-# what right-to-left and other scripts need (joiners, direction marks).
-_PROSE = frozenset("\t\n") | JOINERS | DIRECTION_MARKS
-
-
-def _refused(char: str) -> bool:
-    if char in _PROSE:
-        return False
-    return unicodedata.category(char) in ("Cc", "Cs", "Cf") or char in BIDI_CONTROLS
-
-
 def is_plain_text(value: str) -> bool:
     """Nothing `plain_text` refuses."""
-    return not any(_refused(char) for char in value)
+    return not any(prose_refused(char) for char in value)
 
 
 def plain_text(value: str) -> None:
-    """Refuse control characters (other than tab and newline), lone surrogates and invisible
-    format characters other than those scripts need: PostgreSQL cannot store NUL or surrogates,
-    the others hide or reorder text for whoever reads it later ("Trojan source")."""
+    """Refuse control characters (other than tab and newline), lone surrogates and the
+    characters that reorder text: PostgreSQL cannot store NUL or surrogates, and the others hide
+    or reorder text for whoever reads it later ("Trojan source"). The marks and joiners scripts
+    need pass."""
     for char in value:
-        if _refused(char):
+        if prose_refused(char):
             raise ValidationError(f"contains the control or invisible character {char_name(char)}")
 
 

@@ -34,9 +34,12 @@ MAX_TOML_INT = 2**63 - 1
 _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # Characters that render invisibly or reorder text hide what a policy file says. Unicode's
 # format characters (category Cf: zero-width spaces, joiners, byte-order marks, direction marks,
-# embeddings, overrides, isolates, tags) with controls and lone surrogates are refused in every
-# field Codex interprets; free text may hold the few that a script needs.
-HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+# embeddings, overrides, isolates, tags, soft hyphens), controls, lone surrogates, line and
+# paragraph separators and the characters that render as blank letters are refused in every field
+# Codex interprets; free text may hold the few that a script needs.
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# Letters and marks that render as nothing (Hangul fillers, the combining grapheme joiner).
+BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u034f")
 # The joiners Persian script and emoji sequences need.
 JOINERS = frozenset("\u200c\u200d")
 # The marks right-to-left scripts need in names and prose (left-to-right, right-to-left and
@@ -45,6 +48,8 @@ DIRECTION_MARKS = frozenset("\u200e\u200f\u061c")
 # Embeddings, overrides and isolates make text display in another order than it reads
 # ("Trojan source"): refused everywhere, names and descriptions included.
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Zero-width spaces and the byte-order mark: never needed in a name.
+ZERO_WIDTH = frozenset("\u200b\u2060\ufeff")
 
 NEVER_STORE_SECRETS = (
     "PolicyHub never stores secrets; reference the credential by environment variable name "
@@ -328,20 +333,27 @@ def _checked(path: str, value: Any, check: Callable[[Any], str | None] | None) -
 
 
 def text_issues(
-    path: str, value: str, *, multiline: bool = False, prose: bool = False
+    path: str,
+    value: str,
+    *,
+    multiline: bool = False,
+    prose: bool = False,
+    joiners: bool | None = None,
 ) -> list[Issue]:
     """Invisible or control characters, and literal secrets, in any string an admin typed.
 
-    `multiline` free text (model names, instructions) may also hold tabs, line breaks and the
-    zero-width joiners that Persian script and emoji sequences need; `prose` (names that only
-    people read) the joiners and the direction marks of right-to-left scripts.
+    `multiline` free text (instructions) may also hold tabs and line breaks, and, unless
+    `joiners` is False (a program or a token Codex compares byte for byte), the zero-width
+    joiners that Persian script and emoji sequences need; `prose` (names that only people read)
+    refuses only what hides or reorders text (prose_refused, zero-width spaces).
     """
-    allowed: frozenset[str] = frozenset()
-    if multiline:
-        allowed |= {"\t", "\n"} | JOINERS
     if prose:
-        allowed |= JOINERS | DIRECTION_MARKS
-    hidden = [c for c in value if is_hidden_char(c) and c not in allowed]
+        hidden = [c for c in value if prose_refused(c, multiline=multiline) or c in ZERO_WIDTH]
+    else:
+        allowed = {"\t", "\n"} if multiline else set()
+        if multiline if joiners is None else joiners:
+            allowed |= JOINERS
+        hidden = [c for c in value if is_hidden_char(c) and c not in allowed]
     if hidden:
         return [error(path, f"contains the control or invisible character {char_name(hidden[0])}")]
     reason = find_literal_secret(value)
@@ -351,7 +363,16 @@ def text_issues(
 
 
 def is_hidden_char(char: str) -> bool:
-    return unicodedata.category(char) in HIDDEN_CATEGORIES
+    return unicodedata.category(char) in HIDDEN_CATEGORIES or char in BLANK_LETTERS
+
+
+def prose_refused(char: str, *, multiline: bool = True) -> bool:
+    """What text people read (names, descriptions, reasons, what an agent reports) may not
+    hold: controls (tabs and line breaks only where lines are), lone surrogates, and what
+    reorders text. Direction marks, joiners, soft hyphens and the tags of flag emoji pass."""
+    if char in "\t\n":
+        return not multiline
+    return char in BIDI_CONTROLS or unicodedata.category(char) in ("Cc", "Cs")
 
 
 def char_name(char: str) -> str:

@@ -24,9 +24,15 @@ Checker = Callable[[Any, str], list[Issue]]
 
 
 def check_str(
-    *, non_empty: bool = True, max_len: int = 4096, multiline: bool = True, prose: bool = False
+    *,
+    non_empty: bool = True,
+    max_len: int = 4096,
+    multiline: bool = True,
+    prose: bool = False,
+    joiners: bool | None = None,
 ) -> Checker:
-    """A string; `prose` for names only people read (they may hold direction marks)."""
+    """A string; `prose` for names only people read (they may hold direction marks); `joiners`
+    (by default where lines are) for free text whose script needs zero-width joiners."""
 
     def check(value: Any, path: str) -> list[Issue]:
         if not isinstance(value, str):
@@ -35,7 +41,13 @@ def check_str(
             return [error(path, "must not be empty")]
         if len(value) > max_len:
             return [error(path, f"is longer than {max_len} characters")]
-        return text_issues(path, value, multiline=multiline, prose=prose)
+        return text_issues(
+            path,
+            value,
+            multiline=multiline,
+            prose=prose,
+            joiners=multiline if joiners is None else joiners,
+        )
 
     return check
 

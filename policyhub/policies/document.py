@@ -101,7 +101,7 @@ def toml_loads(text: str) -> dict[str, Any]:
 
 
 _AT_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
-_HEADER = re.compile(r"^\s*\[\[?\s*([^\]#]+?)\s*\]\]?\s*(?:#.*)?$")
+_HEADER = re.compile(r"^\[\[?\s*([^\]#]+?)\s*\]\]?\s*(?:#.*)?$")
 
 
 def _syntax_error(text: str, message: str) -> Issue:
@@ -112,7 +112,9 @@ def _syntax_error(text: str, message: str) -> Issue:
         return Issue("error", "document", f"is not valid TOML: {message}")
     line = int(found.group(1))
     table = ""
-    for previous in reversed(text.splitlines()[: line - 1]):
+    # Lines as TOML counts them (only "\n" ends one); a header starts its line (dump writes
+    # them so), which keeps an indented array element like `  ["git", "push"]` from reading as one.
+    for previous in reversed(text.split("\n")[: line - 1]):
         if header := _HEADER.match(previous):
             table = header.group(1).replace('"', "").replace("'", "")
             break

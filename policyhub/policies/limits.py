@@ -14,9 +14,13 @@ from typing import Any
 
 from providers.base import Issue
 
-# The whole document, in characters: a 10,000-team organisation with a setting or two per team
-# is about 2 MB of TOML.
-DOCUMENT_CHARS = 4_000_000
+# The whole document, in characters: 10,000 teams as rich as the demo organisation's (names,
+# providers, profiles, MCP servers, rules) are about 2.7 MB of TOML. Data that did not come as text (the API's JSON, the browser's forms) is
+# bounded by an estimate of the text PolicyHub would write for it (every name, value and table
+# header, with the punctuation), at most four fifths of that: whatever is stored can always be
+# written out as a document and read back.
+DOCUMENT_CHARS = 8_000_000
+DATA_CHARS = DOCUMENT_CHARS * 4 // 5
 TEAMS = 20_000
 PROVIDERS = 500
 # Per node (the organisation root or a team).
@@ -53,39 +57,78 @@ def _bound(parts: tuple[str, ...], default: int) -> int:
 
 def document_issues(raw: Mapping[str, Any]) -> list[Issue]:
     """Every bound the document's data exceeds, by field path (at most MAX_ISSUES)."""
-    issues: list[Issue] = []
-    _walk(raw, (), 0, issues)
-    return issues[:MAX_ISSUES]
+    walk = _Walk()
+    walk.value(raw, (), 0)
+    if walk.chars > DATA_CHARS and len(walk.issues) < MAX_ISSUES:
+        walk.issues.append(
+            Issue(
+                "error",
+                "document",
+                f"would be about {walk.chars:,} characters long as a document; at most "
+                f"{DATA_CHARS:,}",
+            )
+        )
+    return walk.issues[:MAX_ISSUES]
 
 
-def _walk(value: Any, parts: tuple[str, ...], depth: int, issues: list[Issue]) -> None:
-    if len(issues) >= MAX_ISSUES:
-        return
-    path = ".".join(parts) or "document"
-    if isinstance(value, str):
-        if len(value) > STRING_CHARS:
-            issues.append(Issue("error", path, f"is longer than {STRING_CHARS:,} characters"))
-        return
-    if not isinstance(value, Mapping | list):
-        return
-    if depth >= DEPTH:
-        issues.append(Issue("error", path, f"nests arrays or tables deeper than {DEPTH} levels"))
-        return
-    if isinstance(value, list):
+class _Walk:
+    """One pass over the data: the bounds it exceeds, and the length of the text it makes."""
+
+    def __init__(self) -> None:
+        self.issues: list[Issue] = []
+        self.chars = 0
+
+    def value(self, value: Any, parts: tuple[str, ...], depth: int) -> None:
+        if len(self.issues) >= MAX_ISSUES:
+            return
+        path = ".".join(parts) or "document"
+        if isinstance(value, str):
+            self.chars += len(value) + 4  # quotes, separator
+            if len(value) > STRING_CHARS:
+                self.issues.append(
+                    Issue("error", path, f"is longer than {STRING_CHARS:,} characters")
+                )
+            return
+        if not isinstance(value, Mapping | list):
+            self.chars += 24  # a number, a date or a boolean, written
+            return
+        if depth >= DEPTH:
+            self.issues.append(
+                Issue("error", path, f"nests arrays or tables deeper than {DEPTH} levels")
+            )
+            return
+        if isinstance(value, list):
+            self.list(value, parts, depth)
+        else:
+            self.table(value, parts, depth, path)
+
+    def list(self, value: list[Any], parts: tuple[str, ...], depth: int) -> None:
+        path = ".".join(parts) or "document"
         bound = _bound(parts, LIST_ITEMS)
         if len(value) > bound:
-            issues.append(Issue("error", path, f"lists {len(value):,} items; at most {bound:,}"))
+            self.issues.append(
+                Issue("error", path, f"lists {len(value):,} items; at most {bound:,}")
+            )
             return
         last = parts[-1] if parts else ""
         for n, item in enumerate(value):
-            _walk(item, (*parts[:-1], f"{last}[{n}]"), depth + 1, issues)
-        return
-    bound = _bound(parts, TABLE_KEYS)
-    if len(value) > bound:
-        issues.append(Issue("error", path, f"has {len(value):,} entries; at most {bound:,}"))
-        return
-    for key, item in value.items():
-        if len(key) > STRING_CHARS:
-            issues.append(Issue("error", path, f"has a key longer than {STRING_CHARS:,} characters"))
-        else:
-            _walk(item, (*parts, key), depth + 1, issues)
+            self.value(item, (*parts[:-1], f"{last}[{n}]"), depth + 1)
+
+    def table(
+        self, value: Mapping[str, Any], parts: tuple[str, ...], depth: int, path: str
+    ) -> None:
+        bound = _bound(parts, TABLE_KEYS)
+        if len(value) > bound:
+            self.issues.append(
+                Issue("error", path, f"has {len(value):,} entries; at most {bound:,}")
+            )
+            return
+        self.chars += len(path) + 8  # its header, quoted where it must be
+        for key, item in value.items():
+            if len(key) > STRING_CHARS:
+                self.issues.append(
+                    Issue("error", path, f"has a key longer than {STRING_CHARS:,} characters")
+                )
+                continue
+            self.chars += len(key) + 4  # the key, " = ", the line break
+            self.value(item, (*parts, key), depth + 1)

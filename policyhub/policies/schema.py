@@ -146,13 +146,18 @@ def check_rust_regex(value: Any, path: str) -> list[Issue]:
     return issues + ([error(path, problem)] if problem else [])
 
 
+# A program, an argument or a command token Codex compares byte for byte: a zero-width joiner
+# in it would display as nothing and make a rule match nothing.
+TOKEN = check_str(joiners=False)
+
+
 def check_matcher(value: Any, path: str) -> list[Issue]:
     if not isinstance(value, Mapping):
         return [error(path, "must be a matcher table { match = ..., value/expression = ... }")]
     match = value.get("match")
     if match in ("exact", "prefix"):
         return check_table(
-            {"match": check_enum(("exact", "prefix")), "value": check_str()}, required=("value",)
+            {"match": check_enum(("exact", "prefix")), "value": TOKEN}, required=("value",)
         )(value, path)
     if match == "regex":
         return check_table(
@@ -172,11 +177,11 @@ def check_identity(value: Any, path: str) -> list[Issue]:
     ((kind, target),) = value.items()
     where = join(path, kind)
     if isinstance(target, str):
-        return check_str()(target, where) if kind == "command" else check_url(target, where)
+        return TOKEN(target, where) if kind == "command" else check_url(target, where)
     if kind == "url":
         return check_matcher(target, where)
     return check_table(
-        {"executable": check_str(), "args": check_list(check_matcher, unique=False)},
+        {"executable": TOKEN, "args": check_list(check_matcher, unique=False)},
         required=("executable",),
     )(target, where)
 
@@ -188,9 +193,9 @@ def check_mcp_allowlist(value: Any, path: str) -> list[Issue]:
 
 def check_pattern_token(value: Any, path: str) -> list[Issue]:
     if isinstance(value, Mapping) and set(value) == {"token"}:
-        return check_str()(value["token"], join(path, "token"))
+        return TOKEN(value["token"], join(path, "token"))
     if isinstance(value, Mapping) and set(value) == {"any_of"}:
-        return check_list(check_str(), non_empty=True)(value["any_of"], join(path, "any_of"))
+        return check_list(TOKEN, non_empty=True)(value["any_of"], join(path, "any_of"))
     return [error(path, 'must be { token = "..." } or { any_of = [...] }')]
 
 
@@ -275,7 +280,7 @@ _APPROVAL = areas.check_approval(
 
 # Keys a named profile may set (docs/codex.md, "Profiles"; no provider or MCP tables in a profile).
 PROFILE_KEYS: dict[str, Checker] = {
-    "model": check_str(max_len=256),
+    "model": check_str(max_len=256, joiners=False),
     "model_provider": check_name,
     "model_reasoning_effort": check_open_enum(KNOWN_REASONING_EFFORTS, "reasoning effort"),
     "plan_mode_reasoning_effort": check_open_enum(KNOWN_REASONING_EFFORTS, "reasoning effort"),
@@ -320,8 +325,8 @@ def validate_profile(doc: Any) -> list[Issue]:
 
 
 MCP_SERVER_KEYS: dict[str, Checker] = {
-    "command": check_str(max_len=1024),
-    "args": check_list(check_str(non_empty=False, max_len=1024), unique=False),
+    "command": check_str(max_len=1024, joiners=False),
+    "args": check_list(check_str(non_empty=False, max_len=1024, joiners=False), unique=False),
     "env": check_literal_map(
         "pass it through with env_vars (the variable's name) instead",
         check_env_name,

@@ -128,6 +128,21 @@ def test_too_many_teams_are_refused_in_the_apis_data_too() -> None:
     ]
 
 
+def test_data_that_would_write_a_document_past_the_bound_is_refused() -> None:
+    # Each value within every bound, together more than a document may hold: refused, so what
+    # is stored can always be exported and read back.
+    raw = {
+        "organization": {"slug": "acme", "name": "Acme"},
+        "teams": {
+            f"t{n}": {"config": {f"k{k}": "x" * 60_000 for k in range(20)}} for n in range(6)
+        },
+    }
+    with pytest.raises(DocumentInvalid) as refused:
+        document.from_dict(raw)
+    assert [i.path for i in refused.value.issues] == ["document"]
+    assert f"at most {limits.DATA_CHARS:,}" in refused.value.issues[0].message
+
+
 def test_a_refusal_lists_a_bounded_number_of_findings() -> None:
     long = "x" * (limits.STRING_CHARS + 1)
     raw = {"organization": {"slug": "acme", "name": "Acme"}, "config": {"notify": [long] * 500}}
@@ -140,7 +155,16 @@ def test_a_refusal_lists_a_bounded_number_of_findings() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["שלום\u200f", "\u200fفريق المنصة", "زبان\u200cها", "Team \u061c(ع)", "\u200eAcme"]
+    "name",
+    [
+        "שלום\u200f",
+        "\u200fفريق المنصة",
+        "زبان\u200cها",  # noqa: RUF001 - Persian, with the joiner it needs
+        "Team \u061c(ع)",
+        "\u200eAcme",
+        "Infra\xadstructure",  # a soft hyphen, as pasted from a word processor
+        "Wales \U0001f3f4\U000e0067\U000e0062\U000e0077\U000e006c\U000e0073\U000e007f",
+    ],
 )
 def test_names_keep_the_marks_right_to_left_scripts_need(name: str) -> None:
     policy = make_policy(f'[teams.t]\nname = "{name}"\n')
@@ -161,6 +185,19 @@ def test_fields_codex_interprets_refuse_every_invisible_character(char: str) -> 
     assert [(i.path, i.node) for i in refused.value.issues] == [("config.model", "t")]
 
 
+@pytest.mark.parametrize("char", ["\u200d", "\u200c", "\u2028", "\u3164"])
+def test_a_rule_token_cannot_hide_a_character_that_makes_it_match_nothing(char: str) -> None:
+    policy = make_policy(
+        "[teams.t.requirements.rules]\n"
+        f'prefix_rules = [{{ pattern = [{{ token = "r{char}m" }}], decision = "forbidden" }}]\n'
+    )
+    with pytest.raises(ApplicationError) as refused:
+        policy_check(policy)
+    assert [i.path for i in refused.value.issues] == [
+        "requirements.rules.prefix_rules[0].pattern[0].token"
+    ]
+
+
 # --- errors that point ---------------------------------------------------------------------------
 
 
@@ -175,9 +212,15 @@ def test_a_toml_syntax_error_names_its_line_column_and_table() -> None:
     line = text.splitlines().index('sandbox_mode = = "read-only"') + 1
     found = refusal(text)
     assert list(found) == ["teams.platform/ci.config"]
-    assert f"at line {line}, column 16 (in [teams.platform/ci.config])" in found[
-        "teams.platform/ci.config"
-    ]
+    assert (
+        f"at line {line}, column 16 (in [teams.platform/ci.config])"
+        in found["teams.platform/ci.config"]
+    )
+
+
+def test_an_indented_array_line_is_not_taken_for_the_table_of_a_syntax_error() -> None:
+    text = BASE + '[teams.t.requirements.rules]\nprefix_rules = [\n  ["git", "push"]\n]\nx = = 1\n'
+    assert list(refusal(text)) == ["teams.t.requirements.rules"]
 
 
 def test_an_inherited_finding_names_the_teams_whose_files_it_breaks() -> None:

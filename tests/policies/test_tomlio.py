@@ -31,7 +31,9 @@ def appended(items: list[Any], *, multiline: bool) -> str:
 
 
 @given(st.lists(values, max_size=8), st.booleans())
-def test_an_array_reads_as_tomlkit_writes_it_item_by_item(items: list[Any], multiline: bool) -> None:
+def test_an_array_reads_as_tomlkit_writes_it_item_by_item(
+    items: list[Any], multiline: bool
+) -> None:
     made = _array([_inline(item, nested=True) for item in items], multiline=multiline)
     assert made.as_string() == appended(items, multiline=multiline)
 
