@@ -161,6 +161,9 @@ class HostIndex:
             info = os.lstat(self.generation_path)
             if (info.st_dev, info.st_ino) == self._generation_id and self._generation is not None:
                 return
+        except FileNotFoundError:
+            pass  # made anew below, at a value no process has read
+        try:
             self._generation, self._generation_id = _map_generation(self.generation_path)
         except OSError:
             log.warning("cannot map the delivery index's generation file", exc_info=True)

@@ -116,8 +116,16 @@ def test_a_process_answers_from_its_recent_devices_only_while_the_index_is_uncha
     read = len(lookups)
     assert team_of() == "batch" and len(lookups) > read
 
-    # The generation file removed (a temporary-file cleaner, an operator) and a new writer
-    # started, which makes a new one: the reader maps it again before it trusts what it kept.
+    # The generation file removed (a temporary-file cleaner, an operator): the writer's next
+    # change makes a new one, and the reader maps it again before it trusts what it kept.
+    reader.index.generation_path.unlink()
+    device_move(device=device, team_path="platform", actor=acting(cast["admin"]))
+    assert writer.catch_up()
+    time.sleep(LIVE_CHECK_SECONDS + 0.1)
+    assert team_of() == "platform"
+    read = len(lookups)
+    assert team_of() == "platform" and len(lookups) == read  # kept again, under the new file
+    # Removed again, and a new writer started, which makes the new one itself.
     reader.index.generation_path.unlink()
     cache_stop()
     writer = cache()
