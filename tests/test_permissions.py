@@ -506,6 +506,7 @@ NOT_CHECKED_HERE = {
     "policyhub.audit.services.audit_record_many": "the audit trail itself, written by the others",
     "policyhub.accounts.services.api_token_used": "a token's last use, noted as it authenticates",
     "policyhub.teams.services.team_create": "only policy_apply calls it, after checking",
+    "policyhub.teams.services.team_create_many": "only policy_apply calls it, after checking",
     "policyhub.teams.services.team_rename": "only policy_apply calls it, after checking",
     "policyhub.teams.services.team_delete": "only policy_apply calls it, after checking",
     "policyhub.teams.services.team_reparent": "only team_move calls it, after checking",
@@ -562,7 +563,8 @@ def test_team_writes_are_called_by_policy_apply_only() -> None:
             source = inspect.getsource(importlib.import_module(info.name))
         except OSError:  # an empty package
             continue
-        if any(f"{name}(" in source for name in ("team_create", "team_rename", "team_delete(")):
+        names = ("team_create", "team_create_many", "team_rename", "team_delete")
+        if any(f"{name}(" in source for name in names):
             callers.add(info.name)
     assert callers == {"policyhub.teams.services", "policyhub.policies.services"}
 

@@ -49,6 +49,9 @@ def audit_event(
     return event
 
 
+AUDIT_BATCH = 2000
+
+
 def audit_record(**fields: Any) -> AuditEvent:
     """Append one event (the fields of `audit_event`); must run inside the transaction of the
     change it records."""
@@ -70,7 +73,8 @@ def audit_record_many(events: list[AuditEvent]) -> list[AuditEvent]:
     # Heads in id order, so two writers touching the same organisations never deadlock.
     for organization_id in sorted(by_organization):
         _link(organization_id, by_organization[organization_id])
-    return AuditEvent.objects.bulk_create(events)
+    # In statements of a bounded size: an apply of a large document records tens of thousands.
+    return AuditEvent.objects.bulk_create(events, batch_size=AUDIT_BATCH)
 
 
 def _link(organization_id: int, events: list[AuditEvent]) -> None:

@@ -10,12 +10,13 @@ from dataclasses import replace
 
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
 from policyhub.accounts.models import Organization
 from policyhub.accounts.permissions import ORGANIZATION_NODE, Permission, authorize
 from policyhub.accounts.selectors import organization_lock
 from policyhub.actors import Actor
-from policyhub.audit.services import audit_record
+from policyhub.audit.services import audit_event, audit_record, audit_record_many
 from policyhub.errors import ApplicationError
 from policyhub.policies.checks import node_checks
 from policyhub.policies.document import MAX_TEAM_DEPTH, Change, codex_dict, plan
@@ -39,13 +40,16 @@ from policyhub.teams.attachments import team_attachments
 from policyhub.teams.models import Team
 from policyhub.teams.selectors import team_subtrees
 from policyhub.teams.services import (
-    team_create,
+    team_create_many,
     team_delete,
     team_delete_check,
     team_rename,
     team_reparent,
 )
 from providers.base import Issue
+
+# Rows per statement when an apply writes in bulk.
+BATCH = 2000
 
 
 def policy_check(
@@ -120,24 +124,33 @@ def policy_apply(
         organization.save(update_fields=["name", "codex_window"])
     _write_endpoints(organization, current, wanted)
     teams = _write_teams(organization, current, wanted, actor)
-    _write_node(organization, None, current.root, wanted.root)
-    for path, spec in wanted.teams.items():
-        old = current.teams[path].node if path in current.teams else Node()
-        _write_node(organization, teams[path], old, spec.node)
+    _write_nodes(
+        organization,
+        [(None, current.root, wanted.root)]
+        + [
+            (teams[path], current.teams[path].node if path in current.teams else Node(), spec.node)
+            for path, spec in wanted.teams.items()
+        ],
+    )
     policy_changed(organization)
     # The live policy is now `wanted`: its validation above is the one pages show.
     team_checks_write(organization=organization, policy=wanted, found=found, teams=validated)
-    for change in changes:
-        audit_record(
-            organization_id=organization.pk,
-            actor=actor,
-            action=f"policy.{change.action}",
-            object_type=change.object.split(" ")[0],
-            object_key=f"{change.object} {change.key}".strip(),
-            before=change.before,
-            after=change.after,
-            reason=reason,
-        )
+    # One statement for all of them: a 10,000-team document makes tens of thousands.
+    audit_record_many(
+        [
+            audit_event(
+                organization_id=organization.pk,
+                actor=actor,
+                action=f"policy.{change.action}",
+                object_type=change.object.split(" ")[0],
+                object_key=f"{change.object} {change.key}".strip(),
+                before=change.before,
+                after=change.after,
+                reason=reason,
+            )
+            for change in changes
+        ]
+    )
     return changes
 
 
@@ -344,49 +357,87 @@ def _write_teams(
         if spec.parent_path not in gone:
             team_delete(team=teams[path], actor=actor)
     teams = {path: team for path, team in teams.items() if path not in gone}
-    # Shallowest first, so parents exist before their children.
-    for path in sorted(wanted.teams, key=lambda p: p.count("/")):
-        spec = wanted.teams[path]
-        team = teams.get(path)
-        if team is None:
-            parent = teams[spec.parent_path] if spec.parent_path else None
-            teams[path] = team_create(
-                organization=organization, parent=parent, slug=spec.slug, name=spec.name
-            )
-        elif team.name != spec.name:
-            team_rename(team=team, name=spec.name)
+    new = [
+        (spec.parent_path, spec.slug, spec.name)
+        for path, spec in wanted.teams.items()
+        if path not in teams
+    ]
+    teams.update(team_create_many(organization=organization, teams=new))
+    for path, spec in wanted.teams.items():
+        if teams[path].name != spec.name:
+            team_rename(team=teams[path], name=spec.name)
     return teams
 
 
-def _write_node(organization: Organization, team: Team | None, old: Node, new: Node) -> None:
-    if old == new:
+def _write_nodes(organization: Organization, nodes: list[tuple[Team | None, Node, Node]]) -> None:
+    """Each (team, or None for the organisation's own; old node; new node) that changed, in
+    bulk: one read of the stored nodes and one of their profiles and servers, then one statement
+    per kind of write (an apply of a 10,000-team document)."""
+    changed = [(team, old, new) for team, old, new in nodes if old != new]
+    if not changed:
         return
-    node = PolicyNode.objects.filter(organization=organization, team=team).first()
-    if node is None:
-        if new.is_empty():
-            return
-        node = PolicyNode(organization=organization, team=team, version=0)
-    node.requirements, node.config = new.requirements, new.config
-    node.version += 1
-    node.full_clean(validate_unique=False)
-    node.save()
-    _write_named(Profile, "settings", node, old.profiles, new.profiles)
-    _write_named(McpServer, "definition", node, old.mcp_servers, new.mcp_servers)
+    stored = {node.team_id: node for node in PolicyNode.objects.filter(organization=organization)}
+    now = timezone.now()
+    created: list[PolicyNode] = []
+    updated: list[PolicyNode] = []
+    written: list[tuple[PolicyNode, Node, Node]] = []
+    for team, old, new in changed:
+        node = stored.get(team.pk if team else None)
+        if node is None:
+            if new.is_empty():
+                continue
+            node = PolicyNode(organization=organization, team=team, version=0)
+            created.append(node)
+        else:
+            updated.append(node)
+        node.requirements, node.config = new.requirements, new.config
+        node.version += 1
+        node.updated_at = now
+        # Fields only: the organisation and team are the rows in hand, and one node per team is
+        # the database's constraint, not a query per node.
+        node.full_clean(
+            exclude=["organization", "team"], validate_unique=False, validate_constraints=False
+        )
+        written.append((node, old, new))
+    PolicyNode.objects.bulk_create(created, batch_size=BATCH)
+    PolicyNode.objects.bulk_update(
+        updated, ["requirements", "config", "version", "updated_at"], batch_size=BATCH
+    )
+    _write_named(Profile, "settings", [(n, o.profiles, w.profiles) for n, o, w in written])
+    _write_named(
+        McpServer, "definition", [(n, o.mcp_servers, w.mcp_servers) for n, o, w in written]
+    )
+
+
+NamedRow = Profile | McpServer
 
 
 def _write_named(
     model: type[Profile] | type[McpServer],
     field: str,
-    node: PolicyNode,
-    old: Mapping[str, Json],
-    new: Mapping[str, Json],
+    nodes: list[tuple[PolicyNode, Mapping[str, Json], Mapping[str, Json]]],
 ) -> None:
-    model.objects.filter(node=node).exclude(name__in=list(new)).delete()
-    stored = {row.name: row for row in model.objects.filter(node=node)}
-    for name, value in new.items():
-        if name in stored and old.get(name) == value:
-            continue
-        row = stored.get(name) or model(node=node, name=name)
-        setattr(row, field, value)
-        row.full_clean()
-        row.save()
+    """The named rows (profiles or MCP servers) of many nodes as each new mapping says."""
+    ids = [node.pk for node, _, _ in nodes]
+    rows: dict[int, dict[str, NamedRow]] = {}
+    for start in range(0, len(ids), BATCH):
+        for kept in model.objects.filter(node_id__in=ids[start : start + BATCH]):
+            rows.setdefault(kept.node_id, {})[kept.name] = kept
+    gone: list[int] = []
+    created: list[NamedRow] = []
+    updated: list[NamedRow] = []
+    for node, old, new in nodes:
+        mine = rows.get(node.pk, {})
+        gone += [kept.pk for name, kept in mine.items() if name not in new]
+        for name, value in new.items():
+            found = mine.get(name)
+            if found is not None and old.get(name) == value:
+                continue
+            row: NamedRow = model(node=node, name=name) if found is None else found
+            (created if found is None else updated).append(row)
+            setattr(row, field, value)
+            # Fields only (the node is the one just written; names are unique in the document).
+            row.full_clean(exclude=["node"], validate_unique=False, validate_constraints=False)
+    model.objects.filter(pk__in=gone).delete()
+    model.objects.bulk_create(created, batch_size=BATCH)  # type: ignore[arg-type]
+    model.objects.bulk_update(updated, [field], batch_size=BATCH)  # type: ignore[arg-type]

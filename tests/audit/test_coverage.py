@@ -138,6 +138,7 @@ NOT_STATE_CHANGES = {
     "policyhub.audit.services.audit_record_many": "the audit trail itself, which the others call",
     f"{ACC}.api_token_used": "telemetry: a token's last use, stamped as it authenticates",
     f"{TEAMS}.team_create": TEAM_STEP,
+    f"{TEAMS}.team_create_many": TEAM_STEP,
     f"{TEAMS}.team_rename": TEAM_STEP,
     f"{TEAMS}.team_delete": TEAM_STEP,
     f"{TEAMS}.team_reparent": "a step of team_move, which records the move (policy.move)",

@@ -322,18 +322,16 @@ def test_a_failure_after_the_first_writes_rolls_back_everything(
     # Every input that reaches the writes is valid by then, so no real input fails half-way;
     # crashing our own audit writer simulates what one would (a lost connection, a bug) after
     # the rows, and the first audit events, were written. The real writer runs before that.
-    real, calls = audit_services.audit_record, []
+    real, written = audit_services.audit_record_many, []
 
-    def crash_on_third(**kwargs: Any) -> AuditEvent:
-        calls.append(kwargs["object_key"])
-        if len(calls) == 3:
-            raise RuntimeError("simulated crash half-way through the audit events")
-        return real(**kwargs)
+    def crash_after_two(events: list[AuditEvent]) -> list[AuditEvent]:
+        written.extend(real(events[:2]))
+        raise RuntimeError("simulated crash half-way through the audit events")
 
-    monkeypatch.setattr(policy_services, "audit_record", crash_on_third)
+    monkeypatch.setattr(policy_services, "audit_record_many", crash_after_two)
     with pytest.raises(RuntimeError, match="simulated crash"):
         apply(cast, edited)
-    assert len(calls) == 3
+    assert len(written) == 2 and all(event.pk for event in written)
     assert snapshot(cast) == before
     assert org_policy(cast["acme"]) == make_policy(WANTED)
 
