@@ -156,7 +156,7 @@ def from_dict(raw: Mapping[str, Any]) -> OrgPolicy:
             issues.append(Issue("error", where, "must be a table"))
             continue
         kind = ep.get("kind")
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:
             issues.append(Issue("error", f"{where}.kind", f"must be one of {', '.join(KINDS)}"))
             continue
         settings = {k: v for k, v in ep.items() if k not in ("kind", "provider_id", "capabilities")}

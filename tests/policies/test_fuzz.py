@@ -5,6 +5,7 @@ names a field path, never another exception, and within a second (hypothesis's d
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from policyhub.web.team_forms import TomlForm
 from tests.conftest import BASE
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),
     deadline=timedelta(seconds=1),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
