@@ -15,7 +15,6 @@ import os
 import resource
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -41,12 +40,10 @@ def main() -> None:
     ensure_database(os.environ["DATABASE_URL"])
     django.setup()
     from django.core.management import call_command
+    from orgtree import demo_tree
 
     from policyhub.accounts.models import Organization
     from policyhub.actors import Actor
-    from policyhub.policies import document
-    from policyhub.policies.demo import ACME
-    from policyhub.policies.domain import TeamSpec
     from policyhub.policies.services import policy_apply
     from policyhub.releases.models import PublishRun, Release
     from policyhub.releases.services.publishing import publish_run_execute
@@ -54,18 +51,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     # Audit events keep organisations from being deleted, so every run gets its own.
     org = Organization.objects.create(slug=f"bench-{int(time.time())}", name="Bench")
-    demo = document.parse(ACME.read_text())
-    teams: dict[str, TeamSpec] = {}
-    group = 0
-    while len(teams) < teams_wanted:
-        slug = f"g{group:05d}"
-        teams[slug] = TeamSpec(slug, f"Group {group}")
-        for path, spec in demo.teams.items():
-            teams[f"{slug}/{path}"] = replace(spec, path=f"{slug}/{path}")
-        group += 1
-    policy = replace(
-        demo, slug=org.slug, name="Bench", teams=dict(list(teams.items())[:teams_wanted])
-    )
+    policy = demo_tree(teams_wanted, slug=org.slug, name="Bench")
     started = time.perf_counter()
     policy_apply(organization=org, wanted=policy, actor=Actor.operator("bench"))
     print(f"setup: {len(policy.teams):,} teams stored in {time.perf_counter() - started:.1f} s")
