@@ -36,8 +36,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
-
     from orgtree import demo_tree
+
     from policyhub.accounts.models import Organization
     from policyhub.actors import Actor
     from policyhub.audit.models import AuditEvent

@@ -53,11 +53,14 @@ def main() -> None:
     org = Organization.objects.create(slug=f"bench-{int(time.time())}", name="Bench")
     policy = demo_tree(teams_wanted, slug=org.slug, name="Bench")
     started = time.perf_counter()
-    policy_apply(organization=org, wanted=policy, actor=Actor.operator("bench"))
+    operator = Actor.operator("bench")
+    policy_apply(organization=org, wanted=policy, actor=operator)
     print(f"setup: {len(policy.teams):,} teams stored in {time.perf_counter() - started:.1f} s")
 
     def publish() -> tuple[float, PublishRun]:
-        run = PublishRun.objects.create(organization=org)
+        run = PublishRun.objects.create(
+            organization=org, requested_by_kind=operator.kind, requested_by_label=operator.label
+        )
         started = time.perf_counter()
         done = publish_run_execute(run_id=run.pk)
         assert done is not None

@@ -19,16 +19,16 @@ import os
 import resource
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "policyhub.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only")
 
+from orgtree import demo_tree
+
 from policyhub.policies import document, limits
 from policyhub.policies.demo import ACME
-from policyhub.policies.domain import TeamSpec
 from policyhub.policies.validation import validate_team
 from policyhub.rendering.render import render_team
 
@@ -45,16 +45,7 @@ def main() -> None:
 
 
 def organisation(wanted: int) -> None:
-
-    demo = document.parse(DEMO.read_text())
-    per_group = len(demo.teams) + 1
-    teams: dict[str, TeamSpec] = {}
-    for group in range(-(-wanted // per_group)):
-        slug = f"g{group:05d}"
-        teams[slug] = TeamSpec(slug, f"Group {group}")
-        for path, spec in demo.teams.items():
-            teams[f"{slug}/{path}"] = replace(spec, path=f"{slug}/{path}")
-    policy = replace(demo, teams=dict(list(teams.items())[:wanted]))
+    policy = demo_tree(wanted)
 
     start = time.perf_counter()
     validate_seconds = 0.0

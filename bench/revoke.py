@@ -17,7 +17,6 @@ import os
 import resource
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -43,13 +42,11 @@ def main() -> None:
     ensure_database(os.environ["DATABASE_URL"])
     django.setup()
     from django.core.management import call_command
+    from orgtree import demo_tree
 
     from policyhub.accounts.models import Organization
     from policyhub.actors import Actor
     from policyhub.celery import app as celery_app
-    from policyhub.policies import document
-    from policyhub.policies.demo import ACME
-    from policyhub.policies.domain import TeamSpec
     from policyhub.policies.services import policy_apply
     from policyhub.releases import signing
     from policyhub.releases.models import PublishRun, Release, SigningKey
@@ -61,18 +58,7 @@ def main() -> None:
     operator = Actor.operator("bench")
     # Audit events keep organisations from being deleted, so every run gets its own.
     org = Organization.objects.create(slug=f"bench-{int(time.time())}", name="Bench")
-    demo = document.parse(ACME.read_text())
-    teams: dict[str, TeamSpec] = {}
-    group = 0
-    while len(teams) < teams_wanted:
-        slug = f"g{group:05d}"
-        teams[slug] = TeamSpec(slug, f"Group {group}")
-        for path, spec in demo.teams.items():
-            teams[f"{slug}/{path}"] = replace(spec, path=f"{slug}/{path}")
-        group += 1
-    policy = replace(
-        demo, slug=org.slug, name="Bench", teams=dict(list(teams.items())[:teams_wanted])
-    )
+    policy = demo_tree(teams_wanted, slug=org.slug, name="Bench")
     policy_apply(organization=org, wanted=policy, actor=operator)
     run = PublishRun.objects.create(
         organization=org, requested_by_kind=operator.kind, requested_by_label=operator.label
