@@ -438,6 +438,7 @@ def _write_named(
             setattr(row, field, value)
             # Fields only (the node is the one just written; names are unique in the document).
             row.full_clean(exclude=["node"], validate_unique=False, validate_constraints=False)
-    model.objects.filter(pk__in=gone).delete()
+    for start in range(0, len(gone), BATCH):  # SQLite bounds a statement's parameters
+        model.objects.filter(pk__in=gone[start : start + BATCH]).delete()
     model.objects.bulk_create(created, batch_size=BATCH)  # type: ignore[arg-type]
     model.objects.bulk_update(updated, [field], batch_size=BATCH)  # type: ignore[arg-type]

@@ -34,12 +34,13 @@ def team_create(*, organization: Organization, parent: Team | None, slug: str, n
     return made[f"{parent_path}/{slug}" if parent_path else slug]
 
 
+@transaction.atomic
 def team_create_many(
     *, organization: Organization, teams: list[tuple[str | None, str, str]]
 ) -> dict[str, Team]:
     """Add many teams at once, each (parent path, slug, name); a parent is an existing team or
-    one earlier in the list. One INSERT per level of the tree, not one per team (an apply of a
-    10,000-team document). Returns the new teams by path."""
+    one in the list. One INSERT per level of the tree, not one per team (an apply of a
+    10,000-team document). Returns the new teams by path; all or none are made."""
     known = {t.path: t for t in Team.objects.filter(organization=organization)}
     made: dict[str, Team] = {}
     by_depth: dict[int, list[tuple[str | None, str, str]]] = {}
@@ -47,22 +48,29 @@ def team_create_many(
         depth = parent_path.count("/") + 1 if parent_path else 0
         by_depth.setdefault(depth, []).append((parent_path, slug, name))
     for depth in sorted(by_depth):
-        level = []
+        level: list[Team] = []
         for parent_path, slug, name in by_depth[depth]:
             parent = (made.get(parent_path) or known.get(parent_path)) if parent_path else None
             if parent_path and parent is None:
-                raise ApplicationError(f"team {parent_path!r} does not exist")
+                raise ApplicationError(
+                    f"team {parent_path!r} does not exist",
+                    [Issue("error", "parent", f"there is no team {parent_path!r}")],
+                )
             path = f"{parent_path}/{slug}" if parent_path else slug
+            if path in known or path in made:
+                raise ApplicationError(
+                    f"team {path!r} exists", [Issue("error", "slug", f"{slug!r} is taken here")]
+                )
             team = Team(organization=organization, parent=parent, slug=slug, path=path, name=name)
-            # Fields only: the organisation and parent are rows in hand, the paths are distinct
-            # (they come from one document), and the database's constraint refuses a duplicate
-            # anyway, without a query per team.
+            # Fields only: the organisation and parent are rows in hand, and the path was checked
+            # against the teams read above, without a query per team.
             team.full_clean(
                 exclude=["organization", "parent"],
                 validate_unique=False,
                 validate_constraints=False,
             )
             level.append(team)
+            made[path] = team  # a second one at this path is refused above
         for team in Team.objects.bulk_create(level, batch_size=BATCH):
             made[team.path] = team
     return made

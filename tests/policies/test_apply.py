@@ -22,7 +22,7 @@ from policyhub.policies.models import McpServer, PolicyNode, Profile, ProviderEn
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_apply
 from policyhub.teams.models import Team
-from policyhub.teams.services import team_create, team_delete, team_rename
+from policyhub.teams.services import team_create, team_create_many, team_delete, team_rename
 from tests.conftest import BASE, OPERATOR, acting, make_policy
 
 WANTED = """
@@ -346,6 +346,13 @@ def test_team_writes_derive_the_path_and_are_full_cleaned(cast: dict[str, Any]) 
         team_rename(team=child, name="x" * 201)
     with pytest.raises(ApplicationError, match="another organisation"):
         team_create(organization=cast["other"], parent=top, slug="ci", name="CI")
+    with pytest.raises(ApplicationError) as taken:
+        team_create(organization=cast["acme"], parent=top, slug="ci", name="CI again")
+    assert [(i.path, i.message) for i in taken.value.issues] == [("slug", "'ci' is taken here")]
+    with pytest.raises(ApplicationError) as orphan:  # all or none: "a" is not made either
+        team_create_many(organization=cast["acme"], teams=[(None, "a", "A"), ("nowhere", "b", "B")])
+    assert [i.path for i in orphan.value.issues] == ["parent"]
+    assert not Team.objects.filter(organization=cast["acme"], path="a").exists()
 
 
 def test_renaming_a_team_keeps_its_row_and_its_editors(cast: dict[str, Any]) -> None:
