@@ -9,7 +9,7 @@ from django import template
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from providers.fields import char_name, is_hidden_char
+from providers.fields import BLANK_LETTERS, char_name, is_hidden_char
 
 register = template.Library()
 
@@ -17,7 +17,7 @@ register = template.Library()
 @register.filter(is_safe=True)
 def visible(text: object) -> SafeString:
     value = escape(str(text))  # escaping leaves every hidden character as it is
-    if value.replace("\n", "").replace("\t", "").isprintable():
+    if value.replace("\n", "").replace("\t", "").isprintable() and BLANK_LETTERS.isdisjoint(value):
         return value  # the common case, checked at C speed
     hidden = {c for c in value if c not in "\t\n" and (not c.isprintable() or is_hidden_char(c))}
     for char in hidden:

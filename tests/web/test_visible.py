@@ -1,0 +1,31 @@
+"""The `visible` filter: every character that would not show as itself becomes a named marker;
+everything else is escaped and left as it was."""
+
+from __future__ import annotations
+
+import pytest
+
+from policyhub.web.templatetags.visible import visible
+
+
+@pytest.mark.parametrize(
+    ("char", "name"),
+    [
+        ("\u200f", "RIGHT-TO-LEFT MARK"),
+        ("\u202e", "RIGHT-TO-LEFT OVERRIDE"),
+        ("\u3164", "HANGUL FILLER"),  # a letter that renders as nothing
+        ("\u00a0", "NO-BREAK SPACE"),
+        ("\u2028", "LINE SEPARATOR"),
+    ],
+)
+def test_a_hidden_character_becomes_a_named_marker(char: str, name: str) -> None:
+    code = f"U+{ord(char):04X}"
+    assert visible(f"a{char}b") == (
+        f'a<span class="hidden-char" title="{code} {name}">&lang;{code}&rang;</span>b'
+    )
+
+
+def test_text_is_escaped_and_lines_and_tabs_stay() -> None:
+    assert visible('<b>"x"</b>\n\tשלום 漢字 🎉') == (
+        "&lt;b&gt;&quot;x&quot;&lt;/b&gt;\n\tשלום 漢字 🎉"
+    )
