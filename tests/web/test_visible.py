@@ -26,6 +26,5 @@ def test_a_hidden_character_becomes_a_named_marker(char: str, name: str) -> None
 
 
 def test_text_is_escaped_and_lines_and_tabs_stay() -> None:
-    assert visible('<b>"x"</b>\n\tשלום 漢字 🎉') == (
-        "&lt;b&gt;&quot;x&quot;&lt;/b&gt;\n\tשלום 漢字 🎉"
-    )
+    text = "\u05e9\u05dc\u05d5\u05dd \u6f22\u5b57 \U0001f389"  # Hebrew, kanji, an emoji
+    assert visible(f'<b>"x"</b>\n\t{text}') == f"&lt;b&gt;&quot;x&quot;&lt;/b&gt;\n\t{text}"
