@@ -46,7 +46,7 @@ def check_str(
             value,
             multiline=multiline,
             prose=prose,
-            joiners=multiline if joiners is None else joiners,
+            joiners=joiners,
         )
 
     return check

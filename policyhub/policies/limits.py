@@ -78,57 +78,47 @@ class _Walk:
         self.issues: list[Issue] = []
         self.chars = 0
 
+    def refuse(self, parts: tuple[str, ...], message: str) -> None:
+        self.issues.append(Issue("error", _path(parts), message))
+
     def value(self, value: Any, parts: tuple[str, ...], depth: int) -> None:
         if len(self.issues) >= MAX_ISSUES:
             return
-        path = ".".join(parts) or "document"
         if isinstance(value, str):
             self.chars += len(value) + 4  # quotes, separator
             if len(value) > STRING_CHARS:
-                self.issues.append(
-                    Issue("error", path, f"is longer than {STRING_CHARS:,} characters")
-                )
-            return
-        if not isinstance(value, Mapping | list):
+                self.refuse(parts, f"is longer than {STRING_CHARS:,} characters")
+        elif not isinstance(value, Mapping | list):
             self.chars += 24  # a number, a date or a boolean, written
-            return
-        if depth >= DEPTH:
-            self.issues.append(
-                Issue("error", path, f"nests arrays or tables deeper than {DEPTH} levels")
-            )
-            return
-        if isinstance(value, list):
+        elif depth >= DEPTH:
+            self.refuse(parts, f"nests arrays or tables deeper than {DEPTH} levels")
+        elif isinstance(value, list):
             self.list(value, parts, depth)
         else:
-            self.table(value, parts, depth, path)
+            self.table(value, parts, depth)
 
     def list(self, value: list[Any], parts: tuple[str, ...], depth: int) -> None:
-        path = ".".join(parts) or "document"
         bound = _bound(parts, LIST_ITEMS)
         if len(value) > bound:
-            self.issues.append(
-                Issue("error", path, f"lists {len(value):,} items; at most {bound:,}")
-            )
+            self.refuse(parts, f"lists {len(value):,} items; at most {bound:,}")
             return
         last = parts[-1] if parts else ""
         for n, item in enumerate(value):
             self.value(item, (*parts[:-1], f"{last}[{n}]"), depth + 1)
 
-    def table(
-        self, value: Mapping[str, Any], parts: tuple[str, ...], depth: int, path: str
-    ) -> None:
+    def table(self, value: Mapping[str, Any], parts: tuple[str, ...], depth: int) -> None:
         bound = _bound(parts, TABLE_KEYS)
         if len(value) > bound:
-            self.issues.append(
-                Issue("error", path, f"has {len(value):,} entries; at most {bound:,}")
-            )
+            self.refuse(parts, f"has {len(value):,} entries; at most {bound:,}")
             return
-        self.chars += len(path) + 8  # its header, quoted where it must be
+        self.chars += len(_path(parts)) + 8  # its header, quoted where it must be
         for key, item in value.items():
             if len(key) > STRING_CHARS:
-                self.issues.append(
-                    Issue("error", path, f"has a key longer than {STRING_CHARS:,} characters")
-                )
+                self.refuse(parts, f"has a key longer than {STRING_CHARS:,} characters")
                 continue
             self.chars += len(key) + 4  # the key, " = ", the line break
             self.value(item, (*parts, key), depth + 1)
+
+
+def _path(parts: tuple[str, ...]) -> str:
+    return ".".join(parts) or "document"
