@@ -28,8 +28,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from django.conf import settings
 from django.db import connection
 
+from policyhub.delivery.cache import DeliveryCache
+from policyhub.delivery.index import HostIndex, index_path
 from tests.codex.harness import REPO_ROOT
 
 PORT = 8443
@@ -168,6 +171,21 @@ def _wait(check: object, what: str, timeout: float = 30) -> None:
             return
         time.sleep(0.1)
     raise TimeoutError(f"{what} did not come up within {timeout:g}s")
+
+
+def wait_for_index(database_port: int | None = None) -> None:
+    """Wait until the stack's delivery index has a writer that holds every change committed
+    before the call. Its server's workers start the writer at their first request; until it has
+    built the index, a fetch is answered from PostgreSQL alone."""
+    database = {
+        **connection.settings_dict,
+        "PORT": database_port or connection.settings_dict["PORT"],
+    }
+    reader = DeliveryCache(HostIndex(index_path(settings.DELIVERY_INDEX_DIR, database)))
+    try:
+        _wait(lambda: reader.catch_up(timeout=1), "the delivery index's writer")
+    finally:
+        reader.index.close()
 
 
 def _answers(sock: Path) -> bool:

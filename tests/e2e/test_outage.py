@@ -21,7 +21,7 @@ from policyhub.releases.services.publishing import publish_run_execute
 from policyhub.releases.services.runs import publish_run_request
 from tests.codex.harness import REPO_ROOT
 from tests.conftest import OPERATOR, make_policy
-from tests.e2e.stack import Stack, TcpProxy, database_url, running_stack
+from tests.e2e.stack import Stack, TcpProxy, database_url, running_stack, wait_for_index
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -70,6 +70,9 @@ def test_fetches_survive_a_database_outage(cast: dict[str, Any], database: TcpPr
         for _ in range(6):
             assert fetch(stack, native)[0] == "200"
             assert fetch(stack, "/api/v1/device/bundle", bearer)[0] == "200"
+        # What the outage is answered from: an index that holds both devices. Under load its
+        # writer can still be building it after the fetches above (they read PostgreSQL then).
+        wait_for_index(database.port)
 
         database.cut()
         for _ in range(6):
