@@ -74,7 +74,10 @@ class PublishRunOut(serializers.Serializer[Any]):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     attempts = serializers.IntegerField()
-    teams_rendered = serializers.IntegerField()
+    teams = serializers.IntegerField(help_text="The organisation's teams when the run published.")
+    teams_rendered = serializers.IntegerField(
+        help_text="Those it rendered: the others' inputs had not changed since their last render."
+    )
     releases_created = serializers.IntegerField()
     error = serializers.SerializerMethodField()
     refusals = serializers.SerializerMethodField()
@@ -147,7 +150,7 @@ class PublishRunListApi(OrgApiView):
         request=None,
         responses={
             202: OpenApiResponse(
-                PublishRunOut, description="Handed to a worker; follow `url` (also in Location)."
+                PublishRunOut, description="Queued for a worker; follow `url` (also in Location)."
             ),
             **ERRORS,
         },

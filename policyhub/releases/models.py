@@ -118,6 +118,9 @@ class PublishRun(models.Model):
     # Until then the claiming worker owns the run; after it, another may claim it again.
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # The organisation's teams when the run published, and how many of them it rendered: the
+    # others' inputs had not changed since they were last rendered (rendering/inputs.py).
+    teams = models.PositiveIntegerField(default=0)
     teams_rendered = models.PositiveIntegerField(default=0)
     releases_created = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
@@ -215,6 +218,30 @@ class Release(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization.slug}/{self.team_path} r{self.revision}"
+
+
+class TeamRender(models.Model):
+    """What a team's inputs rendered to when a publish last rendered it: their digest
+    (rendering/inputs.py) and the content digest of the files they made. A publish that finds the
+    same inputs, and that content still current or last published for the team, knows the files
+    would come out the same and does not render the team at all."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="team_renders"
+    )
+    team_path = models.CharField(max_length=1024)
+    inputs_digest = models.CharField(max_length=64)
+    content_digest = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "team_path"], name="team_render_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team_path}: {self.inputs_digest[:12]} -> {self.content_digest[:12]}"
 
 
 class ReleaseVariant(models.Model):

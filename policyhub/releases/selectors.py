@@ -19,6 +19,7 @@ from policyhub.releases.models import (
     ReleaseVariant,
     RevocationList,
     SigningKey,
+    TeamRender,
 )
 from policyhub.releases.services.signed import LEGACY_CODEX
 from providers.codex_versions import Span, Version, in_spans, parse_version
@@ -97,14 +98,22 @@ def current_releases_with_published_digest(organization: Organization) -> QueryS
     return current_releases(organization).annotate(published_digest=Subquery(last_published))
 
 
-def last_revisions(organization: Organization) -> dict[str, int]:
-    """The highest revision ever stored per team path (deleted teams keep counting)."""
-    rows = (
-        Release.objects.filter(organization=organization)
-        .values("team_path")
-        .annotate(top=Max("revision"))
-    )
+def last_revisions(organization: Organization, paths: list[str] | None = None) -> dict[str, int]:
+    """The highest revision ever stored per team path (deleted teams keep counting), of `paths`
+    or of every path."""
+    releases = Release.objects.filter(organization=organization)
+    if paths is not None:
+        releases = releases.filter(team_path__in=paths)
+    rows = releases.values("team_path").annotate(top=Max("revision"))
     return {row["team_path"]: row["top"] for row in rows}
+
+
+def team_renders(organization: Organization) -> dict[str, TeamRender]:
+    """What each team's inputs last rendered to (releases.models.TeamRender), by team path."""
+    rows = TeamRender.objects.filter(organization=organization).only(
+        "id", "team_path", "inputs_digest", "content_digest"
+    )
+    return {row.team_path: row for row in rows}
 
 
 def publish_run_get(run_id: int) -> PublishRun | None:

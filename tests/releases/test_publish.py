@@ -10,12 +10,15 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from policyhub.audit.models import AuditEvent
+from policyhub.policies.models import ProviderEndpoint
+from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_apply
 from policyhub.releases import signing
 from policyhub.releases.models import PublishRun, Release, SigningKey
 from policyhub.releases.services.keys import signing_key_rotate
 from policyhub.releases.services.publishing import publish_run_execute
 from policyhub.releases.services.runs import publish_run_request
+from policyhub.rendering.render import render_release
 from tests.conftest import OPERATOR, THREE_TEAMS, acting, make_policy
 
 POLICY = THREE_TEAMS
@@ -102,6 +105,57 @@ def test_only_teams_whose_files_changed_get_a_new_revision(cast: dict[str, Any])
     assert publish(cast).releases_created == 3
     assert revisions(cast) == {"batch": 2, "platform": 2, "platform/ci": 3}
     assert Release.objects.filter(team_path="platform/ci").count() == 3
+
+
+def test_a_publish_renders_only_the_teams_whose_inputs_changed(cast: dict[str, Any]) -> None:
+    apply(cast, POLICY)
+    run = publish(cast)
+    assert (run.teams, run.teams_rendered, run.releases_created) == (3, 3, 3)
+    run = publish(cast)
+    assert (run.teams, run.teams_rendered, run.releases_created) == (3, 0, 0)
+    # A node: the team and the teams below it.
+    text = POLICY.replace("[teams.platform]", '[teams.platform.config]\nmodel = "gpt-5.5-mini"')
+    apply(cast, text)
+    run = publish(cast)
+    assert (run.teams_rendered, run.releases_created) == (2, 1)  # platform/ci sets its own model
+    # An endpoint: the teams that name it (platform/ci names azure-eng), not the others.
+    endpoint = ProviderEndpoint.objects.get(organization=cast["acme"], name="azure-eng")
+    endpoint.settings = {**endpoint.settings, "env_key": "AZURE_OPENAI_ENG_KEY"}
+    endpoint.save()
+    run = publish(cast)
+    assert (run.teams_rendered, run.releases_created) == (1, 1)
+    assert revisions(cast) == {"batch": 1, "platform": 2, "platform/ci": 2}
+    # The Codex window: every team.
+    apply(cast, text + '[codex]\nmin_version = "0.160.0"\nmax_version = "0.169.0"\n')
+    assert publish(cast).teams_rendered == 3
+
+
+def test_incremental_publishes_store_what_full_renders_make(cast: dict[str, Any]) -> None:
+    """Edits of every kind, each published: after each, every team's current release holds what
+    rendering the whole stored policy from scratch gives."""
+    edits = [
+        POLICY,
+        POLICY.replace('model = "codex-ci"', 'model = "gpt-5.5"'),
+        POLICY + '[teams."platform/ci/nightly".config]\nmodel = "gpt-5.5"\n',
+        POLICY.replace("[teams.batch.config]", '[teams."platform/batch".config]'),
+        POLICY + "[requirements]\nallow_login_shell = false\n",
+        POLICY.replace('model_provider = "bedrock"', 'model_provider = "openai"\n'),
+        POLICY + '[teams.platform.profiles.fast]\nmodel_reasoning_effort = "low"\n',
+    ]
+    for text in edits:
+        apply(cast, text)
+        run = publish(cast)
+        policy = org_policy(cast["acme"])
+        stored = {
+            r.team_path: r.content_digest
+            for r in Release.objects.filter(organization=cast["acme"], current=True)
+            if r.team_path in policy.teams
+        }
+        full = {
+            path: render_release(policy, path, revision="1").content_digest for path in policy.teams
+        }
+        assert stored == full, text
+        assert run.teams == len(policy.teams)
 
 
 def test_an_invalid_policy_fails_the_run_and_stores_nothing(cast: dict[str, Any]) -> None:

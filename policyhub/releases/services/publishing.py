@@ -1,5 +1,6 @@
 """Publishing, as a worker does it: claim a run, apply the approved change sets that are due,
-then render, validate, sign and store one release per team whose files changed.
+then validate and render the teams whose inputs changed, and sign and store one release per team
+whose files changed.
 
 All of it runs in one transaction under a lock on the organisation: all teams or none, and two
 publishes of one organisation run one after the other and agree on revisions. Nothing here
@@ -8,6 +9,7 @@ enqueues work (runs.py and tasks.py do), so the tasks can import this module.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -23,17 +25,20 @@ from policyhub.actors import SCHEDULER, Actor
 from policyhub.audit.services import audit_event, audit_record, audit_record_many
 from policyhub.changes.selectors import organizations_with_due_change_sets
 from policyhub.changes.services import change_sets_publish_due
+from policyhub.policies.domain import OrgPolicy
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_check
 from policyhub.policies.validation import TeamValidation
-from policyhub.releases.models import PublishRun, Release, ReleaseVariant
+from policyhub.releases.models import PublishRun, Release, ReleaseVariant, TeamRender
 from policyhub.releases.selectors import (
     current_releases_with_published_digest,
     last_revisions,
     publish_runs_busy,
+    team_renders,
 )
 from policyhub.releases.services.keys import signing_key_active
 from policyhub.releases.services.signed import FileSet, releases_save, signed_release
+from policyhub.rendering.inputs import team_input_digests
 from policyhub.rendering.render import render_release
 
 # Releases are stored as they come, this many at a time (the transaction still makes it all or
@@ -96,7 +101,7 @@ def publish_run_execute(*, run_id: int) -> PublishRun | None:
     if run is None:
         return None
     try:
-        created, rendered = release_publish(run=run)
+        counts = release_publish(run=run)
     except (OperationalError, InterfaceError) as exc:
         # The database went away: nothing was stored; the task's retry claims the run again.
         _run_step(
@@ -122,8 +127,9 @@ def publish_run_execute(*, run_id: int) -> PublishRun | None:
         "finish",
         status=PublishRun.Status.SUCCEEDED,
         finished_at=timezone.now(),
-        teams_rendered=rendered,
-        releases_created=created,
+        teams=counts.teams,
+        teams_rendered=counts.rendered,
+        releases_created=counts.created,
     )
 
 
@@ -156,7 +162,7 @@ def _failed(run: PublishRun, error: str) -> None:
 
 
 # What the events of a run's steps show of it (its error is the event's reason).
-RUN_COUNTS = ("teams_rendered", "releases_created")
+RUN_COUNTS = ("teams", "teams_rendered", "releases_created")
 
 
 @transaction.atomic
@@ -188,9 +194,14 @@ def _run_audit(
 
 
 @transaction.atomic
-def release_publish(*, run: PublishRun) -> tuple[int, int]:
+def release_publish(*, run: PublishRun) -> PublishCounts:
     """Apply the due approved change sets, then store a signed release for every team whose files
-    changed; (releases created, teams)."""
+    changed.
+
+    Only teams whose inputs changed since they were last rendered are validated and rendered
+    (rendering/inputs.py): the rest would render to what they already have. So a publish costs
+    what changed, plus reading the organisation's policy once.
+    """
     organization = organization_lock(run.organization_id)
     actor = requester(run)
     due = change_sets_publish_due(organization=organization, run_id=run.pk, actor=actor)
@@ -199,20 +210,38 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
         PublishRun.objects.filter(pk=run.pk).update(error="\n".join(due.refused))
     applied = [change_set.pk for change_set in due.published]
     policy = org_policy(organization)
-    validations: dict[str, TeamValidation] = {}
-    policy_check(policy, validations)  # every team resolved once, for rendering below
-    key = signing_key_active(organization=organization, actor=actor)
+    inputs = team_input_digests(policy)
     current = {
         r.team_path: r
-        for r in current_releases_with_published_digest(organization).defer("files", "manifest")
+        for r in current_releases_with_published_digest(organization).only(
+            "id", "team_path", "content_digest"
+        )
     }
-    revisions = last_revisions(organization)
+    renders = team_renders(organization)
+    paths = [
+        path for path in sorted(policy.teams) if not _unchanged(path, inputs, current, renders)
+    ]
+    validations: dict[str, TeamValidation] = {}
+    # The organisation's own checks, and the teams to render with their ancestors: each team
+    # left out rendered, with the same inputs, from a policy that passed these checks.
+    policy_check(_with_chains(policy, paths), validations)
+    key = signing_key_active(organization=organization, actor=actor)
+    revisions = last_revisions(organization, paths)
     signed: list[tuple[Release, list[ReleaseVariant]]] = []
+    rendered_now: list[TeamRender] = []
     created = 0
-    for path in sorted(policy.teams):
+    for path in paths:
         revision = revisions.get(path, 0) + 1
         rendered = render_release(
             policy, path, revision=str(revision), validation=validations.pop(path)
+        )
+        rendered_now.append(
+            TeamRender(
+                organization=organization,
+                team_path=path,
+                inputs_digest=inputs[path],
+                content_digest=rendered.content_digest,
+            )
         )
         previous = current.get(path)
         # Unchanged policy, nothing to release: neither what devices get now, nor what this team
@@ -243,7 +272,50 @@ def release_publish(*, run: PublishRun) -> tuple[int, int]:
             created += _publish_batch(organization, run, actor, applied, signed)
             signed = []
     created += _publish_batch(organization, run, actor, applied, signed)
-    return created, len(policy.teams)
+    _renders_save(rendered_now, gone=[r.pk for p, r in renders.items() if p not in policy.teams])
+    return PublishCounts(teams=len(policy.teams), rendered=len(paths), created=created)
+
+
+@dataclass(frozen=True)
+class PublishCounts:
+    teams: int  # the organisation's teams
+    rendered: int  # those whose inputs changed since their last render
+    created: int  # releases made: those whose files changed
+
+
+def _unchanged(
+    path: str, inputs: dict[str, str], current: dict[str, Release], renders: dict[str, TeamRender]
+) -> bool:
+    """Whether the team's inputs are those it was last rendered from, and what they rendered to
+    is the content it has now or last got from a publish: rendering it again changes nothing."""
+    last, release = renders.get(path), current.get(path)
+    return (
+        last is not None
+        and release is not None
+        and last.inputs_digest == inputs[path]
+        and last.content_digest in (release.content_digest, release.published_digest)  # type: ignore[attr-defined]
+    )
+
+
+def _renders_save(rendered: list[TeamRender], gone: list[int]) -> None:
+    """Remember what each team rendered to; forget teams that are no more."""
+    for start in range(0, len(rendered), PUBLISH_BATCH):
+        TeamRender.objects.bulk_create(
+            rendered[start : start + PUBLISH_BATCH],
+            update_conflicts=True,
+            unique_fields=["organization", "team_path"],
+            update_fields=["inputs_digest", "content_digest"],
+        )
+    TeamRender.objects.filter(pk__in=gone).delete()
+
+
+def _with_chains(policy: OrgPolicy, paths: list[str]) -> OrgPolicy:
+    """`policy` with only the teams of `paths` and their ancestors."""
+    kept: set[str] = set()
+    for path in paths:
+        parts = path.split("/")
+        kept.update("/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
+    return replace(policy, teams={path: policy.teams[path] for path in sorted(kept)})
 
 
 def requester(run: PublishRun) -> Actor:

@@ -80,9 +80,7 @@ def publishes_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
             return redirect("web-publishes", page.org.slug)
         messages.success(request, f"Publish run {run.pk} was handed to a worker.")
         return redirect("web-publish-run", page.org.slug, run.pk)
-    found = selectors.publish_runs(page.org).annotate(
-        unchanged=F("teams_rendered") - F("releases_created")
-    )
+    found = selectors.publish_runs(page.org).annotate(unchanged=F("teams") - F("releases_created"))
     runs = keyset_page(request, found, key="id", descending=True, cast=int)
     recent = list(_org_releases(page).order_by("-id")[:RECENT_RELEASES])
     return render(
@@ -161,7 +159,7 @@ def _progress(run: PublishRun) -> RunProgress:
         run=run,
         finished=finished,
         elapsed=duration(elapsed),
-        unchanged=run.teams_rendered - run.releases_created if succeeded else None,
+        unchanged=run.teams - run.releases_created if succeeded else None,
         # A succeeded run records there the due change sets it could not apply.
         refusals=run.error.splitlines() if succeeded else [],
         releases=releases,
