@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
 import json
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -26,27 +25,30 @@ from typing import Any
 
 import tomlkit
 
+import providers
+from policyhub import policies, rendering
 from policyhub.policies.domain import Endpoint, Node, OrgPolicy
 
-# The packages whose code decides what a team's files hold: the provider kinds and the Codex
-# release table, validation and resolution, rendering. Any change to them counts as a change of
-# every team's inputs, so the first publish after an upgrade renders every team once.
-RENDERER_PACKAGES = ("providers", "policyhub.policies", "policyhub.rendering")
+# The folders of the packages whose code decides what a team's files hold: the provider kinds and
+# the Codex release table, validation and resolution, rendering. Any change to them counts as a
+# change of every team's inputs, so the first publish after an upgrade renders every team once.
+RENDERER_PACKAGES = tuple(
+    Path(str(package.__file__)).parent for package in (providers, policies, rendering)
+)
 
 
 @functools.cache
 def renderer_digest() -> str:
     """sha256 over the source and data files of RENDERER_PACKAGES and tomlkit's version."""
     digest = hashlib.sha256(f"tomlkit {tomlkit.__version__}\0".encode())
-    for package in RENDERER_PACKAGES:
-        root = Path(str(importlib.import_module(package).__file__)).parent
+    for root in RENDERER_PACKAGES:
         files = sorted(
             path
             for path in root.rglob("*")
             if path.is_file() and not {"__pycache__", "migrations"} & set(path.parts)
         )
         for path in files:
-            digest.update(f"{package}/{path.relative_to(root).as_posix()}\0".encode())
+            digest.update(f"{root.name}/{path.relative_to(root).as_posix()}\0".encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
 

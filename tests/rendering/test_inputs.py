@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -217,17 +216,20 @@ def test_the_renderer_digest_moves_with_any_file_of_its_packages(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     package = tmp_path / "renderer_probe"
-    package.mkdir()
+    (package / "__pycache__").mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "table.tsv").write_text("0.169.0\tx\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(inputs, "RENDERER_PACKAGES", ("renderer_probe",))
-    inputs.renderer_digest.cache_clear()
-    try:
-        first = inputs.renderer_digest()
+    monkeypatch.setattr(inputs, "RENDERER_PACKAGES", (package,))
+
+    def digest() -> str:
         inputs.renderer_digest.cache_clear()
+        return inputs.renderer_digest()
+
+    try:
+        first = digest()
+        (package / "__pycache__" / "table.cpython-311.pyc").write_bytes(b"compiled")
+        assert digest() == first  # what Python writes beside the code is not the code
         (package / "table.tsv").write_text("0.170.0\tx\n")
-        assert inputs.renderer_digest() != first
+        assert digest() != first
     finally:
         inputs.renderer_digest.cache_clear()
-        sys.modules.pop("renderer_probe", None)
