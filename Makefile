@@ -1,6 +1,6 @@
 # Routine actions. The two that matter: `make run` (PolicyHub with demo data) and `make test`.
 # Fast tiers of the suite have their own targets: `make unit` (no services), `make lint`,
-# `make check`; `make help` lists them all.
+# `make check`, `make faults`; `make help` lists them all.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -16,7 +16,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 AXE_VERSION := 4.14.1
 
-.PHONY: help run test unit lint check pytest hooks venv venv-dev services codex codex-probe browser tools clean
+.PHONY: help run test unit faults lint check pytest hooks venv venv-dev services codex codex-probe browser tools clean
 
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## //'
@@ -40,6 +40,12 @@ test: venv-dev services codex browser tools lint check pytest
 ## unit: the tests that need no service (no database, Codex or browser), in seconds.
 unit: venv-dev
 	$(UNIT_ENV) $(VENV)/bin/pytest -n 2 -m "not database and not codex and not browser and not server" $(PYTEST_ARGS)
+
+## faults: the fault tests (tests/faults; docs/faults.md), in under a minute: a PostgreSQL and a
+##   Redis of their own, stopped and restarted under real Celery workers, and races on the real
+##   database (needs `make services`: the test database, and the servers' programs).
+faults: venv-dev
+	$(TEST_ENV) $(VENV)/bin/pytest -n 2 tests/faults $(PYTEST_ARGS)
 
 ## lint: ruff (lint and format) and mypy, exactly as the pre-commit hook runs them.
 lint: venv-dev

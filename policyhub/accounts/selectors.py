@@ -41,8 +41,16 @@ def organizations_open_to(actor: Actor, *, through_sso: bool) -> QuerySet[Organi
 
 def organization_lock(organization_id: int) -> Organization:
     """The organisation's row, locked until the transaction ends: the writers of one
-    organisation's policy, releases and keys go one after the other and see each other's work."""
-    return Organization.objects.select_for_update().get(pk=organization_id)
+    organisation's policy, releases and keys go one after the other and see each other's work.
+
+    FOR NO KEY UPDATE, not FOR UPDATE: it still excludes every other holder of this lock (and
+    any update of the row), but not the key-share lock with which PostgreSQL checks a foreign
+    key to the organisation. Those checks run when a transaction commits (Django's constraints
+    are deferred), after it has taken the head of the organisation's audit chain; a publish
+    holding FOR UPDATE and waiting for that head, while such a write (a publish request, a
+    claim, an approval) waited for the organisation, deadlocked, and PostgreSQL aborted one of
+    the two (tests/faults/test_concurrent_publishes.py)."""
+    return Organization.objects.select_for_update(no_key=True).get(pk=organization_id)
 
 
 def membership_lock(organization: Organization, user_id: int) -> Membership | None:
