@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
@@ -130,10 +131,22 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 SIGNING_KEY_SECRET = env_str("SIGNING_KEY_SECRET", SECRET_KEY)
 
 REDIS_URL = env_str("REDIS_URL", "")
-if REDIS_URL:
-    CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+
+
+def redis_cache(url: str) -> dict[str, Any]:
+    """The cache on the Redis at `url`. It holds only what may be lost (rate limits, used one-time
+    codes) and acts as an empty cache while Redis is unreachable, so that signing in keeps
+    working through a Redis outage (policyhub/caches.py). A Redis that does not answer at all
+    (a dropped route rather than a refused connection) costs a request at most a second."""
+    return {
+        "BACKEND": "policyhub.caches.ResilientRedisCache",
+        "LOCATION": url,
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
+
+
+if REDIS_URL:
+    CACHES = {"default": redis_cache(REDIS_URL)}
 
 # Celery: a Redis broker when REDIS_URL is set; otherwise tasks run in-process (quickstart).
 CELERY_BROKER_URL = REDIS_URL or "memory://"

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "architecture.md"
 PACKAGES = ("policyhub", "providers")
 # Modules of the project package that are not apps: shared below every app, or wiring above all.
-CORE = {"errors", "env", "validators", "apis", "logfilters", "actors", "credentials"}
+CORE = {"errors", "env", "validators", "apis", "logfilters", "actors", "credentials", "caches"}
 PROJECT = {"settings", "urls", "wsgi", "celery", "__init__"}
 
 

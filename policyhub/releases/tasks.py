@@ -7,35 +7,58 @@ sweeps keep the default limits (CELERY_TASK_SOFT_TIME_LIMIT), well inside their 
 
 from __future__ import annotations
 
-from celery import shared_task
+import logging
+from typing import Any
+
+from celery import Task, shared_task
+from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import InterfaceError, OperationalError, transaction
+from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from policyhub.actors import Actor
 from policyhub.releases.selectors import (
     organizations_with_releases_to_resign,
     publish_runs_stalled,
 )
-from policyhub.releases.services.publishing import publish_run_execute, publish_runs_create_due
+from policyhub.releases.services.publishing import (
+    PublishInterrupted,
+    publish_run_execute,
+    publish_runs_create_due,
+)
 from policyhub.releases.services.resign import releases_resign
 
 # Who re-signs what a revoked key signed when the revocation's own task was lost.
 KEY_REVOCATION = Actor.system("key-revocation")
 
+logger = logging.getLogger(__name__)
+
 
 @shared_task(
+    bind=True,
     acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    retry_jitter=True,
     max_retries=5,
     soft_time_limit=settings.PUBLISH_SOFT_TIME_LIMIT,
     time_limit=settings.PUBLISH_TIME_LIMIT,
 )
-def publish_run_task(run_id: int) -> str:
-    run = publish_run_execute(run_id=run_id)
+def publish_run_task(self: Task[Any, Any], run_id: int, claim: int | None = None) -> str:
+    try:
+        run = publish_run_execute(run_id=run_id, claim=claim)
+    except PublishInterrupted as lost:
+        # The run is still marked as this task's: its retry takes it up again, no other may.
+        raise self.retry(args=(run_id, lost.claim), exc=lost, countdown=_backoff(self)) from lost
+    except (OperationalError, InterfaceError) as exc:
+        raise self.retry(exc=exc, countdown=_backoff(self)) from exc
     return "claimed elsewhere" if run is None else run.status
+
+
+def _backoff(task: Task[Any, Any]) -> int:
+    """Seconds before the next try: Celery's exponential backoff with full jitter (what its
+    retry_backoff gives), 1, 2, 4 ... seconds at most, capped at ten minutes."""
+    return get_exponential_backoff_interval(
+        factor=1, retries=task.request.retries, maximum=600, full_jitter=True
+    )
 
 
 def publish_run_enqueue(run_id: int) -> None:
@@ -44,14 +67,29 @@ def publish_run_enqueue(run_id: int) -> None:
 
 
 def _hand_over(run_id: int) -> None:
-    # No time limits in the message: the worker applies its own, from its PUBLISH_LEASE_SECONDS,
-    # rather than those of whichever process asked (Celery sends the sender's by default).
-    # (None is how Celery means "none given"; its type stubs only admit numbers.)
-    publish_run_task.apply_async(
-        (run_id,),
-        time_limit=None,  # type: ignore[arg-type]
-        soft_time_limit=None,  # type: ignore[arg-type]
-    )
+    _send(publish_run_task, (run_id,), f"publish run {run_id}")
+
+
+def _send(task: Task[Any, Any], args: tuple[object, ...], what: str) -> None:
+    """Send a task whose row is committed already. When the broker cannot take it (Redis down),
+    the work stays recorded (a pending run, a release signed by a revoked key) and the recovery
+    sweep of Celery beat sends it again within a couple of minutes of the broker's return: the
+    failure is logged, not raised. Raised, it would turn the request that asked, whose writes
+    are committed, into an error page, and stop the sweep at the first of its items."""
+    try:
+        # No time limits in the message: the worker applies its own, from its
+        # PUBLISH_LEASE_SECONDS, rather than those of whichever process asked (Celery sends the
+        # sender's by default). (None is how Celery means "none given"; its type stubs only
+        # admit numbers.)
+        task.apply_async(
+            args,
+            time_limit=None,  # type: ignore[arg-type]
+            soft_time_limit=None,  # type: ignore[arg-type]
+        )
+    except BrokerUnreachable as error:
+        logger.warning(
+            "%s waits for the recovery sweep: the broker did not take its task (%s)", what, error
+        )
 
 
 @shared_task
@@ -102,11 +140,7 @@ def releases_resign_enqueue(organization_id: int, actor: Actor) -> None:
     signed, in the name of `actor` (at once outside a transaction; in-process without a broker)."""
     args = (organization_id, actor.kind.value, actor.label, actor.user.pk if actor.user else None)
     transaction.on_commit(
-        lambda: releases_resign_task.apply_async(
-            args,
-            time_limit=None,  # type: ignore[arg-type]
-            soft_time_limit=None,  # type: ignore[arg-type]
-        )
+        lambda: _send(releases_resign_task, args, f"re-signing for organisation {organization_id}")
     )
 
 

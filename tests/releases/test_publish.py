@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from policyhub.audit.models import AuditEvent
 from policyhub.policies.models import ProviderEndpoint
@@ -177,6 +179,23 @@ def test_a_run_is_claimed_once(cast: dict[str, Any]) -> None:
     run = publish_run_request(organization=cast["acme"], actor=acting(cast["admin"]))
     assert publish_run_execute(run_id=run.pk) is not None
     assert publish_run_execute(run_id=run.pk) is None
+    assert Release.objects.count() == 3
+
+
+def test_a_running_run_is_taken_up_again_only_under_its_own_claim(cast: dict[str, Any]) -> None:
+    """A worker that lost the database mid-publish, and could not hand the run back, resumes
+    it by its claim (the attempt number); nobody else may before the lease runs out."""
+    apply(cast, POLICY)
+    run = publish_run_request(organization=cast["acme"], actor=acting(cast["admin"]))
+    # As the interrupted worker left it: claimed (attempt 1), running, lease still valid.
+    PublishRun.objects.filter(pk=run.pk).update(
+        status="running", attempts=1, lease_expires_at=timezone.now() + timedelta(minutes=10)
+    )
+    assert publish_run_execute(run_id=run.pk) is None
+    assert publish_run_execute(run_id=run.pk, claim=2) is None
+    done = publish_run_execute(run_id=run.pk, claim=1)
+    assert done is not None and (done.status, done.attempts) == ("succeeded", 2)
+    assert publish_run_execute(run_id=run.pk, claim=1) is None  # finished: nothing to resume
     assert Release.objects.count() == 3
 
 

@@ -162,7 +162,7 @@ def test_publish_now_follows_the_run_until_it_has_succeeded(
     page = client.get(response["Location"])
     assert page.status_code == 200
     text = page.content.decode()
-    assert f"Publish run {run.pk}" in text and "was handed to a worker" in text
+    assert f"Publish run {run.pk}" in text and "is queued for a worker" in text
     assert 'hx-trigger="every 1s"' in text
     assert url("web-publish-run-progress", run.pk) in text
     with django_assert_max_num_queries(9):

@@ -88,28 +88,45 @@ def _claimable() -> Q:
     return Q(status=PublishRun.Status.PENDING) | expired
 
 
-def publish_run_execute(*, run_id: int) -> PublishRun | None:
+class PublishInterrupted(Exception):
+    """The database went away in the middle of a publish and was still away when the worker
+    tried to hand the run back: the run is still marked running under this worker's claim
+    (`claim`, the run's attempt number), which only this worker's retry takes up again
+    (`publish_run_execute(claim=...)`) rather than waiting out the lease."""
+
+    def __init__(self, run_id: int, claim: int) -> None:
+        super().__init__(f"publish run {run_id} lost the database during attempt {claim}")
+        self.run_id, self.claim = run_id, claim
+
+
+def publish_run_execute(*, run_id: int, claim: int | None = None) -> PublishRun | None:
     """Claim a run and publish it; returns None when another worker holds it or it is done.
 
     The claim is one conditional UPDATE, so exactly one worker wins. A worker killed mid-run
     leaves no release (the publish transaction dies with it) and a running row whose lease
-    expires; the redelivered task or the recovery sweep then claims it again. Each step of the
-    run (start, finish or failure, a hand-back after a lost connection) is recorded in the
-    transaction that makes it, in the requester's name, as the releases are.
+    expires; the redelivered task or the recovery sweep then claims it again. A worker that
+    lost the database hands the run back (pending) or, when it cannot even record that, raises
+    PublishInterrupted with its claim, which its retry passes as `claim` to take the run up
+    again at once. Each step of the run (start, finish or failure, a hand-back after a lost
+    connection) is recorded in the transaction that makes it, in the requester's name, as the
+    releases are.
     """
-    run = _claimed(run_id)
+    run = _claimed(run_id, claim)
     if run is None:
         return None
     try:
         counts = release_publish(run=run)
     except (OperationalError, InterfaceError) as exc:
         # The database went away: nothing was stored; the task's retry claims the run again.
-        _run_step(
-            run,
-            "requeue",
-            status=PublishRun.Status.PENDING,
-            reason=f"the database connection was lost ({type(exc).__name__}); retried",
-        )
+        try:
+            _run_step(
+                run,
+                "requeue",
+                status=PublishRun.Status.PENDING,
+                reason=f"the database connection was lost ({type(exc).__name__}); retried",
+            )
+        except (OperationalError, InterfaceError):
+            raise PublishInterrupted(run.pk, run.attempts) from exc
         raise
     except SoftTimeLimitExceeded:
         _failed(
@@ -134,9 +151,14 @@ def publish_run_execute(*, run_id: int) -> PublishRun | None:
 
 
 @transaction.atomic
-def _claimed(run_id: int) -> PublishRun | None:
+def _claimed(run_id: int, claim: int | None = None) -> PublishRun | None:
+    """Claim the run if it is claimable, or if it is still running under `claim` (this task's
+    own earlier claim: any other claim since would have changed the attempt number)."""
     now = timezone.now()
-    claimed = PublishRun.objects.filter(_claimable(), pk=run_id).update(
+    claimable = _claimable()
+    if claim is not None:
+        claimable |= Q(status=PublishRun.Status.RUNNING, attempts=claim)
+    claimed = PublishRun.objects.filter(claimable, pk=run_id).update(
         status=PublishRun.Status.RUNNING,
         started_at=now,
         lease_expires_at=now + timedelta(seconds=settings.PUBLISH_LEASE_SECONDS),

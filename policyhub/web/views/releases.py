@@ -78,7 +78,7 @@ def publishes_page(request: HttpRequest, page: OrgPage) -> HttpResponse:
         except ApplicationError as refused:
             messages.error(request, refused.message)
             return redirect("web-publishes", page.org.slug)
-        messages.success(request, f"Publish run {run.pk} was handed to a worker.")
+        messages.success(request, f"Publish run {run.pk} is queued for a worker.")
         return redirect("web-publish-run", page.org.slug, run.pk)
     found = selectors.publish_runs(page.org).annotate(unchanged=F("teams") - F("releases_created"))
     runs = keyset_page(request, found, key="id", descending=True, cast=int)
