@@ -5,7 +5,7 @@ Refusals name the document's own field paths (`providers.azure.resource_url`,
 `teams.platform/ci.config.model`), and `document` for text that is not TOML at all. Applying a
 document names, in If-Match, the export it was edited from: a document edited from an export
 that another write has overtaken gets 412 instead of undoing that write. A change set's ETag is
-the digest of what its GET shows; moving its publish time names it too.
+the digest of what its GET shows; approving it and moving its publish time name it too.
 """
 
 from __future__ import annotations
@@ -562,7 +562,8 @@ class ChangeSetSubmitApi(OrgApiView):
 
 
 class _ChangeSetDecisionApi(OrgApiView):
-    """A reviewer's decision on a submitted change set, with its reason."""
+    """A reviewer's decision on a submitted change set, with its reason (rejections; an
+    approval also names the version read: ChangeSetApproveApi)."""
 
     required = {"POST": Permission.CHANGE_SET_REVIEW}
     decide: ClassVar[Callable[..., ChangeSet]]
@@ -589,14 +590,37 @@ def _decision_schema(name: str, request: type[serializers.Serializer[None]]) -> 
     )
 
 
-@_decision_schema("approve", ChangeSetApproveIn)
-class ChangeSetApproveApi(_ChangeSetDecisionApi):
+class ChangeSetApproveApi(OrgApiView):
     """Approve someone else's submitted change set: the next publish (or its publish time)
-    applies it."""
+    applies it. The approval names the version its reviewer read (If-Match): a reviewer who
+    read a draft its author has edited since, or submitted, learns of it (412) instead of
+    approving content nobody reviewed. (A rejection needs none: it publishes nothing.)"""
 
+    required = {"POST": Permission.CHANGE_SET_REVIEW}
     doing = "approve change sets"
     serializer_class = ChangeSetApproveIn
-    decide = staticmethod(change_set_approve)
+
+    @extend_schema(
+        operation_id="change_set_approve",
+        request=ChangeSetApproveIn,
+        responses={200: ChangeSetOut, **WRITE_ERRORS},
+        parameters=[IF_MATCH],
+        tags=CHANGE_SET_TAGS,
+    )
+    def post(self, request: Request, slug: str, pk: int) -> Response:
+        given = ChangeSetApproveIn(data=request.data)
+        given.is_valid(raise_exception=True)
+        # Compared under the change set's lock, which the approval holds on: an edit or a
+        # submit cannot slip in between the comparison and the approval.
+        with transaction.atomic():
+            locked = change_set_locked(self.organization, pk)
+            if locked is None:
+                raise Http404("no such change set")
+            require_if_match(request, etag_of(_change_set_shown(locked)))
+            change_set = change_set_approve(
+                actor=self.actor, change_set=locked, reason=given.validated_data["reason"]
+            )
+        return _acted(change_set)
 
 
 @_decision_schema("reject", ChangeSetRejectIn)

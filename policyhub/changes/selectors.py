@@ -84,6 +84,14 @@ def organizations_with_due_change_sets(now: datetime) -> QuerySet[Organization]:
     ).distinct()
 
 
+def change_set_version(change_set: ChangeSet) -> str:
+    """What a reviewer read: the document, the policy it was planned against, and when it was
+    submitted (a change set edited and submitted again is another version, even unchanged)."""
+    submitted = change_set.submitted_at.isoformat() if change_set.submitted_at else ""
+    read = f"{change_set.document}\0{change_set.base_digest}\0{submitted}"
+    return hashlib.sha256(read.encode()).hexdigest()
+
+
 def policy_digest(policy: OrgPolicy) -> str:
     """sha256 of the policy's export text: equal policies, equal digest."""
     return hashlib.sha256(document.dump(policy).encode()).hexdigest()

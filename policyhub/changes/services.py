@@ -27,6 +27,7 @@ from policyhub.changes.models import ChangeSet
 from policyhub.changes.selectors import (
     WAITING,
     change_set_draft_of,
+    change_set_version,
     live_policy_digest,
     policy_plan,
 )
@@ -243,8 +244,14 @@ def change_set_submit(
 
 
 @transaction.atomic
-def change_set_approve(*, actor: Actor, change_set: ChangeSet, reason: str = "") -> ChangeSet:
-    """Four eyes: a reviewer other than the author approves a submitted change set."""
+def change_set_approve(
+    *, actor: Actor, change_set: ChangeSet, reason: str = "", read: str | None = None
+) -> ChangeSet:
+    """Four eyes: a reviewer other than the author approves a submitted change set.
+
+    `read`: the version the reviewer read (`change_set_version`), compared under the change
+    set's lock: an approval of a change set edited and submitted again since is refused, not
+    given to content nobody reviewed."""
     change_set = _locked(change_set)
     authorize(
         actor, change_set.organization, Permission.CHANGE_SET_REVIEW, doing="approve change sets"
@@ -253,6 +260,11 @@ def change_set_approve(*, actor: Actor, change_set: ChangeSet, reason: str = "")
         raise ApplicationError(
             "the author can never approve their own change",
             [Issue("error", "actor", f"{actor.label} wrote change set {change_set.pk}")],
+        )
+    if read is not None and read != change_set_version(change_set):
+        raise ApplicationError(
+            f"change set {change_set.pk} changed since it was read: read it again, then decide",
+            [Issue("error", "version", "is not the change set's current version")],
         )
     return _decide(change_set, actor, ChangeSet.Status.APPROVED, reason)
 

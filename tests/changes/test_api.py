@@ -283,10 +283,16 @@ def test_a_change_set_from_proposal_to_approval(acme: dict[str, Any]) -> None:
     assert acme["auditor_api"].get(f"{url}/plan").json() == {
         "plan": ["~ team platform/ci config.model: 'codex-ci' -> 'gpt-5.5'"]
     }
-    own = acme["admin_api"].post(f"{url}/approve", {}, format="json")
+    etag = read["ETag"]
+    own = acme["admin_api"].post(f"{url}/approve", {}, format="json", HTTP_IF_MATCH=etag)
     assert own.status_code == 400
     assert "actor" in own.json()["errors"]
-    approved = acme["owner_api"].post(f"{url}/approve", {"reason": "fine"}, format="json")
+    # An approval names the version read: what is approved is what was reviewed.
+    unnamed = acme["owner_api"].post(f"{url}/approve", {"reason": "fine"}, format="json")
+    assert unnamed.status_code == 428
+    approved = acme["owner_api"].post(
+        f"{url}/approve", {"reason": "fine"}, format="json", HTTP_IF_MATCH=etag
+    )
     assert approved.status_code == 200, approved.json()
     assert (approved.json()["status"], approved.json()["decision_reason"]) == ("approved", "fine")
     assert approved["ETag"] != read["ETag"]

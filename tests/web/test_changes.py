@@ -119,7 +119,16 @@ def test_from_an_edit_to_a_publish_run(world: World) -> None:
     page = reviewer.get(url(draft)).content.decode()
     assert "Approve change set" in page and "Reject change set" in page
     assert "Publish now" not in page and "Submit change set" not in page
-    approved = reviewer.post(url(draft, "-/approve/"), {"reason": "checked the diff"})
+    # The approval names the version the reviewer read: another one is refused.
+    read = re.search(r'name="version" value="([0-9a-f]{64})"', page)
+    assert read is not None
+    stale = reviewer.post(url(draft, "-/approve/"), {"reason": "ok", "version": "0" * 64})
+    assert stale.status_code == 400 and "changed since it was read" in stale.content.decode()
+    draft.refresh_from_db()
+    assert draft.status == "submitted"
+    approved = reviewer.post(
+        url(draft, "-/approve/"), {"reason": "checked the diff", "version": read.group(1)}
+    )
     assert approved.status_code == 302
     draft.refresh_from_db()
     assert draft.status == "approved" and draft.decision_reason == "checked the diff"

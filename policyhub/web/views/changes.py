@@ -26,7 +26,13 @@ from policyhub.audit.models import AuditEvent
 from policyhub.audit.selectors import audit_events
 from policyhub.changes.apis import ChangeSetFilter
 from policyhub.changes.models import ChangeSet
-from policyhub.changes.selectors import WAITING, change_set_diff, change_set_get, change_set_list
+from policyhub.changes.selectors import (
+    WAITING,
+    change_set_diff,
+    change_set_get,
+    change_set_list,
+    change_set_version,
+)
 from policyhub.changes.services import (
     change_set_approve,
     change_set_describe,
@@ -151,6 +157,7 @@ def _render_detail(
         "refused": refused,
         "typed": typed or {},
         "publish_at_value": _local(change_set.publish_at),
+        "version": change_set_version(change_set),
     }
     return render(request, "web/changes/detail.html", context, status=400 if refused else 200)
 
@@ -365,7 +372,12 @@ def change_set_approve_step(request: HttpRequest, page: OrgPage, pk: int) -> Htt
         page,
         change_set,
         "approve",
-        lambda: change_set_approve(actor=page.actor, change_set=change_set, reason=reason),
+        lambda: change_set_approve(
+            actor=page.actor,
+            change_set=change_set,
+            reason=reason,
+            read=request.POST.get("version", ""),
+        ),
         done=f"Change set {change_set.pk} approved.",
         fields=("reason",),
         typed={"reason": reason},
@@ -439,7 +451,7 @@ def change_set_publish_step(request: HttpRequest, page: OrgPage, pk: int) -> Htt
         raise
     except ApplicationError as exc:
         return _render_detail(request, page, change_set, action="publish", refused=refusal(exc))
-    messages.success(request, f"Publish run {run.pk} requested.")
+    messages.success(request, f"Publish run {run.pk} is queued for a worker.")
     return redirect("web-publish-run", page.org.slug, run.pk)
 
 
