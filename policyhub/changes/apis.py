@@ -306,6 +306,17 @@ def _change_set_shown(change_set: ChangeSet) -> dict[str, Any]:
     return dict(ChangeSetOut(change_set, context={"live_digest": live}).data)
 
 
+def _locked_as_read(view: OrgApiView, request: Request, pk: int) -> ChangeSet:
+    """The change set, locked until the caller's transaction ends, once its If-Match names what
+    its GET shows now: compared under the lock, so no edit or submit slips in between the
+    comparison and the caller's write."""
+    locked = change_set_locked(view.organization, pk)
+    if locked is None:
+        raise Http404("no such change set")
+    require_if_match(request, etag_of(_change_set_shown(locked)))
+    return locked
+
+
 def _change_set(view: OrgApiView, pk: int) -> ChangeSet:
     found = change_set_get(pk, organization=view.organization)
     if found is None:
@@ -610,13 +621,8 @@ class ChangeSetApproveApi(OrgApiView):
     def post(self, request: Request, slug: str, pk: int) -> Response:
         given = ChangeSetApproveIn(data=request.data)
         given.is_valid(raise_exception=True)
-        # Compared under the change set's lock, which the approval holds on: an edit or a
-        # submit cannot slip in between the comparison and the approval.
         with transaction.atomic():
-            locked = change_set_locked(self.organization, pk)
-            if locked is None:
-                raise Http404("no such change set")
-            require_if_match(request, etag_of(_change_set_shown(locked)))
+            locked = _locked_as_read(self, request, pk)
             change_set = change_set_approve(
                 actor=self.actor, change_set=locked, reason=given.validated_data["reason"]
             )
@@ -652,10 +658,7 @@ class ChangeSetScheduleApi(OrgApiView):
         given = ChangeSetScheduleIn(data=request.data)
         given.is_valid(raise_exception=True)
         with transaction.atomic():
-            locked = change_set_locked(self.organization, pk)
-            if locked is None:
-                raise Http404("no such change set")
-            require_if_match(request, etag_of(_change_set_shown(locked)))
+            locked = _locked_as_read(self, request, pk)
             change_set = change_set_schedule(
                 actor=self.actor, change_set=locked, publish_at=given.validated_data["publish_at"]
             )
