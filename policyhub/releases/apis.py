@@ -74,7 +74,9 @@ class PublishRunOut(serializers.Serializer[Any]):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     attempts = serializers.IntegerField()
-    teams = serializers.IntegerField(help_text="The organisation's teams when the run published.")
+    teams = serializers.IntegerField(
+        help_text="The organisation's teams when the run published (0 until it has succeeded)."
+    )
     teams_rendered = serializers.IntegerField(
         help_text="Those it rendered: the others' inputs had not changed since their last render."
     )

@@ -46,7 +46,8 @@ def publish_run_task(self: Task[Any, Any], run_id: int, claim: int | None = None
     try:
         run = publish_run_execute(run_id=run_id, claim=claim)
     except PublishInterrupted as lost:
-        # The run is still marked as this task's: its retry takes it up again, no other may.
+        # The run is still marked as this task's claim: its retry takes it up again at once (any
+        # other worker only once the lease has run out).
         raise self.retry(args=(run_id, lost.claim), exc=lost, countdown=_backoff(self)) from lost
     except (OperationalError, InterfaceError) as exc:
         raise self.retry(exc=exc, countdown=_backoff(self)) from exc
@@ -55,7 +56,7 @@ def publish_run_task(self: Task[Any, Any], run_id: int, claim: int | None = None
 
 def _backoff(task: Task[Any, Any]) -> int:
     """Seconds before the next try: Celery's exponential backoff with full jitter (what its
-    retry_backoff gives), 1, 2, 4 ... seconds at most, capped at ten minutes."""
+    retry_backoff gives): at most 1, 2, 4, 8 and 16 seconds for the five retries."""
     return get_exponential_backoff_interval(
         factor=1, retries=task.request.retries, maximum=600, full_jitter=True
     )

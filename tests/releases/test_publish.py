@@ -19,6 +19,7 @@ from policyhub.releases import signing
 from policyhub.releases.models import PublishRun, Release, SigningKey
 from policyhub.releases.services.keys import signing_key_rotate
 from policyhub.releases.services.publishing import publish_run_execute
+from policyhub.releases.services.rollback import release_rollback
 from policyhub.releases.services.runs import publish_run_request
 from policyhub.rendering.render import render_release
 from tests.conftest import OPERATOR, THREE_TEAMS, acting, make_policy
@@ -158,6 +159,35 @@ def test_incremental_publishes_store_what_full_renders_make(cast: dict[str, Any]
         }
         assert stored == full, text
         assert run.teams == len(policy.teams)
+
+
+def test_a_rollback_is_kept_by_publishes_that_skip_the_team_and_left_by_a_change(
+    cast: dict[str, Any],
+) -> None:
+    apply(cast, POLICY)
+    publish(cast)
+    edited = POLICY.replace('model = "codex-ci"', 'model = "gpt-5.5"')
+    apply(cast, edited)
+    publish(cast)
+    release_rollback(
+        organization=cast["acme"], team_path="platform/ci", to_revision=1, actor=OPERATOR
+    )
+    rolled_back = Release.objects.get(team_path="platform/ci", current=True)
+    # Its inputs render to what it last got from a publish: left out, the rollback stays.
+    run = publish(cast)
+    assert (run.teams_rendered, run.releases_created) == (0, 0)
+    assert Release.objects.get(team_path="platform/ci", current=True).pk == rolled_back.pk
+    # Its inputs change: rendered, and released over the rollback.
+    apply(
+        cast,
+        edited.replace(
+            'model_provider = "azure-eng"',
+            'model_provider = "azure-eng"\nmodel_reasoning_effort = "low"',
+        ),
+    )
+    run = publish(cast)
+    assert (run.teams_rendered, run.releases_created) == (1, 1)
+    assert revisions(cast)["platform/ci"] == 4
 
 
 def test_an_invalid_policy_fails_the_run_and_stores_nothing(cast: dict[str, Any]) -> None:

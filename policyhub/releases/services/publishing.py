@@ -9,6 +9,7 @@ enqueues work (runs.py and tasks.py do), so the tasks can import this module.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -25,6 +26,7 @@ from policyhub.actors import SCHEDULER, Actor
 from policyhub.audit.services import audit_event, audit_record, audit_record_many
 from policyhub.changes.selectors import organizations_with_due_change_sets
 from policyhub.changes.services import change_sets_publish_due
+from policyhub.errors import ApplicationError
 from policyhub.policies.domain import OrgPolicy
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_check
@@ -90,13 +92,17 @@ def _claimable() -> Q:
 
 class PublishInterrupted(Exception):
     """The database went away in the middle of a publish and was still away when the worker
-    tried to hand the run back: the run is still marked running under this worker's claim
+    tried to record how it ended: the run is still marked running under this worker's claim
     (`claim`, the run's attempt number), which only this worker's retry takes up again
     (`publish_run_execute(claim=...)`) rather than waiting out the lease."""
 
     def __init__(self, run_id: int, claim: int) -> None:
         super().__init__(f"publish run {run_id} lost the database during attempt {claim}")
         self.run_id, self.claim = run_id, claim
+
+    def __reduce__(self) -> tuple[type[PublishInterrupted], tuple[int, int]]:
+        # Celery may pickle the exception (a retry's cause): made again from its fields.
+        return PublishInterrupted, (self.run_id, self.claim)
 
 
 def publish_run_execute(*, run_id: int, claim: int | None = None) -> PublishRun | None:
@@ -115,31 +121,39 @@ def publish_run_execute(*, run_id: int, claim: int | None = None) -> PublishRun 
     if run is None:
         return None
     try:
-        counts = release_publish(run=run)
+        return _published(run)
     except (OperationalError, InterfaceError) as exc:
-        # The database went away: nothing was stored; the task's retry claims the run again.
-        try:
-            _run_step(
-                run,
-                "requeue",
-                status=PublishRun.Status.PENDING,
-                reason=f"the database connection was lost ({type(exc).__name__}); retried",
-            )
-        except (OperationalError, InterfaceError):
-            raise PublishInterrupted(run.pk, run.attempts) from exc
-        raise
-    except SoftTimeLimitExceeded:
-        _failed(
+        # The database went away: nothing was stored (or, when only the answer to the commit
+        # was lost, everything was, the run's end too, and the retry finds nothing to claim).
+        reason = f"the database connection was lost ({type(exc).__name__}); retried"
+        _record_end(
             run,
-            f"stopped after {settings.PUBLISH_SOFT_TIME_LIMIT} s, before its lease ran out "
-            "(PUBLISH_LEASE_SECONDS); nothing was stored",
+            exc,
+            lambda: _run_step(run, "requeue", status=PublishRun.Status.PENDING, reason=reason),
         )
+        raise
+    except SoftTimeLimitExceeded as exc:
+        limit = settings.PUBLISH_SOFT_TIME_LIMIT
+        message = (
+            f"stopped after {limit} s, before its lease ran out (PUBLISH_LEASE_SECONDS); "
+            "nothing was stored"
+        )
+        _record_end(run, exc, lambda: _failed(run, message))
         raise
     except Exception as exc:
         # The publish transaction rolled back: nothing was stored. Record why on the run.
-        _failed(run, str(exc) or type(exc).__name__)
+        error = str(exc) or type(exc).__name__
+        _record_end(run, exc, lambda: _failed(run, error))
         raise
-    return _run_step(
+
+
+@transaction.atomic
+def _published(run: PublishRun) -> PublishRun:
+    """Publish, and record the run's success with its counts in the same transaction: the
+    releases and the run's end are stored together or not at all, so no run is left running
+    over releases it did store, and an attempt that lost its claim stores nothing."""
+    counts = release_publish(run=run)
+    finished = _run_step(
         run,
         "finish",
         status=PublishRun.Status.SUCCEEDED,
@@ -148,6 +162,19 @@ def publish_run_execute(*, run_id: int, claim: int | None = None) -> PublishRun 
         teams_rendered=counts.rendered,
         releases_created=counts.created,
     )
+    if finished is None:
+        # Another worker holds the run now: what this attempt made is rolled back, theirs counts.
+        raise ApplicationError(f"publish run {run.pk} was claimed again while this attempt ran")
+    return finished
+
+
+def _record_end(run: PublishRun, cause: BaseException, record: Callable[[], object]) -> None:
+    """Record how an attempt ended (handed back, or failed); when the database cannot take even
+    that, raise PublishInterrupted, so that the task's retry takes up the run it still holds."""
+    try:
+        record()
+    except (OperationalError, InterfaceError):
+        raise PublishInterrupted(run.pk, run.attempts) from cause
 
 
 @transaction.atomic
@@ -188,9 +215,17 @@ RUN_COUNTS = ("teams", "teams_rendered", "releases_created")
 
 
 @transaction.atomic
-def _run_step(run: PublishRun, verb: str, *, reason: str = "", **fields: object) -> PublishRun:
-    """Move the run on (`fields` of its row) and record it, in one transaction."""
-    PublishRun.objects.filter(pk=run.pk).update(**fields)
+def _run_step(
+    run: PublishRun, verb: str, *, reason: str = "", **fields: object
+) -> PublishRun | None:
+    """Move the run on (`fields` of its row) and record it, in one transaction, if it is still
+    running under this attempt's claim; None, changing nothing, when it is not (its lease ran
+    out and another worker claimed it, or this attempt's end was stored already)."""
+    ours = PublishRun.objects.filter(
+        pk=run.pk, status=PublishRun.Status.RUNNING, attempts=run.attempts
+    )
+    if not ours.update(**fields):
+        return None
     run = PublishRun.objects.get(pk=run.pk)
     after = {
         "status": run.status,
@@ -248,7 +283,8 @@ def release_publish(*, run: PublishRun) -> PublishCounts:
     # left out rendered, with the same inputs, from a policy that passed these checks.
     policy_check(_with_chains(policy, paths), validations)
     key = signing_key_active(organization=organization, actor=actor)
-    revisions = last_revisions(organization, paths)
+    # Only the teams to render (all of them: no list to send).
+    revisions = last_revisions(organization, paths if len(paths) < len(policy.teams) else None)
     signed: list[tuple[Release, list[ReleaseVariant]]] = []
     rendered_now: list[TeamRender] = []
     created = 0
