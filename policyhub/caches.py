@@ -41,6 +41,10 @@ class ResilientRedisCache(RedisCache):
             return bool(super().add(key, value, timeout, version))
         except UNREACHABLE as error:
             # An empty cache takes any new key: a lock is taken, a one-time code is unused.
+            # True, not False, although nothing was stored: django-allauth takes its rate-limit
+            # lock with `add`, and treats a lock it cannot take as the limit reached, which would
+            # refuse every sign-in. The price: during the outage a TOTP code is not remembered
+            # as used, so one seen with the password could be replayed within its 30 seconds.
             _unreachable("add", error)
             return True
 
