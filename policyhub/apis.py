@@ -57,13 +57,14 @@ def etag_of(representation: Any) -> str:
     return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
 
 
-def require_if_match(request: Request, current: str) -> None:
-    """428 unless the request sends If-Match; 412 unless it names `current` (or is `*`).
-    Call it under the lock that the write takes, after reading the object again."""
+def require_if_match(request: Request, current: str, *, any_version: bool = True) -> None:
+    """428 unless the request sends If-Match; 412 unless it names `current` (or is `*`, where
+    `any_version` allows it: not where the write says which version someone read). Call it
+    under the lock that the write takes, after reading the object again."""
     header = request.headers.get("If-Match", "").strip()
     if not header:
         raise PreconditionRequired()
-    if header == "*":
+    if header == "*" and any_version:
         return
     # A weak tag never matches for a write (RFC 9110 §13.1.1: If-Match compares strongly).
     if current not in (tag.strip() for tag in header.split(",")):

@@ -306,14 +306,16 @@ def _change_set_shown(change_set: ChangeSet) -> dict[str, Any]:
     return dict(ChangeSetOut(change_set, context={"live_digest": live}).data)
 
 
-def _locked_as_read(view: OrgApiView, request: Request, pk: int) -> ChangeSet:
+def _locked_as_read(
+    view: OrgApiView, request: Request, pk: int, *, any_version: bool = True
+) -> ChangeSet:
     """The change set, locked until the caller's transaction ends, once its If-Match names what
-    its GET shows now: compared under the lock, so no edit or submit slips in between the
-    comparison and the caller's write."""
+    its GET shows now (`*` too, where `any_version`): compared under the lock, so no edit or
+    submit slips in between the comparison and the caller's write."""
     locked = change_set_locked(view.organization, pk)
     if locked is None:
         raise Http404("no such change set")
-    require_if_match(request, etag_of(_change_set_shown(locked)))
+    require_if_match(request, etag_of(_change_set_shown(locked)), any_version=any_version)
     return locked
 
 
@@ -622,7 +624,8 @@ class ChangeSetApproveApi(OrgApiView):
         given = ChangeSetApproveIn(data=request.data)
         given.is_valid(raise_exception=True)
         with transaction.atomic():
-            locked = _locked_as_read(self, request, pk)
+            # Not `*`: an approval says which version its reviewer read.
+            locked = _locked_as_read(self, request, pk, any_version=False)
             change_set = change_set_approve(
                 actor=self.actor, change_set=locked, reason=given.validated_data["reason"]
             )

@@ -290,6 +290,10 @@ def test_a_change_set_from_proposal_to_approval(acme: dict[str, Any]) -> None:
     # An approval names the version read: what is approved is what was reviewed.
     unnamed = acme["owner_api"].post(f"{url}/approve", {"reason": "fine"}, format="json")
     assert unnamed.status_code == 428
+    any_version = acme["owner_api"].post(
+        f"{url}/approve", {"reason": "fine"}, format="json", HTTP_IF_MATCH="*"
+    )
+    assert any_version.status_code == 412
     approved = acme["owner_api"].post(
         f"{url}/approve", {"reason": "fine"}, format="json", HTTP_IF_MATCH=etag
     )
