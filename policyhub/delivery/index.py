@@ -130,6 +130,22 @@ def _map_generation(path: Path) -> tuple[mmap.mmap, FileId]:
         os.close(fd)  # the mapping keeps the file
 
 
+def _write_ahead_log(db: sqlite3.Connection) -> None:
+    """Put the file in WAL mode (a no-op once it is). While another process holds the write
+    lock, as when a server's workers boot and create a new index at once, SQLite answers this
+    "database is locked" at once rather than calling its busy handler (waiting could deadlock),
+    so it is tried again here, for as long as the busy timeout would have waited."""
+    deadline = time.monotonic() + BUSY_MS / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 class HostIndex:
     """The index file, with one SQLite connection per thread that uses it."""
 
@@ -185,7 +201,7 @@ class HostIndex:
             try:
                 os.chmod(self.path, 0o600)
                 _private(self.path, stat.S_ISREG)
-                db.execute("PRAGMA journal_mode = WAL")
+                _write_ahead_log(db)
                 db.execute("PRAGMA synchronous = NORMAL")  # a cache: durable enough in WAL mode
                 db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             except BaseException:
