@@ -7,8 +7,8 @@ document can be checked completely before a single row is written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from providers.codex_versions import DEFAULT_VERSION
@@ -112,3 +112,12 @@ class OrgPolicy:
             prefix = "/".join(parts[:depth])
             chain.append((prefix, self.teams[prefix].node))
         return chain
+
+    def with_chains(self, paths: Iterable[str]) -> OrgPolicy:
+        """This policy with only the teams of `paths` and their ancestors: what validating and
+        rendering those teams reads of the tree."""
+        kept: set[str] = set()
+        for path in paths:
+            parts = path.split("/")
+            kept.update("/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
+        return replace(self, teams={path: self.teams[path] for path in sorted(kept)})

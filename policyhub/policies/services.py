@@ -6,7 +6,6 @@ written in one transaction with one audit event per change, or not at all.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 
 from django.db import transaction
 from django.db.models import F
@@ -320,10 +319,7 @@ def _checks_after_move(organization: Organization, moved: str) -> None:
     ancestors are validated, and only the subtree's rows written."""
     policy = org_policy(organization)
     subtree = [p for p in policy.teams if p == moved or p.startswith(f"{moved}/")]
-    parts = moved.split("/")
-    ancestors = ["/".join(parts[:depth]) for depth in range(1, len(parts))]
-    needed = sorted({*ancestors, *subtree})
-    partial = replace(policy, teams={path: policy.teams[path] for path in needed})
+    partial = policy.with_chains(subtree)
     validated: dict[str, TeamValidation] = {}
     found = validate_policy(partial, validated)
     team_checks_write(

@@ -10,7 +10,7 @@ enqueues work (runs.py and tasks.py do), so the tasks can import this module.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -27,7 +27,6 @@ from policyhub.audit.services import audit_event, audit_record, audit_record_man
 from policyhub.changes.selectors import organizations_with_due_change_sets
 from policyhub.changes.services import change_sets_publish_due
 from policyhub.errors import ApplicationError
-from policyhub.policies.domain import OrgPolicy
 from policyhub.policies.selectors import org_policy
 from policyhub.policies.services import policy_check
 from policyhub.policies.validation import TeamValidation
@@ -281,7 +280,7 @@ def release_publish(*, run: PublishRun) -> PublishCounts:
     validations: dict[str, TeamValidation] = {}
     # The organisation's own checks, and the teams to render with their ancestors: each team
     # left out rendered, with the same inputs, from a policy that passed these checks.
-    policy_check(_with_chains(policy, paths), validations)
+    policy_check(policy.with_chains(paths), validations)
     key = signing_key_active(organization=organization, actor=actor)
     # Only the teams to render (all of them: no list to send).
     revisions = last_revisions(organization, paths if len(paths) < len(policy.teams) else None)
@@ -365,15 +364,6 @@ def _renders_save(rendered: list[TeamRender], gone: list[int]) -> None:
             update_fields=["inputs_digest", "content_digest"],
         )
     TeamRender.objects.filter(pk__in=gone).delete()
-
-
-def _with_chains(policy: OrgPolicy, paths: list[str]) -> OrgPolicy:
-    """`policy` with only the teams of `paths` and their ancestors."""
-    kept: set[str] = set()
-    for path in paths:
-        parts = path.split("/")
-        kept.update("/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
-    return replace(policy, teams={path: policy.teams[path] for path in sorted(kept)})
 
 
 def requester(run: PublishRun) -> Actor:
