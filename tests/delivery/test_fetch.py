@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test import Client
 
@@ -197,6 +198,43 @@ def test_fetches_are_counted_per_device_behind_the_request(
     assert device.fetch_count == 3
     assert device.revision_served == current(cast, "platform/ci").revision
     assert device.last_channel == "agent" and device.last_seen_at is not None
+
+
+def test_fetch_counts_survive_their_connection_being_cut_between_flushes(
+    cast: dict[str, Any], publish: Callable[..., Any], enrol: Enrol, client: Client
+) -> None:
+    """The counts' connection stays open between flushes: when PostgreSQL drops it (a restart, a
+    failover, an idle timeout), the next flush fails on it, gives its batch back and opens
+    another; no fetch is lost or counted twice."""
+    publish()
+    device, credential = enrol("platform/ci")
+    state = cache()
+    assert state is not None
+
+    def counted(expected: int) -> None:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            device.refresh_from_db()
+            if device.fetch_count >= expected:
+                break
+            time.sleep(0.1)
+        assert device.fetch_count == expected
+
+    for _ in range(2):
+        assert native(client, credential).status_code == 200
+    counted(2)
+    held = state._counts
+    assert held is not None and not held.closed
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [held.info.backend_pid])
+        assert cursor.fetchone() == (True,)
+    for _ in range(3):
+        assert native(client, credential).status_code == 200
+    counted(5)
+    assert state._counts is not held  # the cut connection was replaced
+    time.sleep(settings.DELIVERY_FLUSH_SECONDS + 0.5)  # a further flush writes nothing again
+    device.refresh_from_db()
+    assert device.fetch_count == 5
 
 
 def test_an_older_fetch_written_late_never_overwrites_a_newer_one(
