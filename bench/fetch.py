@@ -4,7 +4,7 @@
                                     [--connections 64] [--server gunicorn|granian|both]
                                     [--rounds 1] [--memory|--no-memory] [--seed-only]
                                     [--gunicorn-workers 4] [--granian-workers 2]
-                                    [--granian-threads 2] [--nginx-workers 1]
+                                    [--granian-threads 2] [--nginx-workers 1] [--wrk-threads 1]
 
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres), wrk and nginx; granian for --server granian
 or both (`.venv/bin/pip install granian`). Recreates the database `policyhub_bench`, seeds the
@@ -16,7 +16,7 @@ nullable; a device of each kind is compared afterwards and any other difference 
 A million devices take about two minutes; --seed-only stops there. Starts the servers on loopback with the
 production settings plus the floor views of bench/fetch_urls.py (gunicorn with sync workers
 and/or granian in WSGI mode, and nginx), has every worker look up the devices wrk will use, then
-runs wrk (2 threads, a random device per request, drawn from a random sample of --sample
+runs wrk (one thread unless --wrk-threads says otherwise, a random device per request, drawn from a random sample of --sample
 enrolled devices, or all of them when there are fewer) against:
 
 * the native channel (credential in the path) and the agent channel (Bearer header), each as a
@@ -92,7 +92,10 @@ DATABASE = "policyhub_bench"
 DATABASE_URL = f"postgres://postgres@{HOST}:5432/{DATABASE}"
 PORTS = {"gunicorn": 18401, "granian": 18402, "nginx": 18403}
 ORGANIZATION = "acme"
-WRK_THREADS = 2
+# One wrk thread: on 2 cores a second one only takes CPU from the server it measures. With two,
+# nginx answered 64,000-75,000 req/s and the fetches' p99 was 26-42 ms; with one, nginx answered
+# 90,000 (one thread keeps up with every server here) and the fetches' p99 was 18-25 ms.
+WRK_THREADS = 1
 WARMUP_SECONDS = 2
 # Devices enrolled through device_enroll, the real path (about 80 a second); the rest are written
 # with COPY, as device_enroll would write them.
@@ -1260,6 +1263,7 @@ def versions() -> str:
 
 
 def main() -> None:
+    global WRK_THREADS
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
@@ -1269,6 +1273,7 @@ def main() -> None:
     parser.add_argument("--granian-workers", type=int, default=2)
     parser.add_argument("--granian-threads", type=int, default=2, help="blocking threads/worker")
     parser.add_argument("--nginx-workers", type=int, default=1)
+    parser.add_argument("--wrk-threads", type=int, default=WRK_THREADS)
     parser.add_argument(
         "--rounds", type=int, default=1, help="measure every endpoint this many times (medians)"
     )
@@ -1284,8 +1289,9 @@ def main() -> None:
     args = parser.parse_args()
     if min(args.devices, args.duration, args.rounds, args.sample) < 1:
         parser.error("need at least 1 device, 1 second, 1 round and a sample of 1")
-    if args.connections < WRK_THREADS:
-        parser.error("need at least 2 connections")
+    if not 1 <= args.wrk_threads <= args.connections:
+        parser.error("need 1 to --connections wrk threads")
+    WRK_THREADS = args.wrk_threads
     if args.memory is None:
         args.memory = args.devices >= MEMORY_DEVICES
 
